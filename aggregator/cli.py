@@ -1,0 +1,194 @@
+"""The command line: parses arguments, runs a command, turns our errors into one-line messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .config import Config, default_config_path, load_config
+from .errors import AggregatorError, ConfigError
+from .models import PollResult
+from .pipeline import HostLimiter, poll, polled_url, publish_outputs
+from .store import Store
+
+MAX_WORKERS = 16
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except AggregatorError as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("aggregator: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aggregator", description="Poll feeds, merge stories, republish.")
+    parser.add_argument("-c", "--config", type=Path, default=None,
+                        help="configuration file (default: $AGGREGATOR_CONFIG, then config/aggregator.yaml)")
+    parser.add_argument("--version", action="version", version=f"aggregator {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    once = commands.add_parser("once", help="poll sources once now, publish, and exit")
+    once.add_argument("--source", action="append", default=[], metavar="ID", help="poll only this source (repeatable)")
+    once.add_argument("--force", action="store_true", help="also poll gone sources and those inside Retry-After")
+    once.set_defaults(func=cmd_once)
+    commands.add_parser("publish", help="re-render every output from the store").set_defaults(func=cmd_publish)
+    commands.add_parser("check", help="validate the configuration").set_defaults(func=cmd_check)
+    status = commands.add_parser("status", help="one row per source")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def _config(args) -> Config:
+    return load_config(args.config if args.config is not None else default_config_path())
+
+
+def cmd_check(args) -> int:
+    config = _config(args)
+    print(f"{config.path}: ok ({len(config.sources)} sources, {len(config.outputs)} outputs)")
+    return 0
+
+
+def cmd_publish(args) -> int:
+    config = _config(args)
+    store = Store(config.state)
+    try:
+        written = publish_outputs(store, config)
+    finally:
+        store.close()
+    print(f"published {len(config.outputs)} outputs, {len(written)} files rewritten")
+    return 0
+
+
+def cmd_once(args) -> int:
+    config = _config(args)
+    unknown = [s for s in args.source if config.source(s) is None]
+    if unknown:
+        print(f"aggregator: unknown source {', '.join(unknown)}; `aggregator status` lists them", file=sys.stderr)
+        return 2
+    store = Store(config.state)
+    try:
+        results = _poll_all(store, config, args.source, args.force)
+        for result in results:
+            print(_summary_line(result))
+        counts = {k: sum(1 for r in results if r.outcome == k) for k in ("new", "updated", "unchanged", "error", "skipped")}
+        print(f"total: {len(results)} sources, {sum(r.new for r in results)} new entries, "
+              f"{sum(r.updated for r in results)} updated, {counts['unchanged']} unchanged, "
+              f"{counts['error']} failed, {counts['skipped']} skipped")
+        written = publish_outputs(store, config)
+        print(f"published {len(config.outputs)} outputs, {len(written)} files rewritten")
+    finally:
+        store.close()
+    return 0
+
+
+def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> list[PollResult]:
+    now = datetime.now(timezone.utc)
+    states = store.source_states()
+    todo, results = [], []
+    for source in config.sources:
+        if only and source.id not in only:
+            continue
+        if not only and not source.enabled:
+            continue
+        state = states.get(source.id)
+        if state and not force:
+            if state.state == "gone":
+                results.append(PollResult(source.id, "skipped", error="gone (HTTP 410); use --force to poll it"))
+                continue
+            if state.retry_after and state.retry_after > now:
+                results.append(PollResult(source.id, "skipped",
+                                          error=f"Retry-After until {state.retry_after.isoformat()}"))
+                continue
+        todo.append(source)
+    limiter = HostLimiter()
+    progress = _progress(len(todo))
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(todo)))) as pool:
+        futures = {pool.submit(poll, store, config, source, limiter): source for source in todo}
+        for future in as_completed(futures):
+            results.append(future.result())
+            progress.update(1)
+    progress.close()
+    order = {s.id: s.order for s in config.sources}
+    return sorted(results, key=lambda r: order[r.source_id])
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stderr, unit="source", disable=not sys.stderr.isatty(), leave=False)
+
+
+def _summary_line(result: PollResult) -> str:
+    if result.outcome == "error":
+        return f"{result.source_id}: error: {result.error}"
+    if result.outcome == "skipped":
+        return f"{result.source_id}: skipped: {result.error}"
+    if result.outcome == "unchanged":
+        return f"{result.source_id}: unchanged" + (" (304)" if result.status == 304 else "")
+    return f"{result.source_id}: {result.outcome}: {result.new} new, {result.updated} updated"
+
+
+def _time(when: datetime | None) -> str | None:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+
+
+def source_rows(store: Store, config: Config) -> list[dict]:
+    states = store.source_states()
+    rows = []
+    for source in config.sources:
+        state = states.get(source.id)
+        if state is None:
+            from .models import SourceState
+
+            state = SourceState(id=source.id)
+        rows.append({
+            "id": source.id,
+            "url": polled_url(source, state),
+            "state": "disabled" if not source.enabled else state.state,
+            "last_poll": _time(state.last_poll),
+            "last_success": _time(state.last_success),
+            "last_status": state.last_status,
+            "errors": state.errors,
+            "next_poll": _time(state.next_poll) if source.enabled and state.state != "gone" else None,
+            "entries": state.entries,
+            "last_error": state.last_error,
+        })
+    return rows
+
+
+def cmd_status(args) -> int:
+    config = _config(args)
+    store = Store(config.state)
+    try:
+        rows = source_rows(store, config)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"sources": rows}, indent=2, ensure_ascii=False))
+        return 0
+    columns = ["id", "state", "last_poll", "last_success", "last_status", "errors", "next_poll", "entries", "url",
+               "last_error"]
+    table = [[("-" if row[c] is None else str(row[c])) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns[:-1])]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths + [0])).rstrip())
+    for r in table:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths + [0])).rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

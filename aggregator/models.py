@@ -1,0 +1,161 @@
+"""The small frozen values that pass between pipeline stages.
+
+Datetimes are always timezone-aware UTC; parse.py guarantees it at the boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one HTTP or file: read produced; ``body`` is None for 304 Not Modified."""
+
+    url: str
+    status: int
+    body: bytes | None
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_url: str | None = None  # set after a 301/308 chain: poll here from now on
+    max_age: int | None = None  # Cache-Control: max-age, seconds
+
+    @property
+    def not_modified(self) -> bool:
+        return self.body is None
+
+
+@dataclass(frozen=True)
+class FeedInfo:
+    """The source feed's own metadata, used for atom:source and scheduling hints."""
+
+    title: str | None = None
+    link: str | None = None  # the site (alternate)
+    id: str | None = None
+    updated: datetime | None = None
+    language: str | None = None
+    ttl: int | None = None  # seconds the feed asks us to wait between polls
+    skip_hours: frozenset[int] = frozenset()
+    skip_days: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item as its source gave it, in our own terms (HTML still unsanitised)."""
+
+    key: str  # identity inside its source; see parse.entry_key
+    title: str
+    link: str | None = None
+    guid: str | None = None
+    summary: str | None = None
+    content: str | None = None
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    published: datetime | None = None
+    updated: datetime | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    info: FeedInfo
+    entries: tuple[Entry, ...]
+    warning: str | None = None  # what feedparser found wrong but could work around
+
+
+@dataclass(frozen=True)
+class SourceMeta:
+    """A source as an output document names it (atom:source, rss source, attribution)."""
+
+    id: str
+    title: str
+    feed_id: str
+    self_url: str
+    site_url: str | None
+    updated: datetime
+
+
+@dataclass(frozen=True)
+class RelatedCopy:
+    title: str
+    link: str
+    source_title: str
+
+
+@dataclass(frozen=True)
+class StoryEntry:
+    """One story as an output shows it: the chosen copy plus the story's own id and dates."""
+
+    uid: str
+    republished: datetime
+    published: datetime
+    updated: datetime
+    title: str
+    link: str | None
+    summary: str | None
+    content: str | None
+    authors: tuple[str, ...]
+    categories: tuple[str, ...]
+    language: str | None
+    source: SourceMeta
+    related: tuple[RelatedCopy, ...] = ()
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """How one poll of one source went, for the CLI summary and the scheduler."""
+
+    source_id: str
+    outcome: str  # new, updated, unchanged, error, skipped
+    new: int = 0
+    updated: int = 0
+    status: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the store remembers about polling one source."""
+
+    id: str
+    state: str = "new"  # new, ok, failing, gone
+    configured_url: str | None = None  # the config's URL when `url` was adopted
+    url: str | None = None  # adopted after a 301/308; None = the configured URL
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    last_poll: datetime | None = None
+    last_success: datetime | None = None
+    last_status: int | None = None
+    errors: int = 0
+    next_poll: datetime | None = None
+    retry_after: datetime | None = None
+    last_error: str | None = None
+    feed_title: str | None = None
+    feed_link: str | None = None
+    feed_id: str | None = None
+    feed_updated: datetime | None = None
+    min_interval: int | None = None  # the feed's own ttl / max-age, seconds
+    entries: int = 0
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """One copy of a story as the store holds it (HTML already sanitised)."""
+
+    id: int
+    story_id: int
+    source_id: str
+    key: str
+    title: str
+    link: str | None
+    summary: str | None
+    content: str | None
+    authors: tuple[str, ...]
+    categories: tuple[str, ...]
+    language: str | None
+    published: datetime
+    updated: datetime
+    first_seen: datetime
