@@ -1,0 +1,104 @@
+"""A real HTTP server on 127.0.0.1 for tests: serves feed bodies, honours validators, records requests."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/xml"
+    validators: bool = True  # send ETag/Last-Modified and answer 304 to matching conditional requests
+    handler: Callable | None = None  # handler(request_handler) writes a whole custom response
+
+
+@dataclass
+class SeenRequest:
+    path: str
+    headers: dict[str, str]
+    time: float
+    status: int = 0
+
+
+class FeedServer:
+    def __init__(self):
+        self.routes: dict[str, Route] = {}
+        self.requests: list[SeenRequest] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                seen = SeenRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, time.time())
+                with server.lock:
+                    server.requests.append(seen)
+                    route = server.routes.get(self.path.split("?")[0])
+                if route is None:
+                    seen.status = 404
+                    self._send(404, {}, b"not found")
+                    return
+                if route.handler:
+                    route.handler(self)
+                    return
+                headers = {"Content-Type": route.content_type, **route.headers}
+                if route.validators and route.status == 200:
+                    etag = '"' + hashlib.sha1(route.body).hexdigest() + '"'
+                    headers.update({"ETag": etag, "Last-Modified": "Mon, 27 Sep 2021 10:00:00 GMT"})
+                    if self.headers.get("If-None-Match") == etag:
+                        seen.status = 304
+                        self._send(304, {"ETag": etag}, b"")
+                        return
+                seen.status = route.status
+                self._send(route.status, headers, route.body)
+
+            def _send(self, status, headers, body):
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if status != 304:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if status != 304:
+                    self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def serve(self, path: str, body: bytes | str = b"", **kwargs) -> str:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.routes[path] = Route(body=body, **kwargs)
+        return self.url(path)
+
+    def seen(self, path: str) -> list[SeenRequest]:
+        with self.lock:
+            return [r for r in self.requests if r.path.split("?")[0] == path]
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
