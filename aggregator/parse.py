@@ -120,7 +120,7 @@ def _html(detail: dict | None) -> str | None:
 def _date(node: dict, keys: tuple[str, ...], now: datetime) -> datetime | None:
     """The first trustworthy date: not before 1990, not more than a day ahead."""
     for key in keys:
-        parsed = node.get(key)
+        parsed = dict.get(node, key)  # FeedParserDict.get maps updated → published, with a warning
         if not parsed:
             continue
         try:

@@ -1,0 +1,201 @@
+"""The whole pipeline through the real CLI: a loopback server, a temp SQLite file, a temp output folder."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from lxml import etree
+
+from conftest import fixture_bytes, run_cli, status_json, write_config
+
+A = "{http://www.w3.org/2005/Atom}"
+AGG = "{https://github.com/aggregator-project/aggregator/ns/1.0}"
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def entries_by_title(path) -> dict[str, etree._Element]:
+    root = etree.parse(str(path)).getroot()
+    return {e.findtext(f"{A}title"): e for e in root.findall(f"{A}entry")}
+
+
+@pytest.fixture
+def two_sources(tmp_path, feed_server):
+    feed_server.serve("/dates.atom", fixture_bytes("feeds/dates.atom"), content_type="application/atom+xml")
+    feed_server.serve("/republisher.rss", fixture_bytes("feeds/republisher.rss"))
+    config = write_config(tmp_path, [
+        {"id": "dates", "url": feed_server.url("/dates.atom"), "tags": ["world"]},
+        {"id": "republisher", "url": feed_server.url("/republisher.rss"), "title": "Republisher Daily"},
+    ], [
+        {"id": "all", "title": "All stories"},
+        {"id": "world", "title": "World", "tags": ["world"]},
+    ])
+    return config
+
+
+def test_dates_follow_the_fallback_chain(two_sources):
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    run_cli("once", config=two_sources, check=True)
+    after = datetime.now(timezone.utc) + timedelta(seconds=1)
+    entries = entries_by_title(two_sources.parent / "out" / "world.atom")
+
+    both = entries["With both dates"]
+    assert parse_time(both.findtext(f"{A}published")) == datetime(2021, 9, 27, 8, 0, tzinfo=timezone.utc)
+    assert parse_time(both.findtext(f"{A}updated")) == datetime(2021, 9, 28, 9, 30, tzinfo=timezone.utc)
+
+    only = entries["Only updated"]
+    assert parse_time(only.findtext(f"{A}published")) == datetime(2021, 9, 26, 12, 0, tzinfo=timezone.utc)
+    assert parse_time(only.findtext(f"{A}updated")) == datetime(2021, 9, 26, 12, 0, tzinfo=timezone.utc)
+
+    none = entries["No dates"]
+    first_seen = parse_time(none.findtext(f"{A}published"))
+    assert before <= first_seen <= after
+    assert parse_time(none.findtext(f"{A}updated")) >= first_seen
+
+    for entry in entries.values():
+        republished = parse_time(entry.findtext(f"{AGG}republished"))
+        assert before <= republished <= after
+
+
+def test_entries_carry_full_atom_source_and_sanitised_content(two_sources, feed_server):
+    run_cli("once", config=two_sources, check=True)
+    root = etree.parse(str(two_sources.parent / "out" / "all.atom")).getroot()
+    assert root.findtext(f"{A}id") == "http://feeds.test/all.atom"
+    assert root.find(f"{A}link[@rel='self']").get("href") == "http://feeds.test/all.atom"
+    entry = entries_by_title(two_sources.parent / "out" / "all.atom")["With both dates"]
+    source = entry.find(f"{A}source")
+    assert source.findtext(f"{A}id") == "tag:dates.test,2021:feed"
+    assert source.findtext(f"{A}title") == "Dates Test Feed"
+    assert parse_time(source.findtext(f"{A}updated")) == datetime(2021, 9, 28, 9, 30, tzinfo=timezone.utc)
+    assert source.find(f"{A}link[@rel='self']").get("href") == feed_server.url("/dates.atom")
+    assert source.find(f"{A}link[@rel='alternate']").get("href") == "https://dates.test/"
+    assert [a.findtext(f"{A}name") for a in entry.findall(f"{A}author")] == ["Ann Writer"]
+    assert {c.get("term") for c in entry.findall(f"{A}category")} == {"world", "politics"}
+    assert entry.find(f"{A}link").get("href") == "https://dates.test/2021/09/with-both"
+    content = entry.findtext(f"{A}content")
+    assert "Originally published by Dates Test Feed on 2021-09-27" in content
+    assert 'href="https://dates.test/related"' in content
+    assert "<script" not in content and "alert(1)" not in content
+    assert not entry.findtext(f"{A}id").startswith("tag:dates.test")
+
+
+def test_same_story_from_two_sources_is_one_entry_with_a_related_link(two_sources):
+    run_cli("once", config=two_sources, check=True)
+    entries = entries_by_title(two_sources.parent / "out" / "all.atom")
+    assert "With both dates | Republisher Daily" not in entries
+    related = entries["With both dates"].findall(f"{A}link[@rel='related']")
+    assert len(related) == 1
+    assert related[0].get("title").startswith("Republisher Daily")
+    assert "A story only the republisher has" in entries
+    assert len(entries) == 4
+
+
+def test_second_run_is_conditional_stable_and_rewrites_nothing(two_sources, feed_server):
+    run_cli("once", config=two_sources, check=True)
+    out = two_sources.parent / "out"
+    first = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.atom")}
+    ids = {t: (e.findtext(f"{A}id"), e.findtext(f"{AGG}republished"))
+           for t, e in entries_by_title(out / "all.atom").items()}
+
+    second = run_cli("once", config=two_sources, check=True)
+    assert "dates: unchanged (304)" in second.stdout
+    requests = feed_server.seen("/dates.atom")
+    assert len(requests) == 2
+    assert requests[1].headers.get("if-none-match", "").startswith('"')
+    assert requests[1].status == 304
+    assert "0 files rewritten" in second.stdout
+
+    published = run_cli("publish", config=two_sources, check=True)
+    assert "0 files rewritten" in published.stdout
+    for name, (data, mtime) in first.items():
+        assert (out / name).read_bytes() == data
+        assert (out / name).stat().st_mtime_ns == mtime
+    assert {t: (e.findtext(f"{A}id"), e.findtext(f"{AGG}republished"))
+            for t, e in entries_by_title(out / "all.atom").items()} == ids
+
+
+def test_changed_item_updates_its_entry_keeping_id_and_republished(two_sources, feed_server):
+    run_cli("once", config=two_sources, check=True)
+    out = two_sources.parent / "out"
+    before = entries_by_title(out / "all.atom")["Only updated"]
+    changed = fixture_bytes("feeds/dates.atom").replace(
+        b"A summary in plain text &amp; nothing else.", b"A corrected summary.").replace(
+        b"<updated>2021-09-26T12:00:00Z</updated>\n    <summary>", b"<updated>2021-09-29T12:00:00Z</updated>\n    <summary>")
+    feed_server.serve("/dates.atom", changed, content_type="application/atom+xml")
+    result = run_cli("once", config=two_sources, check=True)
+    assert "dates: updated: 0 new, 1 updated" in result.stdout
+    entries = entries_by_title(out / "all.atom")
+    after = entries["Only updated"]
+    assert len(entries) == 4
+    assert after.findtext(f"{A}id") == before.findtext(f"{A}id")
+    assert after.findtext(f"{AGG}republished") == before.findtext(f"{AGG}republished")
+    assert parse_time(after.findtext(f"{A}updated")) == datetime(2021, 9, 29, 12, 0, tzinfo=timezone.utc)
+    assert "A corrected summary." in after.findtext(f"{A}content")
+
+
+def test_limit_orders_newest_published_first(tmp_path, feed_server):
+    feed_server.serve("/dates.atom", fixture_bytes("feeds/dates.atom"))
+    config = write_config(tmp_path, [{"id": "dates", "url": feed_server.url("/dates.atom")}],
+                          [{"id": "two", "title": "Two", "limit": 2}])
+    run_cli("once", config=config, check=True)
+    root = etree.parse(str(tmp_path / "out" / "two.atom")).getroot()
+    titles = [e.findtext(f"{A}title") for e in root.findall(f"{A}entry")]
+    assert titles == ["No dates", "With both dates"]
+    assert root.findtext(f"{A}updated") == root.find(f"{A}entry").findtext(f"{A}updated")
+
+
+def test_failing_source_is_recorded_and_others_still_publish(tmp_path, feed_server):
+    feed_server.serve("/dates.atom", fixture_bytes("feeds/dates.atom"))
+    feed_server.serve("/broken", b"oops", status=500)
+    config = write_config(tmp_path, [
+        {"id": "dates", "url": feed_server.url("/dates.atom")},
+        {"id": "broken", "url": feed_server.url("/broken")},
+        {"id": "nowhere", "url": "http://127.0.0.1:9/feed"},
+    ])
+    result = run_cli("once", config=config)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "broken: error: fetch: HTTP 500" in result.stdout
+    assert "nowhere: error: fetch: cannot connect" in result.stdout
+    assert "total: 3 sources, 3 new entries" in result.stdout
+    rows = status_json(config)
+    assert rows["broken"]["state"] == "failing" and rows["broken"]["errors"] == 1
+    assert rows["broken"]["last_status"] == 500
+    assert rows["dates"]["state"] == "ok" and rows["dates"]["entries"] == 3
+    assert set(rows["dates"]) == {"id", "url", "state", "last_poll", "last_success", "last_status", "errors",
+                                  "next_poll", "entries", "last_error"}
+    assert len(entries_by_title(tmp_path / "out" / "all.atom")) == 3
+
+
+def test_user_agent_and_file_urls(tmp_path, feed_server):
+    feed_server.serve("/dates.atom", fixture_bytes("feeds/dates.atom"))
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "rep.rss").write_bytes(fixture_bytes("feeds/republisher.rss"))
+    config = write_config(tmp_path, [
+        {"id": "dates", "url": feed_server.url("/dates.atom")},
+        {"id": "local", "url": "file:samples/rep.rss"},
+    ])
+    result = run_cli("once", config=config, check=True)
+    assert "local: new: 2 new" in result.stdout
+    agent = feed_server.seen("/dates.atom")[0].headers["user-agent"]
+    assert agent.startswith("aggregator/") and "(+http" in agent
+    assert status_json(config)["local"]["url"] == (tmp_path / "samples" / "rep.rss").as_uri()
+
+
+def test_once_source_filter_and_unknown_source(two_sources, feed_server):
+    result = run_cli("once", "--source", "dates", config=two_sources, check=True)
+    assert "dates: new" in result.stdout and "republisher" not in result.stdout
+    assert feed_server.seen("/republisher.rss") == []
+    unknown = run_cli("once", "--source", "nope", config=two_sources)
+    assert unknown.returncode == 2 and "unknown source nope" in unknown.stderr
+
+
+def test_body_past_max_bytes_is_abandoned(tmp_path, feed_server):
+    feed_server.serve("/big", fixture_bytes("feeds/dates.atom"))
+    config = write_config(tmp_path, [{"id": "big", "url": feed_server.url("/big"), "max_bytes": 500}])
+    result = run_cli("once", config=config, check=True)
+    assert "big: error: fetch: body larger than max_bytes (500 bytes)" in result.stdout
+    assert status_json(config)["big"]["entries"] == 0
