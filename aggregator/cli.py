@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
@@ -129,7 +130,11 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
 def _progress(total: int):
     from tqdm import tqdm
 
-    return tqdm(total=total, file=sys.stderr, unit="source", disable=not sys.stderr.isatty(), leave=False)
+    terminal = sys.stderr.isatty()
+    size = os.get_terminal_size(sys.stderr.fileno()) if terminal else None
+    # A terminal that reports no size (a bare pty) would otherwise hide the bar entirely.
+    return tqdm(total=total, file=sys.stderr, unit="source", disable=not terminal, leave=False,
+                ncols=(size.columns or 80) if size else None, nrows=(size.lines or 24) if size else None)
 
 
 def _summary_line(result: PollResult) -> str:
