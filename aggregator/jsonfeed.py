@@ -40,7 +40,7 @@ def render(config: Config, document: Document, entries: list[StoryEntry]) -> byt
     feed["authors"] = [{"name": output.author or output.title}]
     if output.language:
         feed["language"] = output.language
-    if config.hubs:
+    if config.hubs and document.page is None:
         feed["hubs"] = [{"type": "WebSub", "url": hub} for hub in config.hubs]
     feed["_aggregator"] = _feed_extension(document, links)
     feed["items"] = [_item(output, entry) for entry in entries]

@@ -116,7 +116,7 @@ def build_feed(config: Config, document: Document, fmt: str, entries: list[Story
         fg.register_extension("dc", DcExtension, DcEntryExtension, atom=False, rss=True)
     self_url = feed_url(config, document.name(fmt))
     history = document.history_links(config, fmt)
-    hubs = [("hub", hub) for hub in config.hubs]
+    hubs = [("hub", hub) for hub in config.hubs] if document.page is None else []  # pages never change
     fg.aggregator.document(document, hubs + history)
     fg.id(feed_url(config, document.name("atom")))
     fg.title(xml_safe(document.title()))
