@@ -95,17 +95,17 @@ def plan_import(outlines: list[Outline], config: Config) -> ImportPlan:
     """Pure: the new sources, with ids unique against the config and each other."""
     taken = {s.id for s in config.sources}
     known = {canonical_link(s.url) for s in config.sources}
-    sources, skipped = [], []
+    sources, skipped, listed = [], [], set()
     for outline in outlines:
         scheme = urlsplit(outline.xml_url).scheme.lower()
         if scheme not in SCHEMES:
             skipped.append(f"{outline.xml_url}: not an http, https or file URL")
             continue
         key = canonical_link(outline.xml_url)
-        if key in known:
-            skipped.append(f"{outline.xml_url}: already a source")
+        if key in known or key in listed:
+            skipped.append(f"{outline.xml_url}: " + ("already a source" if key in known else "listed twice"))
             continue
-        known.add(key)
+        listed.add(key)
         base = slug(outline.title) or slug(urlsplit(outline.xml_url).hostname or "") or "source"
         source_id, n = base, 2
         while source_id in taken:
