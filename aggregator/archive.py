@@ -12,6 +12,7 @@ document heals on the next publish.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Iterator
 
 from lxml import etree
 
-from .config import Config, OutputConfig
+from .config import FORMATS, Config, OutputConfig
 from .documents import ARCHIVE_DIR
 from .errors import PublishError
 from .models import StoryEntry
@@ -67,14 +68,15 @@ def read_pages(directory: Path) -> list[Page]:
     """The archive pages of one output, oldest first; [] when it has none."""
     if not directory.is_dir():
         return []
-    numbers = sorted(int(p.stem) for p in directory.glob("*.atom") if p.stem.isdigit())
+    names = set(os.listdir(directory))
+    numbers = sorted(int(name[:-5]) for name in names if name.endswith(".atom") and name[:-5].isdigit())
     if numbers != list(range(1, len(numbers) + 1)):
         raise PublishError(f"archive pages in {directory} are not numbered 1..{len(numbers)}; "
                            "restore the missing ones or move the folder aside to start the archive afresh")
-    return [_read_page(directory, number) for number in numbers]
+    return [_read_page(directory, number, names) for number in numbers]
 
 
-def _read_page(directory: Path, number: int) -> Page:
+def _read_page(directory: Path, number: int, names: set[str]) -> Page:
     path = directory / f"{number}.atom"
     try:
         root = etree.parse(str(path), _PARSER).getroot()
@@ -83,7 +85,7 @@ def _read_page(directory: Path, number: int) -> Page:
                            "to start it afresh") from exc
     uids = tuple((e.text or "").strip() for e in root.iterfind(f"{ATOM}entry/{ATOM}id"))
     full = root.find(f"{ATOM}link[@rel='next-archive']") is not None
-    formats = frozenset(p.suffix[1:] for p in directory.glob(f"{number}.*") if p.suffix[1:] in ("atom", "rss", "json"))
+    formats = frozenset(fmt for fmt in FORMATS if f"{number}.{fmt}" in names)
     return Page(number, uids, full, formats)
 
 

@@ -17,7 +17,7 @@ from typing import Protocol
 import re2
 
 REGEX_TERM = re.compile(r"/(.*)/([a-zA-Z]*)", re.DOTALL)
-REGEX_FLAGS = {"i": "i", "m": "m", "s": "s"}
+REGEX_FLAGS = "ims"  # ignore case, ^/$ at line breaks, . matches a newline
 MAX_PATTERN_MEMORY = 8 << 20  # bytes RE2 may use for one compiled pattern
 
 
@@ -31,10 +31,6 @@ class Pattern:
 
     text: str
     regex: _Searcher
-
-    @property
-    def is_regex(self) -> bool:
-        return REGEX_TERM.fullmatch(self.text) is not None
 
     def search(self, haystack: str) -> bool:
         return self.regex.search(haystack) is not None

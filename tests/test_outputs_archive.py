@@ -138,8 +138,11 @@ def test_a_late_back_dated_story_goes_to_the_open_page_not_into_a_full_one(tmp_p
     site = Site(tmp_path)
     site.publish(list(range(1, 15)))  # 14 stories: 4 current, pages 1-2 full, page 3 open with 2
     full = {n: (site.out / f"archive/news/{n}.atom").read_bytes() for n in site.pages()[:-1]}
-    old = lambda n: START - timedelta(days=30) if n == 99 else START + timedelta(hours=n)  # noqa: E731
-    site.publish([*range(1, 15), 99], published=old)
+
+    def back_dated(n: int) -> datetime:
+        return START - timedelta(days=30) if n == 99 else START + timedelta(hours=n)
+
+    site.publish([*range(1, 15), 99], published=back_dated)
     for number, data in full.items():
         assert (site.out / f"archive/news/{number}.atom").read_bytes() == data
     assert "Story 99" in titles(site.atom(f"archive/news/{site.pages()[-1]}.atom"))

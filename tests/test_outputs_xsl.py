@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 from lxml import etree, html
@@ -13,7 +12,12 @@ from lxml import etree, html
 from aggregator.documents import Document
 from aggregator.publish import render, stylesheet_bytes
 from conftest import ROOT, run_cli
-from test_publish_formats import config, sample_entries  # noqa: F401  (config is a fixture)
+from test_publish_formats import sample_config, sample_entries
+
+
+@pytest.fixture
+def config(tmp_path):
+    return sample_config(tmp_path)
 
 
 def transform(document: bytes) -> html.HtmlElement:
@@ -27,7 +31,7 @@ def readable(page: html.HtmlElement) -> str:
 
 
 @pytest.mark.parametrize("fmt", ["atom", "rss"])
-def test_transform_shows_each_entry_with_source_and_both_dates(config, fmt):  # noqa: F811
+def test_transform_shows_each_entry_with_source_and_both_dates(config, fmt):
     page = transform(render(config, Document(config.outputs[0], prev_archive=2), fmt, sample_entries()))
     text = readable(page)
     assert page.findtext(".//title").startswith("World news")
@@ -45,7 +49,7 @@ def test_transform_shows_each_entry_with_source_and_both_dates(config, fmt):  # 
     assert older and older[0].get("href") == f"https://feeds.example/archive/world/2.{fmt}"
 
 
-def test_transform_of_an_archive_page_links_newer_and_latest(config):  # noqa: F811
+def test_transform_of_an_archive_page_links_newer_and_latest(config):
     page = transform(render(config, Document(config.outputs[0], page=2, full=True), "atom", sample_entries()))
     targets = {a.text: a.get("href") for a in page.iter("a")}
     assert targets["Latest entries"] == "https://feeds.example/world.atom"

@@ -72,14 +72,18 @@ OUTPUT = {
 }
 
 
+def sample_config(directory: Path):
+    """A config whose one output sets every metadata key, with a hub, published at https://feeds.example/."""
+    path = write_config(directory, [{"id": "wsws", "url": "https://www.wsws.org/en/rss.xml"},
+                                    {"id": "blog", "url": "http://blog.example/feed.atom"}],
+                        [OUTPUT], websub={"hubs": ["https://hub.example/"]})
+    path.write_text(path.read_text().replace("http://feeds.test/", "https://feeds.example/"))
+    return load_config(path)
+
+
 @pytest.fixture
 def config(tmp_path):
-    path = write_config(tmp_path, [{"id": "wsws", "url": "https://www.wsws.org/en/rss.xml"},
-                                   {"id": "blog", "url": "http://blog.example/feed.atom"}],
-                        [OUTPUT], websub={"hubs": ["https://hub.example/"]})
-    text = path.read_text().replace("http://feeds.test/", "https://feeds.example/")
-    path.write_text(text)
-    return load_config(path)
+    return sample_config(tmp_path)
 
 
 def documents(config) -> dict[str, tuple[Document, str]]:
