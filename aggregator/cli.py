@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="one row per source")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    _opml_parser(commands)
     return parser
 
 
@@ -192,6 +193,64 @@ def cmd_status(args) -> int:
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths + [0])).rstrip())
     for r in table:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths + [0])).rstrip())
+    return 0
+
+
+def _opml_parser(commands) -> None:
+    opml = commands.add_parser("opml", help="import sources from OPML, or export them as OPML")
+    actions = opml.add_subparsers(dest="opml_command", required=True, metavar="ACTION")
+    importing = actions.add_parser("import", help="turn an OPML file's feeds into sources (printed as YAML)")
+    importing.add_argument("file", type=Path, metavar="FILE")
+    importing.add_argument("--write", action="store_true", help="append them to the config file instead")
+    importing.set_defaults(func=cmd_opml_import)
+    actions.add_parser("export", help="print the sources as OPML 2.0").set_defaults(func=cmd_opml_export)
+
+
+def cmd_opml_import(args) -> int:
+    from .opml import OpmlError, plan_import, read_outlines, sources_yaml, write_sources
+
+    config = _config(args)
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"aggregator: opml: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        plan = plan_import(read_outlines(data, str(args.file)), config)
+        for reason in plan.skipped:
+            print(f"skipped {reason}", file=sys.stderr)
+        if args.write and plan.sources:
+            write_sources(config.path, plan.sources)
+    except OpmlError as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return 2
+    if args.write:
+        print(f"added {len(plan.sources)} sources to {config.path}, skipped {len(plan.skipped)}")
+    elif plan.sources:
+        print(f"# {len(plan.sources)} new sources from {args.file}: add them to {config.path} "
+              "(or run again with --write)")
+        print(sources_yaml(plan.sources), end="")
+    else:
+        print(f"# no new sources in {args.file} ({len(plan.skipped)} skipped)")
+    return 0
+
+
+def cmd_opml_export(args) -> int:
+    from .opml import sources_opml
+
+    config = _config(args)
+    site_links, urls = {}, {}
+    if "://" not in config.state and Path(config.state).exists():
+        store = Store(config.state)
+        try:
+            for source in config.sources:
+                state = store.source_state(source.id)
+                urls[source.id] = polled_url(source, state)
+                if state.feed_link:
+                    site_links[source.id] = state.feed_link
+        finally:
+            store.close()
+    sys.stdout.buffer.write(sources_opml(config, site_links, urls))
     return 0
 
 

@@ -187,11 +187,20 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
 
 
 def publish_outputs(store: Store, config: Config, now: datetime | None = None) -> list:
-    """Render every output from the store; the files actually rewritten."""
-    from .publish import publish_output
-    from .select import select_entries
+    """Render every output (all formats, archive pages) from the store; the files actually rewritten.
 
-    written = []
+    Hubs are pinged about each current document that changed.
+    """
+    from . import archive, websub
+    from .publish import publish_output, publish_site
+
+    written = publish_site(config)
     for output in config.outputs:
-        written += publish_output(config, output, select_entries(store, config, output, now))
+        entries, update = archive.prepare(store, config, output, now)
+        written += publish_output(config, output, entries, update)
+    if config.hubs:
+        changed = {path.relative_to(config.output_dir).as_posix() for path in written}
+        topics = [config.base_url + f"{o.id}.{fmt}" for o in config.outputs for fmt in o.formats
+                  if f"{o.id}.{fmt}" in changed]
+        websub.ping(config.hubs, topics)
     return written
