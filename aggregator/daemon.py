@@ -20,7 +20,6 @@ import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from .errors import AggregatorError, ConfigError
 from .hosts import NetworkWatch, PoliteLimiter, no_answer
 from .models import PollResult, SourceState
 from .pipeline import poll, polled_url, publish_outputs
+from .publisher import Publisher
 from .schedule import next_poll_after_failure, resume_at
 from .server import App, Server
 from .store import Store
@@ -41,8 +41,6 @@ log = logging.getLogger("aggregator")
 
 WORKERS = 16
 STOP_GRACE = 5.0  # seconds in-flight polls get to finish after SIGTERM before they are abandoned
-PUBLISH_QUIET = 1.0  # publish once no poll has changed anything for this long…
-PUBLISH_MAX_WAIT = 10.0  # …or this long after the first change, whichever comes first
 PUBLISH_RETRY = 60.0
 RETRY_AFTER_BUG = 60.0
 
@@ -103,52 +101,6 @@ class StateLock:
             self._file = None
 
 
-class Publisher:
-    """Republishes the outputs that changed polls touched, coalesced: one rewrite after a burst, not fifty."""
-
-    def __init__(self, publish: Callable[[set[str] | None], None]):
-        self._publish = publish
-        self._cond = threading.Condition()
-        self._pending: set[str] | None = set()  # None: every output
-        self._any = False
-        self._first = self._last = 0.0
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
-        self._thread.start()
-
-    def changed(self, outputs: set[str] | None) -> None:
-        """Queue outputs (None: all) to be published once the polls settle."""
-        with self._cond:
-            now = time.monotonic()
-            if not self._any:
-                self._first = now
-            self._any, self._last = True, now
-            self._pending = None if outputs is None or self._pending is None else self._pending | outputs
-            self._cond.notify()
-
-    def stop(self, timeout: float) -> None:
-        """Publish what is pending now, then end."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._any and not self._stopping:
-                    self._cond.wait()
-                while not self._stopping:
-                    wait = min(self._last + PUBLISH_QUIET, self._first + PUBLISH_MAX_WAIT) - time.monotonic()
-                    if wait <= 0:
-                        break
-                    self._cond.wait(wait)
-                if not self._any:
-                    return
-                outputs, self._pending, self._any = self._pending, set(), False
-            self._publish(outputs)
-
-
 class Daemon:
     def __init__(self, config: Config):
         self.config = config
@@ -164,7 +116,8 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self.scheduler.add_listener(self._job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
         self._wake = threading.Event()
-        self._stop = self._reload = False
+        self._stop: bool | str = False  # or the name of the signal that asked for it
+        self._reload = False
         self._active = 0
         self._active_lock = threading.Lock()
 

@@ -192,6 +192,7 @@ def test_redirects_gone_retry_after_failures_and_hanging_servers(tmp_path, feed_
     stop = threading.Event()
     new_url = feed_server.serve("/new.xml", rss("moved", 1))
     feed_server.serve("/old.xml", status=301, headers={"Location": new_url})
+    feed_server.serve("/temp.xml", status=302, headers={"Location": feed_server.serve("/elsewhere.xml", rss("t", 1))})
     feed_server.serve("/gone.xml", b"gone", status=410)
     feed_server.serve("/limited.xml", b"slow down", status=429, headers={"Retry-After": "2"})
     feed_server.serve("/broken.xml", b"oops", status=500)
@@ -200,6 +201,7 @@ def test_redirects_gone_retry_after_failures_and_hanging_servers(tmp_path, feed_
     sources = [
         {"id": "good", "url": feed_server.serve("/good.xml", rss("good", 1))},
         {"id": "moved", "url": feed_server.url("/old.xml")},
+        {"id": "temporary", "url": feed_server.url("/temp.xml")},
         {"id": "gone", "url": feed_server.url("/gone.xml")},
         {"id": "limited", "url": feed_server.url("/limited.xml")},
         {"id": "broken", "url": feed_server.url("/broken.xml")},
@@ -222,6 +224,7 @@ def test_redirects_gone_retry_after_failures_and_hanging_servers(tmp_path, feed_
         stop.set()
 
     assert len(feed_server.seen("/old.xml")) == 1  # 301: the new URL is used from then on
+    assert len(feed_server.seen("/temp.xml")) >= 2  # 302: followed each time, not adopted
     assert len(feed_server.seen("/gone.xml")) == 1  # 410: never polled again
     limited = [r.time for r in feed_server.seen("/limited.xml")]
     assert all(later - earlier >= 1.9 for earlier, later in zip(limited, limited[1:])), limited
@@ -231,6 +234,7 @@ def test_redirects_gone_retry_after_failures_and_hanging_servers(tmp_path, feed_
 
     rows = status_json(config)
     assert rows["moved"]["url"] == new_url and rows["moved"]["state"] == "ok"
+    assert rows["temporary"]["url"] == feed_server.url("/temp.xml") and rows["temporary"]["state"] == "ok"
     assert rows["gone"]["state"] == "gone" and rows["gone"]["next_poll"] is None
     assert rows["limited"]["state"] == "failing" and rows["limited"]["last_status"] == 429
     assert rows["broken"]["state"] == "failing" and rows["broken"]["errors"] >= 3
@@ -322,7 +326,7 @@ def test_when_every_server_is_unreachable_the_sources_are_not_charged(tmp_path, 
     daemon = daemons(config)
     for source in sources:
         daemon.wait_log(f"{source['id']}: error: fetch: cannot connect", count=4)
-    assert daemon.stop() == 0
+    assert daemon.stop(signal.SIGINT) == 0
     rows = status_json(config)
     for source in sources:
         assert rows[source["id"]]["errors"] == 0, rows
@@ -387,3 +391,16 @@ def test_run_reports_a_bad_config_or_a_busy_port_in_one_line(tmp_path, feed_serv
     assert result.stderr.strip().endswith(f"aggregator: server: cannot listen on 127.0.0.1:{port}: "
                                           "Address already in use; change server.listen or stop what uses that address")
     assert "Traceback" not in result.stderr
+
+
+def test_a_burst_of_changes_is_published_once():
+    from aggregator.publisher import Publisher
+
+    calls, done = [], threading.Event()
+    publisher = Publisher(lambda outputs: (calls.append(outputs), done.set()))
+    for n in range(50):
+        publisher.changed({f"out{n % 3}"})
+    assert done.wait(10)
+    publisher.changed(None)  # every output, e.g. after a reload
+    publisher.stop(timeout=10)  # flushes what is pending
+    assert calls == [{"out0", "out1", "out2"}, None]
