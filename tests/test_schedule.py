@@ -207,3 +207,25 @@ def test_a_failing_source_keeps_its_backoff_and_retry_after_on_restart():
     limited = NOW + timedelta(hours=2)
     state = polled(NOW + timedelta(minutes=1), state="failing", errors=1, retry_after=limited)
     assert resume_at(source(), state, NOW, Midpoint) == limited
+
+
+SKIPPING_FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>Night off</title><ttl>90</ttl>
+<skipHours><hour>0</hour><hour>1</hour><hour>23</hour></skipHours>
+<skipDays><day>Sunday</day><day>Funday</day></skipDays>
+<item><title>One</title><guid>one</guid></item></channel></rss>"""
+
+
+def test_skip_hours_days_and_ttl_travel_from_the_feed_to_the_stored_schedule(tmp_path, feed_server):
+    from aggregator.parse import parse_feed
+    from conftest import run_cli, write_config
+
+    info = parse_feed(SKIPPING_FEED.encode()).info
+    assert (info.skip_hours, info.skip_days, info.ttl) == (frozenset({0, 1, 23}), frozenset({"sunday"}), 5400)
+    config = write_config(tmp_path, [{"id": "night", "url": feed_server.serve("/night.xml", SKIPPING_FEED)}])
+    run_cli("once", config=config, check=True)
+    store = Store(tmp_path / "state" / "aggregator.db")
+    state = store.source_state("night")
+    store.close()
+    assert (state.skip_hours, state.skip_days, state.min_interval) == ("0 1 23", "sunday", 5400)
+    assert state.next_poll.hour not in (0, 1, 23) and state.next_poll.weekday() != 6
+    assert state.next_poll - state.last_poll >= timedelta(minutes=90)
