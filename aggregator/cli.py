@@ -14,7 +14,8 @@ from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import PollResult
-from .pipeline import HostLimiter, poll, polled_url, publish_outputs
+from .pipeline import HostLimiter, poll, publish_outputs
+from .status import advice, render_table, source_rows
 from .store import Store
 
 MAX_WORKERS = 16
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="configuration file (default: $AGGREGATOR_CONFIG, then config/aggregator.yaml)")
     parser.add_argument("--version", action="version", version=f"aggregator {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="the daemon: poll on schedule, republish, serve").set_defaults(func=cmd_run)
     once = commands.add_parser("once", help="poll sources once now, publish, and exit")
     once.add_argument("--source", action="append", default=[], metavar="ID", help="poll only this source (repeatable)")
     once.add_argument("--force", action="store_true", help="also poll gone sources and those inside Retry-After")
@@ -148,34 +150,6 @@ def _summary_line(result: PollResult) -> str:
     return f"{result.source_id}: {result.outcome}: {result.new} new, {result.updated} updated"
 
 
-def _time(when: datetime | None) -> str | None:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
-
-
-def source_rows(store: Store, config: Config) -> list[dict]:
-    states = store.source_states()
-    rows = []
-    for source in config.sources:
-        state = states.get(source.id)
-        if state is None:
-            from .models import SourceState
-
-            state = SourceState(id=source.id)
-        rows.append({
-            "id": source.id,
-            "url": polled_url(source, state),
-            "state": "disabled" if not source.enabled else state.state,
-            "last_poll": _time(state.last_poll),
-            "last_success": _time(state.last_success),
-            "last_status": state.last_status,
-            "errors": state.errors,
-            "next_poll": _time(state.next_poll) if source.enabled and state.state != "gone" else None,
-            "entries": state.entries,
-            "last_error": state.last_error,
-        })
-    return rows
-
-
 def cmd_status(args) -> int:
     config = _config(args)
     store = Store(config.state)
@@ -186,13 +160,10 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps({"sources": rows}, indent=2, ensure_ascii=False))
         return 0
-    columns = ["id", "state", "last_poll", "last_success", "last_status", "errors", "next_poll", "entries", "url",
-               "last_error"]
-    table = [[("-" if row[c] is None else str(row[c])) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns[:-1])]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths + [0])).rstrip())
-    for r in table:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths + [0])).rstrip())
+    print("\n".join(render_table(rows, datetime.now(timezone.utc))))
+    notes = advice(config, rows)
+    if notes:
+        print("\nto do:\n" + "\n".join(f"  {line}" for line in notes))
     return 0
 
 
@@ -252,6 +223,12 @@ def cmd_opml_export(args) -> int:
             store.close()
     sys.stdout.buffer.write(sources_opml(config, site_links, urls))
     return 0
+
+
+def cmd_run(args) -> int:
+    from .daemon import run
+
+    return run(_config(args))
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def test_import_write_appends_to_the_config_keeping_comments_and_round_trips_thr
     assert "added" in result.stdout
     after = load_config(config)
     text = config.read_text()
-    assert "# Real web feeds: uncomment to poll them." in text and "#   listen: 127.0.0.1:8080" in text
+    assert "# Real web feeds: uncomment to poll them." in text and "#   hubs: [https://pubsubhubbub" in text
     added = after.sources[len(before.sources):]
     assert [s.id for s in after.sources[:len(before.sources)]] == [s.id for s in before.sources]
     assert run_cli("check", config=config).returncode == 0
