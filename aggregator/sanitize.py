@@ -70,11 +70,21 @@ _TAG_STRIPPER = nh3.Cleaner(tags=set(), clean_content_tags={"script", "style"}, 
 
 
 def plain_text(fragment: str | None) -> str:
-    """Text with every tag removed and entities decoded: what a title must be."""
-    if not fragment:
-        return ""
-    text = html.unescape(_TAG_STRIPPER.clean(xml_safe(fragment))) if "<" in fragment or "&" in fragment else fragment
-    return " ".join(xml_safe(text).split())
+    """Text with every tag removed and entities decoded: what a title must be.
+
+    Stripping repeats while it still finds markup, because text inside
+    <title>, <textarea> or <noscript> comes out as a tag once decoded; a
+    reader that treats a title as HTML must find none.
+    """
+    text = xml_safe(fragment or "")
+    for _ in range(4):
+        if "<" not in text and "&" not in text:
+            break
+        stripped = html.unescape(_TAG_STRIPPER.clean(text))
+        if stripped == text:
+            break
+        text = xml_safe(stripped)
+    return " ".join(text.split())
 
 
 def xml_safe(text: str) -> str:
