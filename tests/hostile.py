@@ -111,25 +111,27 @@ def entry_text(entry: etree._Element, tag: str) -> str:
 
 # Server behaviours: Route handlers for tests/feedserver.py.
 
-def trickle(body: bytes, where: str = "body", interval: float = 1.0, stop: threading.Event | None = None):
-    """Sends headers (or, with where="headers", the status line and headers too) one byte per `interval`."""
+def trickle(where: str = "body", interval: float = 0.2, stop: threading.Event | None = None):
+    """Never finishes: one byte per `interval` of an endless header line, or of an endless body.
+
+    Every read gets a byte well within any per-read timeout, so only a
+    deadline on the whole request ends it.
+    """
+    stop = stop or threading.Event()
 
     def handler(request):
-        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n").encode("ascii")
-        slow = head + body if where == "headers" else body
-        fast = b"" if where == "headers" else head
+        if where == "headers":
+            request.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        else:
+            request.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n"
+                                b'<?xml version="1.0"?><rss version="2.0"><channel><title>')
+        request.close_connection = True
         try:
-            request.wfile.write(fast)
-            request.wfile.flush()
-            for i in range(len(slow)):
-                request.wfile.write(slow[i:i + 1])
+            while not stop.wait(interval):
+                request.wfile.write(b"a")
                 request.wfile.flush()
-                if (stop or threading.Event()).wait(interval):
-                    return
         except OSError:
             return
-        request.close_connection = True
 
     return handler
 
