@@ -175,10 +175,11 @@ def cmd_status(args) -> int:
     store = Store(config.state)
     try:
         rows = source_rows(store, config)
+        outputs = output_rows(store, config)
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"sources": rows}, indent=2, ensure_ascii=False))
+        print(json.dumps({"sources": rows, "outputs": outputs}, indent=2, ensure_ascii=False))
         return 0
     columns = ["id", "state", "last_poll", "last_success", "last_status", "errors", "next_poll", "entries", "url",
                "last_error"]
@@ -187,7 +188,17 @@ def cmd_status(args) -> int:
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths + [0])).rstrip())
     for r in table:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths + [0])).rstrip())
+    for row in outputs:
+        if row["last_error"]:
+            print(f"output {row['id']}: publish failed at {row['failed_at']}: {row['last_error']}")
     return 0
+
+
+def output_rows(store: Store, config: Config) -> list[dict]:
+    """One row per output: when and why its last publish failed (null while it publishes fine)."""
+    failures = store.output_failures()
+    return [{"id": o.id, "failed_at": _time(failures[o.id][0]) if o.id in failures else None,
+             "last_error": failures[o.id][1] if o.id in failures else None} for o in config.outputs]
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from . import dedupe, identity
 from .config import Config, SourceConfig
-from .errors import AggregatorError, FetchError, StoreError
+from .errors import AggregatorError, FetchError, PublishError, StoreError
 from .fetch import fetch, host_key, retry_after
 from .models import Entry, FetchResult, ParsedFeed, PollResult, SourceState
 from .parse import parse_feed
@@ -187,11 +187,35 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
 
 
 def publish_outputs(store: Store, config: Config, now: datetime | None = None) -> list:
-    """Render every output from the store; the files actually rewritten."""
+    """Render every output from the store; the files actually rewritten.
+
+    One output that cannot be written (a full disk) does not stop the others:
+    its old file stays, the failure is recorded for `status`, and a
+    PublishError naming it is raised once every output has been tried.
+    """
     from .publish import publish_output
     from .select import select_entries
 
-    written = []
+    written, errors = [], []
+    failing = store.output_failures()
     for output in config.outputs:
-        written += publish_output(config, output, select_entries(store, config, output, now))
+        try:
+            written += publish_output(config, output, select_entries(store, config, output, now))
+        except PublishError as exc:
+            errors.append(str(exc))
+            _record_publish(store, output.id, str(exc), now)
+            continue
+        if output.id in failing:
+            _record_publish(store, output.id, None, now)
+    if errors:
+        more = f" (and {len(errors) - 1} more outputs)" if len(errors) > 1 else ""
+        raise PublishError(errors[0].removeprefix("publish: ") + more)
     return written
+
+
+def _record_publish(store: Store, output_id: str, error: str | None, now: datetime | None) -> None:
+    """Best effort: on a really full disk the store cannot take the note either; the raised error still says it."""
+    try:
+        store.record_publish(output_id, error, now or datetime.now(timezone.utc))
+    except StoreError:
+        pass
