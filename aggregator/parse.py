@@ -206,7 +206,7 @@ def _html(detail: dict | None) -> str | None:
 def _date(node: dict, keys: tuple[str, ...], now: datetime) -> datetime | None:
     """The first trustworthy date: not before 1990, not more than a day ahead."""
     for key in keys:
-        parsed = node.get(key)
+        parsed = node.get(key) if key in node else None  # `in`: no fallback from updated_* to published_*
         if not parsed:
             continue
         try:
