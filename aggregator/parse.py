@@ -24,6 +24,7 @@ EARLIEST_TRUSTED = datetime(1990, 1, 1, tzinfo=timezone.utc)
 FUTURE_SLACK = timedelta(days=1)
 MAX_TITLE = 1000
 MAX_TEXT = 512 * 1024
+MAX_RAW_TEXT = 64 * 1024  # markup read to find a title or name: the cost of stripping it stays bounded
 MAX_NAMES = 50  # authors or categories kept per entry
 MAX_NAME = 200
 MAX_URL = 4096
@@ -53,7 +54,7 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
     base = headers.get("content-location") or url
     feed = result.feed
     info = FeedInfo(
-        title=plain_text(feed.get("title"))[:MAX_TITLE] or None,
+        title=plain_text(str(feed.get("title") or "")[:MAX_RAW_TEXT])[:MAX_TITLE] or None,
         link=_web_link(_absolute(base, feed.get("link"))),
         id=xml_safe(feed.get("id", "")).strip() or None,
         updated=_date(feed, ("updated_parsed", "published_parsed"), now),
@@ -168,7 +169,7 @@ def _entry(raw: dict, base: str, feed_language: str | None, now: datetime) -> En
             break
     if content and summary and plain_text(content) == plain_text(summary):
         summary = None
-    title = plain_text(raw.get("title"))[:MAX_TITLE]
+    title = plain_text(str(raw.get("title") or "")[:MAX_RAW_TEXT])[:MAX_TITLE]
     authors = _names(a.get("name") or a.get("email") for a in raw.get("authors") or () if isinstance(a, dict))
     if not any(authors) and raw.get("author"):
         authors = _names([raw.get("author")])
@@ -227,7 +228,7 @@ def _absolute(base: str, link: str | None) -> str | None:
 
 def _names(values) -> tuple[str, ...]:
     """Distinct plain-text names, each and their number bounded: a feed cannot make an entry huge this way."""
-    names = dict.fromkeys(plain_text(str(v or ""))[:MAX_NAME] for v in values)
+    names = dict.fromkeys(plain_text(str(v or "")[:MAX_RAW_TEXT])[:MAX_NAME] for v in values)
     return tuple(name for name in names if name)[:MAX_NAMES]
 
 

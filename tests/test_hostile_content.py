@@ -119,3 +119,20 @@ def test_characters_xml_forbids_are_removed(published):
     assert published["status"]["bad"]["state"] == "ok", published["status"]["bad"]["last_error"]
     titles = [e.findtext(f"{ATOM}title") for e in output_entries(published["directory"] / "out" / "bad.atom")]
     assert sorted(titles) == ["Bad chars here", "Good neighbour"]
+
+
+def test_deeply_nested_markup_is_sanitised_in_bounded_time(tmp_path):
+    """100,000 nested <div> cost the HTML5 tree builder 15 s each (quadratic); three of them must not stall a poll.
+
+    The 60 s subprocess timeout is a hang guard with a wide margin, not a speed measurement.
+    """
+    deep = "<div>" * 100_000 + "deep text"
+    items = "".join(f"<item><title>Deep {i}</title><link>https://deep.example/{i}</link>"
+                    f"<description><![CDATA[{deep}]]></description></item>" for i in range(3))
+    (tmp_path / "deep.xml").write_bytes(rss(items))
+    config = write_config(tmp_path, [{"id": "deep", "url": "file:deep.xml"}])
+    result = run_cli("once", config=config, timeout=60)
+    assert result.returncode == 0, result.stderr
+    entries = output_entries(tmp_path / "out" / "all.atom")
+    assert sorted(e.findtext(f"{ATOM}title") for e in entries) == ["Deep 0", "Deep 1", "Deep 2"]
+    assert all(unsafe_html(e.findtext(f"{ATOM}content")) == [] for e in entries)
