@@ -185,7 +185,7 @@ def test_kill_9_during_run(tmp_path):
     config = _config(tmp_path, interval="1s")
     run_cli("once", config=config, check=True)
     seed = _seed()
-    _kill_loop(tmp_path, ["-c", str(config), "run"], ROUNDS, (0.3, 1.2), seed)
+    _kill_loop(tmp_path, ["-c", str(config), "run"], ROUNDS, (0.0, 0.6), seed)
     _settle_and_check_everything_collected(tmp_path, config, ROUNDS)
 
 
