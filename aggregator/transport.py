@@ -29,6 +29,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 #: Networks to treat as public although they are not globally routable: "10.1.0.0/16 127.0.0.2/32".
 PUBLIC_NETWORKS_ENV = "AGGREGATOR_PUBLIC_NETWORKS"
 
+#: IPv6 addresses that carry an IPv4 address a NAT64 gateway will reach (RFC 6052).
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
 _local = threading.local()
 
 
@@ -58,6 +61,8 @@ class AddressPolicy:
         except ValueError:
             return True  # not an address we understand: do not trust it
         embedded = getattr(ip, "ipv4_mapped", None) or getattr(ip, "sixtofour", None)
+        if embedded is None and ip in NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
             ip = embedded
         if any(ip in network for network in self.public):

@@ -162,3 +162,24 @@ def test_a_public_source_cannot_redirect_into_internal_addresses(transport_run, 
 @pytest.mark.parametrize("source_id", ["internal-to-internal", "public-to-public"])
 def test_redirects_that_stay_on_their_side_are_followed(transport_run, source_id):
     assert transport_run["status"][source_id]["state"] == "ok", transport_run["status"][source_id]
+
+
+@pytest.mark.parametrize("address,internal", [
+    ("127.0.0.1", True), ("10.1.2.3", True), ("172.16.0.1", True), ("192.168.1.1", True), ("100.64.0.1", True),
+    ("169.254.169.254", True), ("0.0.0.0", True), ("224.0.0.1", True), ("::1", True), ("fe80::1%eth0", True),
+    ("fd00:ec2::254", True), ("::ffff:127.0.0.1", True), ("2002:7f00:1::", True), ("64:ff9b::a9fe:a9fe", True),
+    ("8.8.8.8", False), ("2606:4700::1111", False), ("64:ff9b::808:808", False), ("not-an-address", True),
+])
+def test_which_addresses_count_as_internal(address, internal):
+    from aggregator.transport import AddressPolicy
+
+    assert AddressPolicy().is_internal(address) is internal
+
+
+def test_networks_can_be_declared_public(monkeypatch):
+    from aggregator.transport import AddressPolicy
+
+    monkeypatch.setenv("AGGREGATOR_PUBLIC_NETWORKS", "127.0.0.2/32, 10.9.0.0/16 not-a-network")
+    policy = AddressPolicy.from_environment()
+    assert not policy.is_internal("127.0.0.2") and not policy.is_internal("10.9.8.7")
+    assert policy.is_internal("127.0.0.1") and policy.is_internal("10.8.0.1")
