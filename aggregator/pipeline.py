@@ -66,6 +66,10 @@ def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimite
         raise
     except AggregatorError as exc:
         return _record_failure(store, source, state, url, exc, now)
+    except Exception as exc:  # a bug met by hostile input must cost this source only, not the run (SPEC §7)
+        error = AggregatorError(f"internal error on this source's data: {exc.__class__.__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}; please report it")
+        return _record_failure(store, source, state, url, error, now)
 
 
 def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceState,

@@ -59,6 +59,7 @@ class Pipeline:
         result = poll(self.store, self.config, self.config.sources[0], self.limiter)
         assert result.outcome in ("new", "updated", "unchanged", "error")
         assert result.error is None or "\n" not in result.error
+        assert "internal error" not in (result.error or ""), result.error  # pipeline.poll's safety net caught a bug
         publish_outputs(self.store, self.config)
         for path in (self.directory / "out").iterdir():
             root = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True)).getroot()
@@ -139,3 +140,20 @@ def test_generated_items_with_any_characters(items, as_references):
     result = pipeline("generated").run(f'<?xml version="1.0"?><rss version="2.0"><channel><title>f</title>{body}'
                                        f"</channel></rss>".encode("utf-8", "surrogatepass"))
     assert result.outcome != "error", result.error  # odd characters cost at most themselves, never the feed
+
+
+def test_a_bug_met_by_one_source_is_recorded_on_it_and_costs_nothing_else(monkeypatch):
+    """The safety net under the fuzzed properties: an unexpected exception becomes that source's error."""
+    import aggregator.pipeline
+
+    fresh = Pipeline()
+    fresh.feed.write_bytes(b'<rss version="2.0"><channel><title>t</title></channel></rss>')
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(aggregator.pipeline, "parse_feed", broken)
+    result = poll(fresh.store, fresh.config, fresh.config.sources[0], fresh.limiter)
+    assert result.outcome == "error"
+    assert result.error == "aggregator: internal error on this source's data: RuntimeError: boom second line; please report it"
+    assert fresh.store.source_state("fuzz").state == "failing"
