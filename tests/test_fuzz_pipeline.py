@@ -12,10 +12,12 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 from lxml import etree
 
@@ -73,6 +75,15 @@ class Pipeline:
 
 
 _pipelines: dict[str, Pipeline] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_pipelines():
+    yield
+    for pipeline_ in _pipelines.values():
+        pipeline_.store.close()
+        shutil.rmtree(pipeline_.directory, ignore_errors=True)
+    _pipelines.clear()
 
 
 def pipeline(name: str) -> Pipeline:
@@ -146,7 +157,7 @@ def test_a_bug_met_by_one_source_is_recorded_on_it_and_costs_nothing_else(monkey
     """The safety net under the fuzzed properties: an unexpected exception becomes that source's error."""
     import aggregator.pipeline
 
-    fresh = Pipeline()
+    fresh = _pipelines["bug"] = Pipeline()
     fresh.feed.write_bytes(b'<rss version="2.0"><channel><title>t</title></channel></rss>')
 
     def broken(*args, **kwargs):
