@@ -15,7 +15,7 @@ from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import PollResult
 from .pipeline import HostLimiter, poll, publish_outputs
-from .status import advice, render_table, source_rows
+from .status import advice, output_rows, render_table, source_rows
 from .store import Store
 
 MAX_WORKERS = 16
@@ -155,15 +155,19 @@ def cmd_status(args) -> int:
     store = Store(config.state)
     try:
         rows = source_rows(store, config)
+        outputs = output_rows(store, config)
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"sources": rows}, indent=2, ensure_ascii=False))
+        print(json.dumps({"sources": rows, "outputs": outputs}, indent=2, ensure_ascii=False))
         return 0
     print("\n".join(render_table(rows, datetime.now(timezone.utc))))
     notes = advice(config, rows)
     if notes:
         print("\nto do:\n" + "\n".join(f"  {line}" for line in notes))
+    for row in outputs:
+        if row["last_error"]:
+            print(f"output {row['id']}: publish failed at {row['failed_at']}: {row['last_error']}")
     return 0
 
 

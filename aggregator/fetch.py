@@ -7,7 +7,6 @@ sees one FetchResult or one FetchError.
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from email.utils import parsedate_to_datetime
@@ -21,6 +20,7 @@ import requests
 from . import USER_AGENT
 from .errors import FetchError
 from .models import FetchResult
+from .transport import AddressPolicy, AddressRefused, Watch, WatchedAdapter
 
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
@@ -36,6 +36,9 @@ def session() -> requests.Session:
         s = requests.Session()
         s.headers.update({"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"})
         s.max_redirects = MAX_REDIRECTS
+        adapter = WatchedAdapter()
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
         _local.session = s
     return s
 
@@ -48,10 +51,11 @@ def host_key(url: str) -> str:
 
 
 def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None,
-          timeout: float = 30.0, max_bytes: int = 10 * 1024**2) -> FetchResult:
+          timeout: float = 30.0, max_bytes: int = 10 * 1024**2, policy: AddressPolicy | None = None) -> FetchResult:
+    """One source read; ``policy`` says which addresses count as internal (default: from the environment)."""
     if url.startswith("file:"):
         return _read_file(url, max_bytes)
-    return _fetch_http(url, etag, last_modified, timeout, max_bytes)
+    return _fetch_http(url, etag, last_modified, timeout, max_bytes, policy)
 
 
 def _read_file(url: str, max_bytes: int) -> FetchResult:
@@ -66,89 +70,75 @@ def _read_file(url: str, max_bytes: int) -> FetchResult:
     return FetchResult(url=url, status=200, body=body, headers={"content-location": url})
 
 
-class _Deadline:
-    """Shuts the response's socket when the whole-request deadline passes, so a trickle cannot outlast it."""
-
-    def __init__(self, seconds: float):
-        self.expired = False
-        self._response = None
-        self._timer = threading.Timer(max(seconds, 0.001), self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def watch(self, response: requests.Response) -> None:
-        self._response = response
-        if self.expired:
-            self._expire()
-
-    def _expire(self) -> None:
-        self.expired = True
-        response = self._response
-        if response is None:
-            return
-        connection = getattr(response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
-        try:
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
 def _fetch_http(url: str, etag: str | None, last_modified: str | None,
-                timeout: float, max_bytes: int) -> FetchResult:
+                timeout: float, max_bytes: int, policy: AddressPolicy | None = None) -> FetchResult:
     headers = {}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     started = time.monotonic()
-    deadline = _Deadline(timeout)
+    policy = policy or AddressPolicy.from_environment()
+    watch = Watch(timeout, policy, check_addresses=not _proxied(url))
     current, hops, all_permanent = url, 0, True
     try:
-        while True:
-            remaining = timeout - (time.monotonic() - started)
-            if remaining <= 0:
-                raise FetchError(f"timed out after {timeout:g}s")
-            response = session().get(current, headers=headers, stream=True, allow_redirects=False,
-                                     timeout=(min(remaining, 10.0), remaining))
-            deadline.watch(response)
-            if response.is_redirect:
-                hops += 1
-                target = urljoin(current, response.headers.get("Location", ""))
-                response.close()
-                if hops > MAX_REDIRECTS:
-                    raise FetchError(f"more than {MAX_REDIRECTS} redirects (last to {target})", response.status_code)
-                all_permanent = all_permanent and response.status_code in (301, 308)
-                current = target
-                continue
-            permanent = current if hops and all_permanent else None
-            return _read_response(response, current, permanent, max_bytes, deadline, timeout)
+        with watch:
+            while True:
+                remaining = timeout - (time.monotonic() - started)
+                if remaining <= 0:
+                    raise FetchError(f"timed out after {timeout:g}s")
+                watch.hop = hops
+                response = session().get(current, headers=headers, stream=True, allow_redirects=False,
+                                         timeout=(min(remaining, 10.0), remaining))
+                if response.is_redirect:
+                    hops += 1
+                    target = urljoin(current, response.headers.get("Location", ""))
+                    response.close()
+                    if hops > MAX_REDIRECTS:
+                        raise FetchError(f"more than {MAX_REDIRECTS} redirects (last to {target})",
+                                         response.status_code)
+                    all_permanent = all_permanent and response.status_code in (301, 308)
+                    current = target
+                    continue
+                permanent = current if hops and all_permanent else None
+                return _read_response(response, current, permanent, max_bytes, watch, timeout)
     except FetchError:
         raise
-    except requests.exceptions.SSLError as exc:
-        raise FetchError(f"TLS error: {_reason(exc)}") from exc
-    except requests.exceptions.ConnectTimeout as exc:
-        raise FetchError(f"connection timed out after {timeout:g}s") from exc
-    except requests.exceptions.ConnectionError as exc:
-        if deadline.expired:
-            raise FetchError(f"timed out after {timeout:g}s") from exc
-        raise FetchError(f"cannot connect: {_reason(exc)}") from exc
-    except requests.exceptions.Timeout as exc:
-        raise FetchError(f"timed out after {timeout:g}s") from exc
+    except AddressRefused as exc:
+        raise FetchError(str(exc)) from exc
     except requests.exceptions.RequestException as exc:
-        if deadline.expired:
-            raise FetchError(f"timed out after {timeout:g}s") from exc
-        raise FetchError(f"request failed: {_reason(exc)}") from exc
-    finally:
-        deadline.cancel()
+        raise _request_error(exc, watch, timeout) from exc
+
+
+def _request_error(exc: requests.exceptions.RequestException, watch: Watch, timeout: float) -> FetchError:
+    """requests' exception as one line naming what went wrong (refusal and deadline first: they cause others)."""
+    if watch.refused:
+        return FetchError(watch.refused)
+    if watch.expired or isinstance(exc, (requests.exceptions.Timeout, requests.exceptions.ConnectTimeout)):
+        return FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return FetchError(f"TLS error: {_reason(exc)}")
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return FetchError(f"more than {MAX_REDIRECTS} redirects")
+    if isinstance(exc, requests.exceptions.InvalidSchema):
+        return FetchError(f"redirected to an unsupported URL scheme: {_reason(exc)}")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = _reason(exc)
+        if "failed to resolve" in text.lower():
+            return FetchError(f"DNS error: {text}; check the host name")
+        return FetchError(f"cannot connect: {text}")
+    return FetchError(f"request failed: {_reason(exc)}")
+
+
+def _proxied(url: str) -> bool:
+    """Whether requests would send this URL through a proxy (the address guard cannot see past one)."""
+    s = session()
+    proxies = s.proxies or (requests.utils.get_environ_proxies(url) if s.trust_env else {})
+    return bool(requests.utils.select_proxy(url, proxies))
 
 
 def _read_response(response: requests.Response, url: str, permanent: str | None, max_bytes: int,
-                   deadline: _Deadline, timeout: float) -> FetchResult:
+                   deadline: Watch, timeout: float) -> FetchResult:
     status = response.status_code
     headers = {k.lower(): v for k, v in response.headers.items()}
     if status == 304:
@@ -167,11 +157,11 @@ def _read_response(response: requests.Response, url: str, permanent: str | None,
                 raise FetchError(f"body larger than max_bytes ({max_bytes} bytes); raise max_bytes if it is a real feed")
             chunks.append(chunk)
             if deadline.expired:
-                raise FetchError(f"timed out after {timeout:g}s")
+                raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
     finally:
         response.close()
     if deadline.expired:
-        raise FetchError(f"timed out after {timeout:g}s")
+        raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
     headers.setdefault("content-location", url)
     return FetchResult(url=url, status=200, body=b"".join(chunks), headers=headers, permanent_url=permanent,
                        etag=headers.get("etag"), last_modified=headers.get("last-modified"),
@@ -200,10 +190,12 @@ def retry_after(value: str | None, now: datetime) -> datetime | None:
 
 
 def _reason(exc: Exception) -> str:
-    """The innermost readable cause, without urllib3's object reprs."""
-    text = str(exc.args[0] if exc.args else exc)
-    match = re.search(r"\(Caused by \w+\((?:'[^']*'|<[^>]*>),?\s*'?(.*?)'?\)\)?$", text)
-    if match and match.group(1):
-        text = match.group(1)
+    """The innermost readable cause, without urllib3's retry wrapper and connection reprs."""
+    inner = exc.args[0] if exc.args else exc
+    inner = getattr(inner, "reason", None) or inner  # MaxRetryError carries the real cause
+    if isinstance(inner, Exception) and inner.args and isinstance(inner.args[0], Exception):
+        inner = inner.args[0]  # urllib3's SSLError wraps ssl's own error
+    text = str(inner)
+    text = re.sub(r"^\w+\(host='[^']*', port=\d+\):\s*", "", text)
     text = re.sub(r"<urllib3\.[^>]*>:\s*", "", text)
-    return text.strip()[:300] or exc.__class__.__name__
+    return " ".join(text.split())[:300] or exc.__class__.__name__

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from . import dedupe, identity
 from .config import Config, SourceConfig
-from .errors import AggregatorError, FetchError, StoreError
+from .errors import AggregatorError, FetchError, PublishError, StoreError
 from .fetch import fetch, host_key, retry_after
 from .models import Entry, FetchResult, ParsedFeed, PollResult, SourceState
 from .parse import parse_feed
@@ -66,6 +66,10 @@ def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimite
         raise
     except AggregatorError as exc:
         return _record_failure(store, source, state, url, exc, now)
+    except Exception as exc:  # a bug met by hostile input must cost this source only, not the run (SPEC §7)
+        error = AggregatorError(f"internal error on this source's data: {exc.__class__.__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}; please report it")
+        return _record_failure(store, source, state, url, error, now)
 
 
 def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceState,
@@ -198,20 +202,46 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
                     only: set[str] | None = None) -> list:
     """Render every output (or those named in `only`): all formats and archive pages; the files rewritten.
 
-    Hubs are pinged about each current document that changed.
+    One output that cannot be written (a full disk) does not stop the others:
+    its old files stay, the failure is recorded for `status`, and a
+    PublishError naming it is raised once every output has been tried. Hubs
+    are pinged about each current document that changed.
     """
     from . import archive, websub
     from .publish import publish_output, publish_site
 
-    written = publish_site(config)
+    written, errors = [], []
+    try:
+        written += publish_site(config)
+    except PublishError as exc:
+        errors.append(str(exc))
+    failing = store.output_failures()
     for output in config.outputs:
         if only is not None and output.id not in only:
             continue
-        entries, update = archive.prepare(store, config, output, now)
-        written += publish_output(config, output, entries, update)
+        try:
+            entries, update = archive.prepare(store, config, output, now)
+            written += publish_output(config, output, entries, update)
+        except PublishError as exc:
+            errors.append(str(exc))
+            _record_publish(store, output.id, str(exc), now)
+            continue
+        if output.id in failing:
+            _record_publish(store, output.id, None, now)
     if config.hubs:
         changed = {path.relative_to(config.output_dir).as_posix() for path in written}
         topics = [config.base_url + f"{o.id}.{fmt}" for o in config.outputs for fmt in o.formats
                   if f"{o.id}.{fmt}" in changed]
         websub.ping(config.hubs, topics)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise PublishError(errors[0].removeprefix("publish: ") + more)
     return written
+
+
+def _record_publish(store: Store, output_id: str, error: str | None, now: datetime | None) -> None:
+    """Best effort: on a really full disk the store cannot take the note either; the raised error still says it."""
+    try:
+        store.record_publish(output_id, error, now or datetime.now(timezone.utc))
+    except StoreError:
+        pass

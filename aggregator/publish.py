@@ -8,8 +8,10 @@ fall out of it, numbered archive pages (RFC 5005) that archive.py fills.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -213,6 +215,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
             os.fsync(directory)
         finally:
             os.close(directory)
+        _remove_stale_temporaries(path)
     except OSError as exc:
         hint = "free some disk space" if exc.errno in (28, 27, 122) else "check that the output folder is writable"
         raise PublishError(f"cannot write {path}: {exc.strerror or exc}; {hint}") from exc
@@ -223,6 +226,17 @@ def write_atomic(path: Path, data: bytes) -> bool:
             except OSError:
                 pass
     return True
+
+
+def _remove_stale_temporaries(path: Path, age: float = 60.0) -> None:
+    """A writer killed mid-write (kill -9, power loss) leaves its temporary file; sweep old ones away."""
+    cutoff = time.time() - age
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,13 @@ def source_rows(store: Store, config: Config) -> list[dict]:
     return rows
 
 
+def output_rows(store: Store, config: Config) -> list[dict]:
+    """One row per output: when and why its last publish failed (null while it publishes fine)."""
+    failures = store.output_failures()
+    return [{"id": o.id, "failed_at": rfc3339(failures[o.id][0]) if o.id in failures else None,
+             "last_error": failures[o.id][1] if o.id in failures else None} for o in config.outputs]
+
+
 def advice(config: Config, rows: list[dict]) -> list[str]:
     """What the operator should change in the config: moved sources' new URLs, gone sources."""
     lines = []

@@ -92,6 +92,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sources ADD COLUMN skip_hours TEXT;
     ALTER TABLE sources ADD COLUMN skip_days TEXT
     """,
+    # 3: publish failures (a full disk, an unwritable folder), so `status` can show them
+    """
+    CREATE TABLE output_failures (
+        id TEXT PRIMARY KEY,
+        failed_at TEXT NOT NULL,
+        error TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -255,6 +263,21 @@ class Store:
                      evidence: str, score: float, when: datetime) -> None:
         db.execute("INSERT OR REPLACE INTO merges VALUES (?, ?, ?, ?, ?, ?)",
                    (item_id, story_id, matched_item, evidence, score, to_text(when)))
+
+    # outputs
+
+    def output_failures(self) -> dict[str, tuple[datetime, str]]:
+        """Output id → (when, error) of the outputs whose last publish failed."""
+        return {r[0]: (from_text(r[1]), r[2]) for r in self.query("SELECT id, failed_at, error FROM output_failures")}
+
+    def record_publish(self, output_id: str, error: str | None, when: datetime) -> None:
+        """Remember a failed publish, or forget the failure once a publish succeeds."""
+        with self.transaction() as db:
+            if error is None:
+                db.execute("DELETE FROM output_failures WHERE id = ?", (output_id,))
+            else:
+                db.execute("INSERT INTO output_failures VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                           "failed_at = excluded.failed_at, error = excluded.error", (output_id, to_text(when), error))
 
     def items(self, where: str, params: Iterable = ()) -> list[StoredItem]:
         rows = self.query(
