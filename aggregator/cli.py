@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="one row per source")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    migrate = commands.add_parser("migrate-state", help="copy the whole state between SQLite and PostgreSQL")
+    migrate.add_argument("source", metavar="FROM", help="a SQLite file or a postgresql:// URL holding a state")
+    migrate.add_argument("target", metavar="TO", help="a new SQLite file or an empty PostgreSQL database")
+    migrate.set_defaults(func=cmd_migrate_state)
     return parser
 
 
@@ -192,6 +196,19 @@ def cmd_status(args) -> int:
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths + [0])).rstrip())
     for r in table:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths + [0])).rstrip())
+    return 0
+
+
+def cmd_migrate_state(args) -> int:
+    from .copystate import describe, migrate_state
+
+    try:
+        copied = migrate_state(args.source, args.target)
+    except AggregatorError as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return 2
+    print(f"copied {sum(copied.values())} rows from {describe(args.source)} to {describe(args.target)}: "
+          + ", ".join(f"{table} {count}" for table, count in copied.items()))
     return 0
 
 
