@@ -293,9 +293,9 @@ class Store:
 
     @staticmethod
     def create_story(db: sqlite3.Connection, uid: str, republished: datetime) -> int:
-        db.execute("INSERT INTO stories (uid, republished) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING",
-                   (uid, to_text(republished)))
-        return db.execute("SELECT id FROM stories WHERE uid = ?", (uid,)).fetchone()[0]
+        created = db.execute("INSERT INTO stories (uid, republished) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING "
+                             "RETURNING id", (uid, to_text(republished))).fetchone()
+        return created[0] if created else db.execute("SELECT id FROM stories WHERE uid = ?", (uid,)).fetchone()[0]
 
     @staticmethod
     def insert_item(db: sqlite3.Connection, story_id: int, source_id: str, values: dict) -> int:
