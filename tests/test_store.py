@@ -161,3 +161,27 @@ def test_writers_of_one_key_take_turns(state_location):
     finally:
         first.close()
         second.close()
+
+
+def test_processes_opening_a_new_state_together_migrate_it_once(state_location):
+    start = threading.Barrier(4)
+    opened, failed = [], []
+
+    def open_store():
+        start.wait()
+        try:
+            opened.append(Store(state_location))
+        except StoreError as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert failed == [] and len(opened) == 4
+        assert opened[0].query("SELECT count(*) FROM schema_migrations")[0][0] == len(MIGRATIONS)
+    finally:
+        for store in opened:
+            store.close()
