@@ -14,7 +14,8 @@ from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import PollResult
-from .pipeline import HostLimiter, poll, polled_url, publish_outputs
+from .pipeline import HostLimiter, poll, publish_outputs
+from .status import advice, render_table, source_rows
 from .store import Store
 
 MAX_WORKERS = 16
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="configuration file (default: $AGGREGATOR_CONFIG, then config/aggregator.yaml)")
     parser.add_argument("--version", action="version", version=f"aggregator {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="the daemon: poll on schedule, republish, serve").set_defaults(func=cmd_run)
     once = commands.add_parser("once", help="poll sources once now, publish, and exit")
     once.add_argument("--source", action="append", default=[], metavar="ID", help="poll only this source (repeatable)")
     once.add_argument("--force", action="store_true", help="also poll gone sources and those inside Retry-After")
@@ -50,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="one row per source")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    _opml_parser(commands)
     migrate = commands.add_parser("migrate-state", help="copy the whole state between SQLite and PostgreSQL")
     migrate.add_argument("source", metavar="FROM", help="a SQLite file or a postgresql:// URL holding a state")
     migrate.add_argument("target", metavar="TO", help="a new SQLite file or an empty PostgreSQL database")
@@ -151,34 +154,6 @@ def _summary_line(result: PollResult) -> str:
     return f"{result.source_id}: {result.outcome}: {result.new} new, {result.updated} updated"
 
 
-def _time(when: datetime | None) -> str | None:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
-
-
-def source_rows(store: Store, config: Config) -> list[dict]:
-    states = store.source_states()
-    rows = []
-    for source in config.sources:
-        state = states.get(source.id)
-        if state is None:
-            from .models import SourceState
-
-            state = SourceState(id=source.id)
-        rows.append({
-            "id": source.id,
-            "url": polled_url(source, state),
-            "state": "disabled" if not source.enabled else state.state,
-            "last_poll": _time(state.last_poll),
-            "last_success": _time(state.last_success),
-            "last_status": state.last_status,
-            "errors": state.errors,
-            "next_poll": _time(state.next_poll) if source.enabled and state.state != "gone" else None,
-            "entries": state.entries,
-            "last_error": state.last_error,
-        })
-    return rows
-
-
 def cmd_status(args) -> int:
     config = _config(args)
     store = Store(config.state)
@@ -189,14 +164,75 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps({"sources": rows}, indent=2, ensure_ascii=False))
         return 0
-    columns = ["id", "state", "last_poll", "last_success", "last_status", "errors", "next_poll", "entries", "url",
-               "last_error"]
-    table = [[("-" if row[c] is None else str(row[c])) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns[:-1])]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths + [0])).rstrip())
-    for r in table:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths + [0])).rstrip())
+    print("\n".join(render_table(rows, datetime.now(timezone.utc))))
+    notes = advice(config, rows)
+    if notes:
+        print("\nto do:\n" + "\n".join(f"  {line}" for line in notes))
     return 0
+
+
+def _opml_parser(commands) -> None:
+    opml = commands.add_parser("opml", help="import sources from OPML, or export them as OPML")
+    actions = opml.add_subparsers(dest="opml_command", required=True, metavar="ACTION")
+    importing = actions.add_parser("import", help="turn an OPML file's feeds into sources (printed as YAML)")
+    importing.add_argument("file", type=Path, metavar="FILE")
+    importing.add_argument("--write", action="store_true", help="append them to the config file instead")
+    importing.set_defaults(func=cmd_opml_import)
+    actions.add_parser("export", help="print the sources as OPML 2.0").set_defaults(func=cmd_opml_export)
+
+
+def cmd_opml_import(args) -> int:
+    from .opml import OpmlError, plan_import, read_outlines, sources_yaml, write_sources
+
+    config = _config(args)
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"aggregator: opml: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        plan = plan_import(read_outlines(data, str(args.file)), config)
+        for reason in plan.skipped:
+            print(f"skipped {reason}", file=sys.stderr)
+        if args.write and plan.sources:
+            write_sources(config.path, plan.sources)
+    except OpmlError as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return 2
+    if args.write:
+        print(f"added {len(plan.sources)} sources to {config.path}, skipped {len(plan.skipped)}")
+    elif plan.sources:
+        print(f"# {len(plan.sources)} new sources from {args.file}: add them to {config.path} "
+              "(or run again with --write)")
+        print(sources_yaml(plan.sources), end="")
+    else:
+        print(f"# no new sources in {args.file} ({len(plan.skipped)} skipped)")
+    return 0
+
+
+def cmd_opml_export(args) -> int:
+    from .opml import sources_opml
+
+    config = _config(args)
+    site_links, urls = {}, {}
+    if "://" not in config.state and Path(config.state).exists():
+        store = Store(config.state)
+        try:
+            for source in config.sources:
+                state = store.source_state(source.id)
+                urls[source.id] = polled_url(source, state)
+                if state.feed_link:
+                    site_links[source.id] = state.feed_link
+        finally:
+            store.close()
+    sys.stdout.buffer.write(sources_opml(config, site_links, urls))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .daemon import run
+
+    return run(_config(args))
 
 
 def cmd_migrate_state(args) -> int:

@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import ConfigError
+from .filters import Pattern, parse_pattern
 
 ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -25,17 +26,6 @@ DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 FORMATS = ("atom", "rss", "json")
 DEFAULT_ATTRIBUTION = "Originally published by {source} on {published:%Y-%m-%d}"
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """An include/exclude term: a plain word (case-insensitive) or /regex/flags."""
-
-    text: str
-    regex: re.Pattern
-
-    def search(self, haystack: str) -> bool:
-        return self.regex.search(haystack) is not None
 
 
 @dataclass(frozen=True)
@@ -130,22 +120,6 @@ def parse_size(value: Any) -> int:
     if size <= 0:
         raise ValueError("a size must be positive")
     return size
-
-
-def parse_pattern(value: Any) -> Pattern:
-    text = str(value)
-    match = re.fullmatch(r"/(.*)/([imsx]*)", text, re.DOTALL)
-    if match:
-        flags = 0
-        for letter in match.group(2):
-            flags |= {"i": re.I, "m": re.M, "s": re.S, "x": re.X}[letter]
-        try:
-            return Pattern(text, re.compile(match.group(1), flags))
-        except re.error as exc:
-            raise ValueError(f"bad regular expression {text!r}: {exc}") from exc
-    if not text.strip():
-        raise ValueError("an empty word matches everything; remove it")
-    return Pattern(text, re.compile(re.escape(text), re.IGNORECASE))
 
 
 class _Reader:

@@ -113,6 +113,7 @@ class PollResult:
     updated: int = 0
     status: int | None = None
     error: str | None = None
+    next_poll: datetime | None = None  # to the microsecond; the store keeps whole seconds
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,16 @@ class SourceState:
     feed_updated: datetime | None = None
     min_interval: int | None = None  # the feed's own ttl / max-age, seconds
     entries: int = 0
+    skip_hours: str | None = None  # RSS skipHours as "0 1 2" (GMT hours)
+    skip_days: str | None = None  # RSS skipDays as "saturday sunday"
+
+
+@dataclass(frozen=True)
+class PublishingHistory:
+    """How much a source published lately, for the adaptive interval (schedule.adaptive_interval)."""
+
+    last_week: int = 0  # entries dated in the last seven days
+    oldest: datetime | None = None  # the oldest entry's date the store holds for the source
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import html
+import re
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urljoin
 
@@ -45,6 +46,7 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
         updated=_date(feed, ("updated_parsed", "published_parsed"), now),
         language=_language(feed.get("language")),
         ttl=_ttl(feed),
+        **_skips(body),
     )
     entries = tuple(_entry(raw, base, info.language, now) for raw in raw_entries[:max_entries])
     return ParsedFeed(info=info, entries=entries, warning=warning)
@@ -176,6 +178,24 @@ def _ttl(feed: dict) -> int | None:
             frequency = 1
         asks.append(period // frequency)
     return max(asks) if asks else None
+
+
+_SKIP_HOURS = re.compile(rb"<skipHours\b[^>]*>(.*?)</skipHours\s*>", re.S | re.I)
+_SKIP_DAYS = re.compile(rb"<skipDays\b[^>]*>(.*?)</skipDays\s*>", re.S | re.I)
+_HOUR = re.compile(rb"<hour\b[^>]*>\s*(\d{1,2})\s*</hour", re.I)
+_DAY = re.compile(rb"<day\b[^>]*>\s*([A-Za-z]+)\s*</day", re.I)
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _skips(body: bytes) -> dict:
+    """RSS 2.0 skipHours/skipDays, read from the bytes: feedparser keeps only the last <hour> of them."""
+    hours = _SKIP_HOURS.search(body)
+    days = _SKIP_DAYS.search(body)
+    return {
+        "skip_hours": frozenset(int(h) for h in _HOUR.findall(hours.group(1)) if int(h) < 24) if hours else frozenset(),
+        "skip_days": frozenset(d.decode().lower() for d in _DAY.findall(days.group(1))
+                               if d.decode().lower() in DAY_NAMES) if days else frozenset(),
+    }
 
 
 def _one_line(exc: object) -> str:

@@ -80,10 +80,10 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
     )
     body_hash = hashlib.sha256(result.body).hexdigest() if result.body is not None else state.body_hash
     if result.not_modified or body_hash == state.body_hash:
-        final = replace(base, next_poll=next_poll_after_success(source, base, result.max_age, now))
         with store.transaction() as db:
+            final = _scheduled(db, source, base, result.max_age, now)
             store.save_source_state(db, final)
-        return PollResult(source.id, "unchanged", status=result.status)
+        return PollResult(source.id, "unchanged", status=result.status, next_poll=final.next_poll)
     feed = parse_feed(result.body, result.headers, url=result.url, now=now, max_entries=source.max_entries)
     min_interval = max(filter(None, (feed.info.ttl, result.max_age)), default=None)
     base = replace(
@@ -91,13 +91,21 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         feed_id=feed.info.id, min_interval=min_interval,
         feed_updated=feed.info.updated or max((e.updated or e.published for e in feed.entries
                                                if e.updated or e.published), default=state.feed_updated),
+        skip_hours=" ".join(map(str, sorted(feed.info.skip_hours))) or None,
+        skip_days=" ".join(sorted(feed.info.skip_days)) or None,
     )
-    final = replace(base, next_poll=next_poll_after_success(source, base, result.max_age, now))
     with store.transaction() as db:
         new, updated = _store_entries(db, source, feed, now, config.dedup_window)
+        final = _scheduled(db, source, base, result.max_age, now)
         store.save_source_state(db, final)
     outcome = "new" if new else "updated" if updated else "unchanged"
-    return PollResult(source.id, outcome, new=new, updated=updated, status=result.status)
+    return PollResult(source.id, outcome, new=new, updated=updated, status=result.status, next_poll=final.next_poll)
+
+
+def _scheduled(db, source: SourceConfig, state: SourceState, max_age: int | None, now: datetime) -> SourceState:
+    """The state with its next poll, adapted to the publishing history this poll's entries are part of."""
+    history = Store.publishing_history(db, source.id, now)
+    return replace(state, next_poll=next_poll_after_success(source, state, max_age, history, now))
 
 
 def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, window: float) -> tuple[int, int]:
@@ -185,15 +193,27 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
     failed = replace(failed, next_poll=None if gone else next_poll_after_failure(source, failed, now))
     with store.transaction() as db:
         store.save_source_state(db, failed)
-    return PollResult(source.id, "error", status=status, error=str(exc))
+    return PollResult(source.id, "error", status=status, error=str(exc), next_poll=failed.next_poll)
 
 
-def publish_outputs(store: Store, config: Config, now: datetime | None = None) -> list:
-    """Render every output from the store; the files actually rewritten."""
-    from .publish import publish_output
-    from .select import select_entries
+def publish_outputs(store: Store, config: Config, now: datetime | None = None,
+                    only: set[str] | None = None) -> list:
+    """Render every output (or those named in `only`): all formats and archive pages; the files rewritten.
 
-    written = []
+    Hubs are pinged about each current document that changed.
+    """
+    from . import archive, websub
+    from .publish import publish_output, publish_site
+
+    written = publish_site(config)
     for output in config.outputs:
-        written += publish_output(config, output, select_entries(store, config, output, now))
+        if only is not None and output.id not in only:
+            continue
+        entries, update = archive.prepare(store, config, output, now)
+        written += publish_output(config, output, entries, update)
+    if config.hubs:
+        changed = {path.relative_to(config.output_dir).as_posix() for path in written}
+        topics = [config.base_url + f"{o.id}.{fmt}" for o in config.outputs for fmt in o.formats
+                  if f"{o.id}.{fmt}" in changed]
+        websub.ping(config.hubs, topics)
     return written

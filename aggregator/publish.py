@@ -1,40 +1,70 @@
-"""StoryEntries → Atom (feedgen, with our extension for atom:source and republished); atomic writes.
+"""StoryEntries → Atom and RSS (feedgen, with our extensions) and JSON Feed; atomic writes.
 
 feedgen never leaves this module. Rendering is deterministic for the same
-entries, so an unchanged output renders to the same bytes and is not rewritten.
+entries, so an unchanged document renders to the same bytes and is not
+rewritten. Each output has a current document per format and, once entries
+fall out of it, numbered archive pages (RFC 5005) that archive.py fills.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import tempfile
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Iterable
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
+from feedgen.ext.dc import DcEntryExtension, DcExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from . import NAMESPACE, PROJECT_URL, __version__
+from . import NAMESPACE, PROJECT_URL, __version__, jsonfeed
 from .config import Config, OutputConfig
 from .errors import PublishError
+from .documents import (MEDIA_TYPES, STYLESHEET, Document, entry_body, feed_url, rfc3339,
+                        updated_of)
 from .models import StoryEntry
 from .sanitize import xml_safe
 
 ATOM = "http://www.w3.org/2005/Atom"
-EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def rfc3339(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
 
 
 class RepublicationFeed(BaseExtension):
-    """Declares our namespace on the feed element."""
+    """Declares our namespace; adds what feedgen cannot put into RSS, and the browser stylesheet."""
+
+    def __init__(self):
+        self._document: Document | None = None
+        self._links: list[tuple[str, str]] = []
 
     def extend_ns(self):
         return {"agg": NAMESPACE}
+
+    def document(self, document: Document, links: list[tuple[str, str]]) -> None:
+        self._document, self._links = document, links
+
+    def extend_atom(self, feed):
+        self._stylesheet(feed)
+        self._archive_marker(feed)
+        return feed
+
+    def extend_rss(self, feed):
+        self._stylesheet(feed)
+        channel = feed.find("channel")
+        for rel, href in self._links:  # feedgen writes only rel="self" into RSS
+            etree.SubElement(channel, f"{{{ATOM}}}link", rel=rel, href=href)
+        self._archive_marker(channel)
+        return feed
+
+    def _stylesheet(self, root) -> None:
+        root.addprevious(etree.ProcessingInstruction(
+            "xml-stylesheet", f'type="text/xsl" href="{self._document.stylesheet}"'))
+
+    def _archive_marker(self, element) -> None:
+        if self._document.page is not None:  # RFC 5005 §4: an archive document says so
+            etree.SubElement(element, f"{{{HISTORY}}}archive", nsmap={"fh": HISTORY})
 
 
 class RepublicationEntry(BaseEntryExtension):
@@ -69,6 +99,8 @@ class RepublicationEntry(BaseEntryExtension):
         return element
 
     def extend_rss(self, item):
+        source = etree.SubElement(item, "source", url=self._entry.source.self_url)
+        source.text = xml_safe(self._entry.source.title)
         self._republished(item)
         return item
 
@@ -76,69 +108,84 @@ class RepublicationEntry(BaseEntryExtension):
         etree.SubElement(element, f"{{{NAMESPACE}}}republished").text = rfc3339(self._entry.republished)
 
 
-def attribution_html(template: str | None, entry: StoryEntry) -> str:
-    """The visible "Originally published by …" line most readers need, since few show atom:source."""
-    if not template:
-        return ""
-    text = template.format(source=entry.source.title, link=entry.link or "", source_url=entry.source.self_url,
-                           published=entry.published, republished=entry.republished)
-    return f'<p class="aggregator-attribution"><em>{html.escape(text)}</em></p>'
-
-
-def feed_url(config: Config, name: str) -> str:
-    return config.base_url + name
-
-
-def build_feed(config: Config, output: OutputConfig, entries: list[StoryEntry]) -> FeedGenerator:
+def build_feed(config: Config, document: Document, fmt: str, entries: list[StoryEntry]) -> FeedGenerator:
+    output = document.output
     fg = FeedGenerator()
     fg.register_extension("aggregator", RepublicationFeed, RepublicationEntry)
-    fg.id(feed_url(config, f"{output.id}.atom"))
-    fg.title(xml_safe(output.title))
-    if output.subtitle:
-        fg.subtitle(xml_safe(output.subtitle))
-    fg.link(href=feed_url(config, f"{output.id}.atom"), rel="self", type="application/atom+xml")
-    fg.link(href=config.base_url, rel="alternate", type="text/html")
-    for hub in config.hubs:
-        fg.link(href=hub, rel="hub")
-    fg.author(name=xml_safe(output.author or output.title))
+    if fmt == "rss":  # RSS <author> needs an e-mail address; dc:creator carries a name
+        fg.register_extension("dc", DcExtension, DcEntryExtension, atom=False, rss=True)
+    self_url = feed_url(config, document.name(fmt))
+    history = document.history_links(config, fmt)
+    hubs = [("hub", hub) for hub in config.hubs] if document.page is None else []  # pages never change
+    fg.aggregator.document(document, hubs + history)
+    fg.id(feed_url(config, document.name("atom")))
+    fg.title(xml_safe(document.title()))
+    if output.subtitle or fmt == "rss":  # RSS requires a description
+        fg.subtitle(xml_safe(output.subtitle or output.title))
+    fg.link(href=self_url, rel="self", type=MEDIA_TYPES[fmt])
+    if fmt == "atom":
+        for rel, href in hubs + history:
+            fg.link(href=href, rel=rel, **({} if rel == "hub" else {"type": MEDIA_TYPES[fmt]}))
+    fg.link(href=config.base_url, rel="alternate", type="text/html")  # last: feedgen makes it RSS's <link>
+    _feed_metadata(fg, output, fmt)
+    fg.updated(updated_of(entries))
+    # feedgen prepends added entries; add oldest first so the document lists newest first.
+    for entry in reversed(entries):
+        _add_entry(fg, output, entry, fmt)
+    return fg
+
+
+def _feed_metadata(fg: FeedGenerator, output: OutputConfig, fmt: str) -> None:
+    author = xml_safe(output.author or output.title)
+    fg.author(name=author)
+    if fmt == "rss":
+        fg.dc.dc_creator(author)
     fg.generator("aggregator", __version__, PROJECT_URL)
-    fg.updated(max((e.updated for e in entries), default=EMPTY_FEED_UPDATED))
     if output.language:
         fg.language(output.language)
     if output.icon:
         fg.icon(output.icon)
     if output.logo:
-        fg.logo(output.logo)
+        fg.logo(output.logo)  # also RSS's <image>
+    elif output.icon and fmt == "rss":
+        fg.image(url=output.icon)
     if output.rights:
         fg.rights(xml_safe(output.rights))
-    # feedgen prepends added entries; add oldest first so the document lists newest first.
-    for entry in reversed(entries):
-        _add_entry(fg, output, entry)
-    return fg
 
 
-def _add_entry(fg: FeedGenerator, output: OutputConfig, entry: StoryEntry) -> None:
+def _add_entry(fg: FeedGenerator, output: OutputConfig, entry: StoryEntry, fmt: str) -> None:
     fe = fg.add_entry()
-    fe.id(entry.uid)
+    fe.id(entry.uid)  # also the RSS guid, isPermaLink="false"
     fe.title(xml_safe(entry.title))
     if entry.link:
         fe.link(href=entry.link)  # feedgen 1.0 drops a link's attributes; a bare Atom link is rel=alternate
     for name in entry.authors:
         fe.author(name=xml_safe(name))
+        if fmt == "rss":
+            fe.dc.dc_creator(xml_safe(name))
     for term in entry.categories:
         fe.category(term=xml_safe(term))
-    body = attribution_html(output.attribution, entry) + (entry.content or entry.summary or "")
+    body = entry_body(output, entry)
     if body:
-        fe.content(xml_safe(body), type="html")
+        fe.content(body, type="html")
     if entry.summary and entry.content:
         fe.summary(xml_safe(entry.summary), type="html")
-    fe.published(entry.published)
+    fe.published(entry.published)  # RSS pubDate: the original date
     fe.updated(entry.updated)
     fe.aggregator.republication(entry)
 
 
+def render(config: Config, document: Document, fmt: str, entries: list[StoryEntry]) -> bytes:
+    """One document in one format, as the bytes to write."""
+    if fmt == "json":
+        return jsonfeed.render(config, document, entries)
+    fg = build_feed(config, document, fmt, entries)
+    to_bytes = fg.atom_str if fmt == "atom" else fg.rss_str
+    return to_bytes(pretty=True, encoding="UTF-8", xml_declaration=True)
+
+
 def render_atom(config: Config, output: OutputConfig, entries: list[StoryEntry]) -> bytes:
-    return build_feed(config, output, entries).atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    return render(config, Document(output), "atom", entries)
 
 
 def write_atomic(path: Path, data: bytes) -> bool:
@@ -178,7 +225,56 @@ def write_atomic(path: Path, data: bytes) -> bool:
     return True
 
 
-def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntry]) -> list[Path]:
-    """Write every format of one output; the paths actually rewritten."""
-    path = config.output_dir / f"{output.id}.atom"
-    return [path] if write_atomic(path, render_atom(config, output, entries)) else []
+@dataclass(frozen=True)
+class ArchivePage:
+    """An archive page to (re)write: its number, every entry it holds, whether it is now full."""
+
+    number: int
+    entries: tuple[StoryEntry, ...]
+    full: bool
+    formats: tuple[str, ...]  # the formats to write (a full page is only written where missing)
+
+
+@dataclass(frozen=True)
+class ArchiveUpdate:
+    newest: int | None  # the newest archive page: the current document's prev-archive
+    pages: Iterable[ArchivePage] = ()  # may be lazy: each page is loaded when it is written
+
+
+def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntry],
+                   archive: ArchiveUpdate | None = None) -> list[Path]:
+    """Write every format of one output, archive pages first; the paths actually rewritten.
+
+    Pages are written before the current document, so a crash between the two
+    can repeat an entry for one publish but never lose one.
+    """
+    written = []
+    archive = archive or ArchiveUpdate(None)
+    for page in archive.pages:
+        document = Document(output, page=page.number, full=page.full)
+        for fmt in page.formats:
+            path = config.output_dir / document.name(fmt)
+            if write_atomic(path, render(config, document, fmt, list(page.entries))):
+                written.append(path)
+    current = Document(output, prev_archive=archive.newest)
+    for fmt in output.formats:
+        path = config.output_dir / current.name(fmt)
+        if write_atomic(path, render(config, current, fmt, entries)):
+            written.append(path)
+    return written
+
+
+def stylesheet_bytes() -> bytes:
+    return resources.files(__package__).joinpath(STYLESHEET).read_bytes()
+
+
+def publish_site(config: Config) -> list[Path]:
+    """The files shared by every output: the browser stylesheet and index.opml listing the outputs."""
+    from .opml import outputs_opml
+
+    written = []
+    for name, data in ((STYLESHEET, stylesheet_bytes()), ("index.opml", outputs_opml(config))):
+        path = config.output_dir / name
+        if write_atomic(path, data):
+            written.append(path)
+    return written

@@ -27,6 +27,8 @@ def _rewrite_url(tag: str, attribute: str, value: str) -> str | None:
     if attribute not in URL_ATTRIBUTES:
         return value
     value = value.strip()
+    if value[:8].lower().startswith(("https://", "http://")):
+        return value  # already absolute, and most are: urljoin is the costliest step of sanitising
     if value.lower().startswith("data:"):
         return value if tag == "img" and attribute == "src" and RASTER_DATA.match(value) else None
     base = _base_url.get()

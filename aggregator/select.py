@@ -7,16 +7,27 @@ story's other copies become related links.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from .config import Config, OutputConfig, SourceConfig
-from .identity import normalised_text
 from .pipeline import polled_url
 from .models import RelatedCopy, SourceMeta, SourceState, StoredItem, StoryEntry
-from .store import Store, from_text, to_text
+from .sanitize import plain_text
+from .store import Store, from_text
 
 BATCH = 200
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class StoryRef:
+    """A story an output may show, as its best copy, before any text is loaded."""
+
+    story_id: int
+    item_id: int
+    uid: str
+    published: datetime
 
 
 def copy_rank(source: SourceConfig, published: datetime) -> tuple:
@@ -37,53 +48,101 @@ def source_meta(source: SourceConfig, state: SourceState | None) -> SourceMeta:
     )
 
 
+def haystack(item: StoredItem) -> str:
+    """What include/exclude patterns search: the title and the plain text of summary and content."""
+    parts = [item.title, plain_text(item.summary)]
+    if item.content and item.content != item.summary:
+        parts.append(plain_text(item.content))
+    return "\n".join(parts)
+
+
 def matches_filters(output: OutputConfig, item: StoredItem) -> bool:
+    """The output's `languages`, `include` and `exclude` applied to one copy.
+
+    An entry without a declared language (its own or its feed's) is left out
+    when `languages` is set: the filter promises those languages only.
+    """
     if output.languages:
         language = (item.language or "").lower()
         if not any(language == lang or language.startswith(lang + "-") for lang in output.languages):
             return False
     if output.include or output.exclude:
-        haystack = f"{item.title}\n{normalised_text(item.content or item.summary)}"
-        if output.include and not any(p.search(haystack) for p in output.include):
+        text = haystack(item)
+        if output.include and not any(p.search(text) for p in output.include):
             return False
-        if any(p.search(haystack) for p in output.exclude):
+        if any(p.search(text) for p in output.exclude):
             return False
     return True
 
 
-def select_entries(store: Store, config: Config, output: OutputConfig,
-                   now: datetime | None = None) -> list[StoryEntry]:
-    """The newest `limit` stories of this output, each as its best selected copy."""
-    now = now or datetime.now(timezone.utc)
+def story_refs(store: Store, config: Config, output: OutputConfig, *, skip_uids: frozenset[str] = frozenset(),
+               only_uids: frozenset[str] | None = None, filtered: bool = True,
+               stop_after: int | None = None) -> list[StoryRef]:
+    """Every story of this output as its best copy, newest `published` first.
+
+    Stories in `skip_uids` (already archived) are dropped before any text is
+    loaded; `only_uids` restricts to those stories; `filtered=False` ignores
+    include/exclude/languages (an archive page keeps what it once showed);
+    `stop_after` ends the scan once that many stories passed the filters.
+    """
     sources = {s.id: s for s in config.sources_for(output)}
     if not sources:
         return []
-    placeholders = ",".join("?" * len(sources))
-    params: list = list(sources)
-    where = f"source_id IN ({placeholders})"
-    if output.since:
-        where += " AND published >= ?"
-        params.append(to_text(now - timedelta(seconds=output.since)))
     best: dict[int, tuple] = {}
-    for item_id, story_id, source_id, published in store.query(
-            f"SELECT id, story_id, source_id, published FROM items WHERE {where}", params):
-        rank = copy_rank(sources[source_id], from_text(published))
+    rows = store.query(
+        "SELECT items.id, items.story_id, items.source_id, items.published, stories.uid FROM items "
+        f"JOIN stories ON stories.id = items.story_id WHERE items.source_id IN ({','.join('?' * len(sources))})",
+        list(sources))
+    for item_id, story_id, source_id, published, uid in rows:
+        if uid in skip_uids or (only_uids is not None and uid not in only_uids):
+            continue
+        published = from_text(published)
+        rank = copy_rank(sources[source_id], published)
         if story_id not in best or rank < best[story_id][0]:
-            best[story_id] = (rank, item_id)
-    ordered = sorted(best.items(), key=lambda kv: (kv[1][0][1], kv[0]), reverse=True)
-    chosen: list[StoredItem] = []
+            best[story_id] = (rank, StoryRef(story_id, item_id, uid, published))
+    ordered = sorted((ref for _, ref in best.values()), key=lambda r: (r.published, r.story_id), reverse=True)
+    if not filtered or not (output.include or output.exclude or output.languages):
+        return ordered[:stop_after] if stop_after is not None else ordered
+    kept: list[StoryRef] = []
     for start in range(0, len(ordered), BATCH):
-        if len(chosen) >= output.limit:
-            break
-        ids = [item_id for _, (_, item_id) in ordered[start:start + BATCH]]
-        by_id = {i.id: i for i in store.items(f"id IN ({','.join('?' * len(ids))})", ids)}
-        for item_id in ids:
-            item = by_id[item_id]
-            if matches_filters(output, item):
-                chosen.append(item)
-                if len(chosen) >= output.limit:
-                    break
-    return _story_entries(store, config, chosen)
+        chunk = ordered[start:start + BATCH]
+        by_id = {i.id: i for i in _items(store, [r.item_id for r in chunk])}
+        for ref in chunk:
+            if matches_filters(output, by_id[ref.item_id]):
+                kept.append(ref)
+                if stop_after is not None and len(kept) >= stop_after:
+                    return kept
+    return kept
+
+
+def recent(output: OutputConfig, refs: list[StoryRef], now: datetime) -> list[StoryRef]:
+    """The refs inside the output's `since` age (all of them when it has none)."""
+    if not output.since:
+        return refs
+    cutoff = now - timedelta(seconds=output.since)
+    return [r for r in refs if r.published >= cutoff]
+
+
+def select_entries(store: Store, config: Config, output: OutputConfig,
+                   now: datetime | None = None) -> list[StoryEntry]:
+    """The newest `limit` stories of this output, each as its best selected copy (archives aside)."""
+    now = now or datetime.now(timezone.utc)
+    refs = story_refs(store, config, output, stop_after=output.limit)
+    return load_entries(store, config, recent(output, refs, now)[:output.limit])
+
+
+def load_entries(store: Store, config: Config, refs: list[StoryRef]) -> list[StoryEntry]:
+    """The StoryEntries of these refs, in the same order."""
+    by_id = {i.id: i for i in _items(store, [r.item_id for r in refs])}
+    return _story_entries(store, config, [by_id[r.item_id] for r in refs if r.item_id in by_id])
+
+
+def _items(store: Store, item_ids: list[int]) -> list[StoredItem]:
+    items = []
+    for start in range(0, len(item_ids), BATCH):
+        chunk = item_ids[start:start + BATCH]
+        items += store.items(f"id IN ({','.join('?' * len(chunk))})", chunk)
+    return items
 
 
 def _story_entries(store: Store, config: Config, chosen: list[StoredItem]) -> list[StoryEntry]:

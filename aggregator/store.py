@@ -21,13 +21,13 @@ import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from . import NAMESPACE
 from .errors import StoreError
-from .models import SourceState, StoredItem
+from .models import PublishingHistory, SourceState, StoredItem
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -93,6 +93,11 @@ MIGRATIONS: list[str] = [
         score REAL NOT NULL,
         decided TEXT NOT NULL
     );
+    """,
+    # 2: the feed's skipHours/skipDays, which the scheduler honours (schedule.skip_forward)
+    """
+    ALTER TABLE sources ADD COLUMN skip_hours TEXT;
+    ALTER TABLE sources ADD COLUMN skip_days TEXT
     """,
 ]
 
@@ -275,6 +280,17 @@ class Store:
             f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _SOURCE_COLUMNS)}",
             [state.id, *values],
         )
+
+    # scheduling
+
+    @staticmethod
+    def publishing_history(db: sqlite3.Connection, source_id: str, now: datetime) -> PublishingHistory:
+        """Entries dated in the week before `now`, and the oldest date stored, for the adaptive interval."""
+        week_ago = to_text(now - timedelta(days=7))
+        count, oldest = db.execute(
+            "SELECT coalesce(sum(published > ? AND published <= ?), 0), min(published) FROM items "
+            "WHERE source_id = ?", (week_ago, to_text(now), source_id)).fetchone()
+        return PublishingHistory(last_week=count, oldest=from_text(oldest))
 
     # items and stories
 

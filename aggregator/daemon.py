@@ -1,0 +1,372 @@
+"""The daemon (`aggregator run`): one APScheduler job per source, coalesced publishing, signals, reload.
+
+Each source has a date-triggered job at its next poll time, which the store
+remembers (schedule.py decides it), so a restart resumes where the last run
+left off. After a poll the job is re-added for the next time, from the
+scheduler's "job executed" event, when the finished run no longer counts
+against `max_instances`. Outputs a changed poll touched are republished once
+the burst of polls is over. SIGTERM/SIGINT stop it, SIGHUP reloads the config.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from .config import Config, SourceConfig, load_config
+from .errors import AggregatorError, ConfigError
+from .hosts import NetworkWatch, PoliteLimiter, no_answer
+from .models import PollResult, SourceState
+from .pipeline import poll, polled_url, publish_outputs
+from .publisher import Publisher
+from .schedule import next_poll_after_failure, resume_at
+from .server import App, Server
+from .store import Store
+
+log = logging.getLogger("aggregator")
+
+WORKERS = 16
+STOP_GRACE = 5.0  # seconds in-flight polls get to finish after SIGTERM before they are abandoned
+PUBLISH_RETRY = 60.0
+RETRY_AFTER_BUG = 60.0
+
+
+class DaemonError(AggregatorError):
+    """The daemon cannot start (another one holds the state)."""
+
+    stage = "run"
+
+
+def run(config: Config) -> int:
+    """Run until SIGTERM/SIGINT; 0 on a clean stop."""
+    _setup_logging()
+    return Daemon(config).run()
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+class StateLock:
+    """One daemon per state: an exclusive flock on `<state>.lock`, which the kernel drops even on kill -9."""
+
+    def __init__(self, state: str):
+        self.path = None if "://" in state else Path(state + ".lock")
+        self._file = None
+
+    def acquire(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+")
+        except OSError as exc:
+            raise DaemonError(f"cannot create {self.path}: {exc.strerror}; check the `state` folder") from exc
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise DaemonError(f"another `aggregator run` (pid {holder}) is already using {self.path.with_suffix('')}; "
+                              "stop it first, or give this one its own `state`") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Daemon:
+    def __init__(self, config: Config):
+        self.config = config
+        self.lock = StateLock(config.state)
+        self.limiter = PoliteLimiter(config)
+        self.watch = NetworkWatch(config)
+        self.store: Store | None = None
+        self.server: Server | None = None
+        self.app: App | None = None
+        self.publisher: Publisher | None = None
+        self.scheduler = BackgroundScheduler(
+            timezone=timezone.utc, executors={"default": ThreadPoolExecutor(WORKERS)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        self.scheduler.add_listener(self._job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
+        self._wake = threading.Event()
+        self._stop: bool | str = False  # or the name of the signal that asked for it
+        self._reload = False
+        self._active = 0
+        self._active_lock = threading.Lock()
+
+    # life cycle
+
+    def run(self) -> int:
+        self.lock.acquire()
+        try:
+            self.store = Store(self.config.state)
+            self._start_server(self.config)
+            self._install_signals()
+            self.publisher = Publisher(self._publish)
+            self.scheduler.start()
+            self._schedule_all(self.config, previous=None)
+            self.publisher.changed(None)
+            log.info("running %s: %d sources, %d outputs%s", self.config.path, len(self.config.sources),
+                     len(self.config.outputs), self._serving())
+            while not self._stop:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                if self._reload and not self._stop:
+                    self._reload = False
+                    self.reload()
+            log.info("%s received: stopping", self._stop)
+        finally:
+            abandoned = self._shutdown()
+        if abandoned:
+            logging.shutdown()
+            os._exit(0)  # in-flight requests cannot be interrupted; their transactions never committed
+        return 0
+
+    def _install_signals(self) -> None:
+        def stop(signum, frame):
+            self._stop = signal.Signals(signum).name
+            self._wake.set()
+
+        def reload(signum, frame):
+            self._reload = True
+            self._wake.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def _shutdown(self) -> int:
+        """Stop scheduling, serving and publishing; the number of polls abandoned in flight."""
+        self._stop = True
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self.server:
+            self.server.stop()
+        deadline = time.monotonic() + STOP_GRACE
+        while self._in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.publisher:
+            self.publisher.stop(timeout=max(deadline - time.monotonic(), 1.0))
+        abandoned = self._in_flight()
+        if abandoned:
+            log.warning("stopped; abandoned %d poll(s) in flight: nothing of theirs was stored, "
+                        "they are polled again on the next start", abandoned)
+            return abandoned
+        for store in (self.store, self.app.store if self.app else None):
+            if store:
+                store.close()
+        self.lock.release()
+        log.info("stopped")
+        return 0
+
+    def _in_flight(self) -> int:
+        with self._active_lock:
+            return self._active
+
+    # scheduling
+
+    def _schedule_all(self, config: Config, previous: Config | None) -> None:
+        """Add, move or drop each source's job after a start or a reload."""
+        now = datetime.now(timezone.utc)
+        states = self.store.source_states()
+        for source in config.sources:
+            if previous is not None and previous.source(source.id) == source:
+                continue
+            self._schedule(source.id, resume_at(source, states.get(source.id), now))
+        for old in previous.sources if previous else ():
+            if config.source(old.id) is None:
+                self._schedule(old.id, None)
+
+    def _schedule(self, source_id: str, when: datetime | None) -> None:
+        if when is None:
+            try:
+                self.scheduler.remove_job(source_id)
+            except JobLookupError:
+                pass
+            return
+        self.scheduler.add_job(self._poll_job, DateTrigger(when), args=[source_id], id=source_id,
+                               name=f"poll {source_id}", replace_existing=True)
+
+    def _job_done(self, event) -> None:
+        """Re-add a source's job for its next poll, now that this run has finished."""
+        now = datetime.now(timezone.utc)
+        if event.code == EVENT_JOB_EXECUTED:
+            when = event.retval
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            when = now + timedelta(seconds=1)
+        else:
+            exc = event.exception
+            if isinstance(exc, AggregatorError):
+                log.error("%s: %s; retrying in %ds", event.job_id, exc, RETRY_AFTER_BUG)
+            else:
+                log.error("%s: unexpected %s: %s; retrying in %ds", event.job_id, type(exc).__name__, exc,
+                          RETRY_AFTER_BUG, exc_info=(type(exc), exc, event.exception.__traceback__))
+            when = now + timedelta(seconds=RETRY_AFTER_BUG)
+        if not self._stop and self.config.source(event.job_id) is not None:
+            self._schedule(event.job_id, when)
+
+    # one poll
+
+    def _poll_job(self, source_id: str) -> datetime | None:
+        """Poll one source; when to poll it next (None: never, it is gone or no longer configured)."""
+        config = self.config
+        source = config.source(source_id)
+        if source is None or not source.enabled or self._stop:
+            return None
+        with self._active_lock:
+            self._active += 1
+        try:
+            before = self.store.source_state(source_id)
+            result = poll(self.store, config, source, self.limiter)
+            refunded = self._judge_network(source, before, result)
+            if result.outcome in ("new", "updated"):
+                self.publisher.changed({o.id for o in config.outputs if o.selects(source)})
+            state = self.store.source_state(source_id)
+        finally:
+            with self._active_lock:
+                self._active -= 1
+        log.info("%s: %s; %s", source_id, _describe(result),
+                 f"next poll {state.next_poll.isoformat(timespec='seconds')}" if state.next_poll else "no more polls")
+        current = self.config.source(source_id)
+        if current != source:  # the config was reloaded while this poll ran
+            return resume_at(current, state, datetime.now(timezone.utc)) if current else None
+        return result.next_poll if result.next_poll and not refunded else state.next_poll
+
+    def _judge_network(self, source: SourceConfig, before: SourceState, result: PollResult) -> bool:
+        """Feed the network watch; give back failures that were the network's. True if the state changed."""
+        url = polled_url(source, before)
+        if not url.startswith(("http://", "https://")) or result.outcome == "skipped":
+            return False
+        uncharged = False
+        if no_answer(result.error, result.status):
+            uncharged = self.watch.unreachable(source.id, url)
+        else:
+            self.watch.answered()
+        owed = self.watch.settle(source.id) + uncharged
+        return bool(owed) and self._refund(source, owed, annotate=uncharged)
+
+    def _refund(self, source: SourceConfig, count: int, annotate: bool) -> bool:
+        """Take `count` failures off the source's error count (and its backoff), in its own job's thread."""
+        now = datetime.now(timezone.utc)
+        with self.store.transaction() as db:
+            state = self.store.source_state(source.id)
+            errors = max(state.errors - count, 0)
+            if errors == state.errors:
+                return False
+            state = replace(state, errors=errors)
+            if annotate:
+                state = replace(state, last_error=f"{state.last_error} (the network was down: "
+                                                  "not counted against this source)")
+            if state.state == "failing":
+                state = replace(state, next_poll=next_poll_after_failure(source, state, now))
+            Store.save_source_state(db, state)
+        log.warning("%s: no server answers: the network looks down; not counting it against the source", source.id)
+        return True
+
+    # publishing and serving
+
+    def _publish(self, outputs: set[str] | None) -> None:
+        config = self.config
+        for output in config.outputs:
+            if outputs is not None and output.id not in outputs:
+                continue
+            try:
+                written = publish_outputs(self.store, config, only={output.id})
+            except AggregatorError as exc:
+                log.error("%s; retrying in %ds", exc, PUBLISH_RETRY)
+                timer = threading.Timer(PUBLISH_RETRY, self.publisher.changed, [{output.id}])
+                timer.daemon = True
+                timer.start()
+                continue
+            if written:
+                log.info("published %s", ", ".join(p.name for p in written))
+
+    def _start_server(self, config: Config) -> None:
+        if config.listen is None:
+            return
+        if self.app is None:
+            self.app = App(lambda: self.config, Store(config.state), self.health)
+        self.server = Server(self.app, config.listen).start()
+
+    def _serving(self) -> str:
+        if not self.server:
+            return ""
+        host, port = self.server.address
+        return f"; serving http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+    def health(self) -> tuple[bool, dict]:
+        """For /healthz: up while the scheduler runs; counts of sources by state."""
+        counts: dict[str, int] = {}
+        states = self.app.store.source_states() if self.app else {}
+        for source in self.config.sources:
+            state = states.get(source.id)
+            name = "disabled" if not source.enabled else state.state if state else "new"
+            counts[name] = counts.get(name, 0) + 1
+        ok = self.scheduler.running and not self._stop
+        return ok, {"sources": counts, "network": "down" if self.watch.down else "up"}
+
+    # reload
+
+    def reload(self) -> None:
+        """SIGHUP: take the new config if it is valid; otherwise say why and keep the old one."""
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("reload failed; still running the previous configuration:\n%s", exc)
+            return
+        if new.state != self.config.state:
+            log.error("reload refused: `state` changed (%s → %s); restart to switch; "
+                      "still running the previous configuration", self.config.state, new.state)
+            return
+        old, self.config = self.config, new
+        self.limiter.configure(new)
+        self.watch.configure(new)
+        if new.listen != old.listen:
+            if self.server:
+                self.server.stop()
+                self.server = None
+            try:
+                self._start_server(new)
+            except AggregatorError as exc:
+                log.error("%s", exc)
+        self._schedule_all(new, previous=old)
+        self.publisher.changed(None)
+        added = len({s.id for s in new.sources} - {s.id for s in old.sources})
+        removed = len({s.id for s in old.sources} - {s.id for s in new.sources})
+        log.info("reloaded %s: %d sources (%d added, %d removed), %d outputs%s", new.path, len(new.sources),
+                 added, removed, len(new.outputs), self._serving())
+
+
+def _describe(result: PollResult) -> str:
+    if result.outcome == "error":
+        return f"error: {result.error}"
+    if result.outcome in ("new", "updated"):
+        return f"{result.new} new, {result.updated} updated"
+    return "unchanged" + (" (304)" if result.status == 304 else "")

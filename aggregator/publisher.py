@@ -1,0 +1,62 @@
+"""Coalesced republishing: the outputs changed polls touched, rewritten once a burst of polls is over."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+log = logging.getLogger("aggregator")
+
+PUBLISH_QUIET = 1.0  # publish once no poll has changed anything for this long…
+PUBLISH_MAX_WAIT = 10.0  # …or this long after the first change, whichever comes first
+
+
+class Publisher:
+    """Republishes the outputs that changed polls touched, coalesced: one rewrite after a burst, not fifty."""
+
+    def __init__(self, publish: Callable[[set[str] | None], None]):
+        self._publish = publish
+        self._cond = threading.Condition()
+        self._pending: set[str] | None = set()  # None: every output
+        self._any = False
+        self._first = self._last = 0.0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
+        self._thread.start()
+
+    def changed(self, outputs: set[str] | None) -> None:
+        """Queue outputs (None: all) to be published once the polls settle."""
+        with self._cond:
+            now = time.monotonic()
+            if not self._any:
+                self._first = now
+            self._any, self._last = True, now
+            self._pending = None if outputs is None or self._pending is None else self._pending | outputs
+            self._cond.notify()
+
+    def stop(self, timeout: float) -> None:
+        """Publish what is pending now, then end."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._any and not self._stopping:
+                    self._cond.wait()
+                while not self._stopping:
+                    wait = min(self._last + PUBLISH_QUIET, self._first + PUBLISH_MAX_WAIT) - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                if not self._any:
+                    return
+                outputs, self._pending, self._any = self._pending, set(), False
+            try:
+                self._publish(outputs)
+            except Exception:  # a bug must not end publishing for the rest of the daemon's life
+                log.exception("publishing failed unexpectedly; the next change retries it")

@@ -1,0 +1,174 @@
+"""RFC 5005 archives over several publishes: full pages never change, links are consistent, and every story
+is in exactly one document (current or one archive page) — none lost, none repeated."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from lxml import etree
+
+from aggregator.config import load_config
+from aggregator.pipeline import HostLimiter, poll, publish_outputs
+from aggregator.store import Store
+from conftest import write_config
+
+UTC = timezone.utc
+ATOM = "{http://www.w3.org/2005/Atom}"
+START = datetime(2021, 9, 1, tzinfo=UTC)
+LIMIT = 4
+
+
+def atom_feed(numbers: list[int], published=lambda n: START + timedelta(hours=n)) -> str:
+    entries = "".join(
+        f"<entry><id>tag:src.test,2021:{n}</id><title>Story {n}</title>"
+        f"<link href='http://src.test/{n}'/><updated>{published(n).isoformat()}</updated>"
+        f"<summary>Text of story {n}</summary></entry>" for n in numbers)
+    return (f"<?xml version='1.0' encoding='utf-8'?><feed xmlns='http://www.w3.org/2005/Atom'>"
+            f"<id>tag:src.test,2021:feed</id><title>Source</title><updated>{START.isoformat()}</updated>"
+            f"<link rel='self' href='http://src.test/feed.atom'/>{entries}</feed>")
+
+
+class Site:
+    """A config with one file: source and one output (limit 4, all formats), polled and published in-process."""
+
+    def __init__(self, directory: Path, **output):
+        self.feed = directory / "source.atom"
+        self.feed.write_text(atom_feed([]))
+        path = write_config(directory, [{"id": "src", "url": "file:source.atom"}],
+                            [{"id": "news", "title": "News", "limit": LIMIT, "formats": ["atom", "rss", "json"],
+                              **output}])
+        self.config = load_config(path)
+        self.out = self.config.output_dir
+        self.store = Store(self.config.state)
+
+    def publish(self, numbers: list[int], now: datetime | None = None, **kwargs) -> list[Path]:
+        self.feed.write_text(atom_feed(numbers, **kwargs))
+        poll(self.store, self.config, self.config.sources[0], HostLimiter(), now=now)
+        return publish_outputs(self.store, self.config, now=now)
+
+    def pages(self) -> list[int]:
+        directory = self.out / "archive" / "news"
+        return sorted(int(p.stem) for p in directory.glob("*.atom")) if directory.exists() else []
+
+    def atom(self, name: str):
+        return etree.parse(str(self.out / name)).getroot()
+
+
+def ids(root) -> list[str]:
+    return [e.findtext(f"{ATOM}id") for e in root.findall(f"{ATOM}entry")]
+
+
+def titles(root) -> list[str]:
+    return [e.findtext(f"{ATOM}title") for e in root.findall(f"{ATOM}entry")]
+
+
+def links(root) -> dict[str, str]:
+    return {link.get("rel"): link.get("href") for link in root.findall(f"{ATOM}link")}
+
+
+def local(site: Site, href: str) -> str:
+    assert href.startswith(site.config.base_url)
+    return href[len(site.config.base_url):]
+
+
+def walk_history(site: Site) -> list[str]:
+    """Every document from the current one back through prev-archive, checking each link on the way."""
+    names, name = [], "news.atom"
+    while name:
+        assert (site.out / name).exists(), f"{name} is linked but missing"
+        names.append(name)
+        root_links = links(site.atom(name))
+        if name != "news.atom":
+            assert local(site, root_links["current"]) == "news.atom"
+        name = local(site, root_links["prev-archive"]) if "prev-archive" in root_links else None
+        if name:
+            older = links(site.atom(name))
+            newer = older.get("next-archive")
+            expected = names[-1] if names[-1] != "news.atom" else None
+            assert (local(site, newer) if newer else None) == expected, f"{name} next-archive is inconsistent"
+    return names
+
+
+def check_invariants(site: Site, published_titles: set[str]) -> list[str]:
+    documents = walk_history(site)
+    assert len(documents) == len(site.pages()) + 1, "every archive page is reachable from the current document"
+    seen = [t for name in documents for t in titles(site.atom(name))]
+    assert len(seen) == len(set(seen)), "a story is in more than one document"
+    assert set(seen) == published_titles, "a story is missing from current and archives"
+    current = site.atom("news.atom")
+    assert len(ids(current)) == min(LIMIT, len(published_titles))
+    for number in site.pages()[:-1]:
+        assert len(ids(site.atom(f"archive/news/{number}.atom"))) == LIMIT, "only the newest page is not full"
+    if site.pages():
+        newest = site.atom(f"archive/news/{site.pages()[-1]}.atom")
+        assert "next-archive" not in links(newest) and len(ids(newest)) < LIMIT
+    for name in documents:  # the RSS and JSON documents page exactly like the Atom one
+        rss = etree.parse(str(site.out / name.replace(".atom", ".rss"))).getroot()
+        assert [i.findtext("guid") for i in rss.findall("channel/item")] == ids(site.atom(name))
+        feed = json.loads((site.out / name.replace(".atom", ".json")).read_text())
+        assert [i["id"] for i in feed["items"]] == ids(site.atom(name))
+        prev = links(site.atom(name)).get("prev-archive")
+        assert feed.get("next_url") == (prev.replace(".atom", ".json") if prev else None)
+    return documents
+
+
+def test_archives_page_through_several_publishes_without_loss_or_repeats(tmp_path):
+    site = Site(tmp_path)
+    frozen: dict[Path, bytes] = {}
+    published: set[str] = set()
+    for count in (3, 6, 9, 13, 14, 21, 22):
+        site.publish(list(range(1, count + 1)))
+        published = {f"Story {n}" for n in range(1, count + 1)}
+        for path, data in frozen.items():
+            assert path.read_bytes() == data, f"{path.name} changed after it was full"
+        check_invariants(site, published)
+        for number in site.pages()[:-1]:
+            for fmt in ("atom", "rss", "json"):
+                path = site.out / "archive" / "news" / f"{number}.{fmt}"
+                frozen.setdefault(path, path.read_bytes())
+    assert len(site.pages()) >= 3 and len(frozen) >= 3 * 3
+    # Pages are filled oldest first: page 1 holds the four oldest stories.
+    assert sorted(titles(site.atom("archive/news/1.atom"))) == [f"Story {n}" for n in (1, 2, 3, 4)]
+    assert site.publish(list(range(1, 23))) == [], "nothing changed, so nothing is rewritten"
+
+
+def test_a_late_back_dated_story_goes_to_the_open_page_not_into_a_full_one(tmp_path):
+    site = Site(tmp_path)
+    site.publish(list(range(1, 15)))  # 14 stories: 4 current, pages 1-2 full, page 3 open with 2
+    full = {n: (site.out / f"archive/news/{n}.atom").read_bytes() for n in site.pages()[:-1]}
+
+    def back_dated(n: int) -> datetime:
+        return START - timedelta(days=30) if n == 99 else START + timedelta(hours=n)
+
+    site.publish([*range(1, 15), 99], published=back_dated)
+    for number, data in full.items():
+        assert (site.out / f"archive/news/{number}.atom").read_bytes() == data
+    assert "Story 99" in titles(site.atom(f"archive/news/{site.pages()[-1]}.atom"))
+    check_invariants(site, {f"Story {n}" for n in (*range(1, 15), 99)})
+
+
+def test_stories_that_age_past_since_move_to_the_archive(tmp_path):
+    site = Site(tmp_path, since="2d")
+    now = START + timedelta(hours=10)
+    site.publish(list(range(1, 4)), now=now)
+    assert len(ids(site.atom("news.atom"))) == 3 and site.pages() == []
+    later = now + timedelta(days=5)
+    site.publish(list(range(1, 4)), now=later)
+    assert ids(site.atom("news.atom")) == []
+    assert sorted(titles(site.atom("archive/news/1.atom"))) == ["Story 1", "Story 2", "Story 3"]
+    assert links(site.atom("news.atom"))["prev-archive"].endswith("/archive/news/1.atom")
+
+
+def test_a_page_that_fills_exactly_links_a_new_empty_open_page(tmp_path):
+    site = Site(tmp_path)
+    site.publish(list(range(1, 9)))  # 4 current + exactly one full page
+    assert site.pages() == [1, 2]
+    assert ids(site.atom("archive/news/2.atom")) == []
+    assert local(site, links(site.atom("news.atom"))["prev-archive"]) == "archive/news/2.atom"
+    check_invariants(site, {f"Story {n}" for n in range(1, 9)})
+    for stale in (site.out / "archive" / "news").glob("2.*"):  # as if a crash came right after page 1 filled
+        stale.unlink()
+    site.publish(list(range(1, 9)))
+    assert site.pages() == [1, 2] and ids(site.atom("archive/news/2.atom")) == []
