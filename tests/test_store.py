@@ -110,6 +110,17 @@ def test_a_merge_decision_is_recorded_and_can_be_revised(store):
     assert rows == [(second, story, first, "same title", 0.75, "2021-09-28T11:00:00Z")]
 
 
+def test_publishing_history_counts_the_week_before_now(store):
+    for n, age in enumerate((timedelta(hours=1), timedelta(days=3), timedelta(days=8), -timedelta(days=1))):
+        new_item(store, "s", f"k{n}", f"https://s.test/{n}", NOW - age)
+    new_item(store, "other", "k", "https://o.test/1", NOW - timedelta(days=30))
+    with store.transaction() as db:
+        history = Store.publishing_history(db, "s", NOW)
+        nothing = Store.publishing_history(db, "unknown", NOW)
+    assert (history.last_week, history.oldest) == (2, NOW - timedelta(days=8))
+    assert (nothing.last_week, nothing.oldest) == (0, None)
+
+
 def test_sqlite_style_sql_runs_unchanged(store):
     """The idioms other modules write in sqlite3's style work on PostgreSQL too."""
     with store.transaction() as db:
