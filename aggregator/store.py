@@ -141,9 +141,9 @@ class Store:
         if is_postgresql(path):
             from . import postgres
 
-            self.dialect, self.path = "postgresql", postgres.redact(str(path))
+            self.dialect, self.path, self._url = "postgresql", postgres.redact(str(path)), str(path)
             self._errors, self._explain = postgres.ERRORS, postgres.explain
-            self.db = postgres.connect(str(path))
+            self.db = postgres.connect(self._url)
         else:
             self.dialect, self.path = "sqlite", Path(path)
             self._errors, self._explain = (sqlite3.DatabaseError,), _explain
@@ -215,9 +215,17 @@ class Store:
         with self._within("BEGIN" if self.dialect == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as db:
             yield db
 
+    def _reconnect_if_dropped(self) -> None:
+        """A connection the server dropped (a restart, a failover) fails its transaction; the next one reconnects."""
+        if self.dialect == "postgresql" and self.db.closed:
+            from .postgres import connect
+
+            self.db = connect(self._url)
+
     @contextmanager
     def _within(self, begin: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._reconnect_if_dropped()
             try:
                 self.db.execute(begin)
             except self._errors as exc:
@@ -236,6 +244,7 @@ class Store:
 
     def query(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
         with self._lock:
+            self._reconnect_if_dropped()
             try:
                 return self.db.execute(sql, tuple(params)).fetchall()
             except self._errors as exc:
@@ -288,7 +297,7 @@ class Store:
         """Entries dated in the week before `now`, and the oldest date stored, for the adaptive interval."""
         week_ago = to_text(now - timedelta(days=7))
         count, oldest = db.execute(
-            "SELECT coalesce(sum(published > ? AND published <= ?), 0), min(published) FROM items "
+            "SELECT count(CASE WHEN published > ? AND published <= ? THEN 1 END), min(published) FROM items "
             "WHERE source_id = ?", (week_ago, to_text(now), source_id)).fetchone()
         return PublishingHistory(last_week=count, oldest=from_text(oldest))
 

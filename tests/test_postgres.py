@@ -10,8 +10,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from aggregator.copystate import tables
+from aggregator.errors import StoreError
 from aggregator.store import Store
 from conftest import FIXTURES, ROOT, fixture_bytes, run_cli, status_json, write_config
 from test_end_to_end import AGG, A, entries_by_title
@@ -104,6 +106,19 @@ def test_an_unreachable_postgresql_state_is_a_one_line_error(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("aggregator: store: cannot connect to postgresql://postgres@127.0.0.1:1/test")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_connection_the_server_dropped_fails_one_transaction_then_reconnects(postgres_url):
+    with closing(Store(postgres_url)) as store:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store.db.info.backend_pid,))
+        with pytest.raises(StoreError) as error:
+            with store.transaction() as db:
+                Store.create_story(db, "urn:uuid:lost", datetime.now(timezone.utc))
+        assert "check that PostgreSQL is running" in str(error.value) and "\n" not in str(error.value)
+        with store.transaction() as db:
+            Store.create_story(db, "urn:uuid:kept", datetime.now(timezone.utc))
+        assert [row[0] for row in store.query("SELECT uid FROM stories")] == ["urn:uuid:kept"]
 
 
 def dump(location: str) -> dict[str, list[tuple]]:
