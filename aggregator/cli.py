@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
     _opml_parser(commands)
+    migrate = commands.add_parser("migrate-state", help="copy the whole state between SQLite and PostgreSQL")
+    migrate.add_argument("source", metavar="FROM", help="a SQLite file or a postgresql:// URL holding a state")
+    migrate.add_argument("target", metavar="TO", help="a new SQLite file or an empty PostgreSQL database")
+    migrate.set_defaults(func=cmd_migrate_state)
     return parser
 
 
@@ -233,6 +237,19 @@ def cmd_run(args) -> int:
     from .daemon import run
 
     return run(_config(args))
+
+
+def cmd_migrate_state(args) -> int:
+    from .copystate import describe, migrate_state
+
+    try:
+        copied = migrate_state(args.source, args.target)
+    except AggregatorError as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return 2
+    print(f"copied {sum(copied.values())} rows from {describe(args.source)} to {describe(args.target)}: "
+          + ", ".join(f"{table} {count}" for table, count in copied.items()))
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Iterable
 
+from .identity import canonical_link
+from .models import Entry
 from .store import Store
 
 
@@ -40,6 +43,18 @@ def find_story(db: sqlite3.Connection, copy: Copy, window: float) -> Match | Non
         if source_id != copy.source_id:
             return Match(story_id, item_id, f"same canonical link {copy.canonical_link}", 1.0)
     return None
+
+
+def claim(db: sqlite3.Connection, entries: Iterable[Entry]) -> None:
+    """Hold what these new entries can match on until the poll's transaction ends.
+
+    Two processes ingesting copies of one story at the same moment would each
+    miss the other's uncommitted copy and create two stories; claiming first
+    makes the second wait for the first to commit and then find its copy.
+    Every key find_story matches on must be claimed here, in one call.
+    """
+    links = (canonical_link(e.link) for e in entries)
+    Store.lock(db, "story", [f"link {link}" for link in links if link and not _is_site_root(link)])
 
 
 def _is_site_root(canonical: str) -> bool:

@@ -114,7 +114,9 @@ def _scheduled(db, source: SourceConfig, state: SourceState, max_age: int | None
 
 def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, window: float) -> tuple[int, int]:
     entries = list({e.key: e for e in reversed(feed.entries)}.values())[::-1]  # first occurrence of a key wins
+    Store.lock(db, "source", [source.id])  # a concurrent poll of this source waits, then sees what we stored
     known = Store.item_hashes(db, source.id, [e.key for e in entries])
+    dedupe.claim(db, [e for e in entries if e.key not in known])
     new = updated = 0
     for entry in entries:
         digest = raw_hash(entry)

@@ -1,13 +1,20 @@
-"""SQLite state: migrations, one transaction per poll, the queries publishing needs.
+"""The state: migrations, one transaction per poll, the queries publishing needs.
 
 Every item is kept as its source gave it (sanitised), linked to the story it
 belongs to; a story carries the id and republication time that outputs show
-forever. WAL mode and one transaction per poll mean a kill -9 at any moment
-leaves either the whole poll or none of it.
+forever. One transaction per poll means a kill -9 at any moment leaves either
+the whole poll or none of it.
+
+Two backends, one set of SQL: a SQLite file (WAL mode), or PostgreSQL when
+`state` is a postgresql:// URL, so several processes can share one state.
+Queries are written for sqlite3 (`?` placeholders, portable `ON CONFLICT`
+and `RETURNING`); postgres.py translates them. Dates are stored as RFC 3339
+text on both, so a state copies between them unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -116,70 +123,158 @@ def story_uid(source_id: str, key: str) -> str:
     return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACE}#{source_id}\x00{key}"))
 
 
+#: The advisory-lock slots per scope on PostgreSQL (see Store.lock): well under its default lock table.
+LOCK_SLOTS = 256
+
+
+def is_postgresql(location: str | Path) -> bool:
+    """A `state` naming a PostgreSQL database; anything else is a SQLite file path."""
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def _hash32(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).digest(),
+                          "big", signed=True)
+
+
 _SOURCE_TIMES = {"last_poll", "last_success", "next_poll", "retry_after", "feed_updated"}
 _SOURCE_COLUMNS = [f.name for f in fields(SourceState) if f.name not in ("id", "entries")]
 
 
 class Store:
+    """The state, in a SQLite file or a PostgreSQL database; one connection, one transaction at a time."""
+
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self._lock = threading.RLock()
+        if is_postgresql(path):
+            from . import postgres
+
+            self.dialect, self.path, self._url = "postgresql", postgres.redact(str(path)), str(path)
+            self._errors, self._explain = postgres.ERRORS, postgres.explain
+            self.db = postgres.connect(self._url)
+        else:
+            self.dialect, self.path = "sqlite", Path(path)
+            self._errors, self._explain = (sqlite3.DatabaseError,), _explain
+            self.db = self._open_sqlite()
+        try:
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _open_sqlite(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            return db
         except sqlite3.DatabaseError as exc:
             raise StoreError(_explain(exc, self.path)) from exc
         except OSError as exc:
             raise StoreError(f"cannot create {self.path.parent}: {exc.strerror}; check the `state` path") from exc
-        self._lock = threading.RLock()
 
     def close(self) -> None:
         self.db.close()
 
     def _migrate(self) -> None:
-        self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
-        done = {row[0] for row in self.db.execute("SELECT version FROM schema_migrations")}
+        """Apply the migrations not yet applied, each in its own transaction; concurrent openers take turns."""
+        if not self.has_table("schema_migrations"):
+            with self.transaction() as db:
+                Store.lock(db, "migrations", ["schema"])
+                db.execute(self._ddl("CREATE TABLE IF NOT EXISTS schema_migrations "
+                                     "(version INTEGER PRIMARY KEY, applied TEXT NOT NULL)"))
+        done = {row[0] for row in self.query("SELECT version FROM schema_migrations")}
         for version, script in enumerate(MIGRATIONS, start=1):
             if version in done:
                 continue
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+            with self.transaction() as db:
+                Store.lock(db, "migrations", ["schema"])
+                if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                    continue  # another process applied it while we waited
                 for statement in filter(str.strip, script.split(";")):
-                    self.db.execute(statement)
-                self.db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
-                                (version, to_text(datetime.now(timezone.utc))))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+                    db.execute(self._ddl(statement))
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
+                           (version, to_text(datetime.now(timezone.utc))))
+
+    def has_table(self, name: str) -> bool:
+        if self.dialect == "sqlite":
+            return bool(self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+        return self.query("SELECT to_regclass(?) IS NOT NULL", (name,))[0][0]
+
+    def _ddl(self, statement: str) -> str:
+        if self.dialect == "sqlite":
+            return statement
+        from .postgres import ddl
+
+        return ddl(statement)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; everything in it lands together or not at all."""
+        with self._within("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN") as db:
+            yield db
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every query in it sees the same state, whatever other writers commit meanwhile."""
+        with self._within("BEGIN" if self.dialect == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as db:
+            yield db
+
+    def _reconnect_if_dropped(self) -> None:
+        """A connection the server dropped (a restart, a failover) fails its transaction; the next one reconnects."""
+        if self.dialect == "postgresql" and self.db.closed:
+            from .postgres import connect
+
+            self.db = connect(self._url)
+
+    @contextmanager
+    def _within(self, begin: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._reconnect_if_dropped()
             try:
-                self.db.execute("BEGIN IMMEDIATE")
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(_explain(exc, self.path)) from exc
+                self.db.execute(begin)
+            except self._errors as exc:
+                raise StoreError(self._explain(exc, self.path)) from exc
             try:
                 yield self.db
                 self.db.execute("COMMIT")
             except BaseException as exc:
-                self.db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.DatabaseError):
-                    raise StoreError(_explain(exc, self.path)) from exc
+                try:
+                    self.db.execute("ROLLBACK")
+                except self._errors:
+                    pass  # the connection is gone; the server discards the transaction
+                if isinstance(exc, self._errors):
+                    raise StoreError(self._explain(exc, self.path)) from exc
                 raise
 
     def query(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
         with self._lock:
+            self._reconnect_if_dropped()
             try:
                 return self.db.execute(sql, tuple(params)).fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(_explain(exc, self.path)) from exc
+            except self._errors as exc:
+                raise StoreError(self._explain(exc, self.path)) from exc
+
+    @staticmethod
+    def lock(db: sqlite3.Connection, scope: str, keys: Iterable[str]) -> None:
+        """Hold these keys until the transaction ends, so writers of the same keys take turns.
+
+        SQLite needs nothing: BEGIN IMMEDIATE already admits one writer at a
+        time. PostgreSQL takes transaction-scoped advisory locks, one per
+        (scope, slot), each key hashed into one of LOCK_SLOTS slots so a
+        transaction never holds more than that many locks (a shared slot only
+        makes two writers wait for each other). To stay free of deadlocks,
+        lock each scope once per transaction, with all its keys, and scopes
+        in one fixed order: "source", then "story".
+        """
+        if isinstance(db, sqlite3.Connection):
+            return
+        slots = sorted({_hash32(key) % LOCK_SLOTS for key in keys})
+        if slots:
+            db.execute("SELECT pg_advisory_xact_lock(?, slot) FROM unnest(?::int[]) AS slot", (_hash32(scope), slots))
 
     # sources
 
@@ -210,7 +305,7 @@ class Store:
         """Entries dated in the week before `now`, and the oldest date stored, for the adaptive interval."""
         week_ago = to_text(now - timedelta(days=7))
         count, oldest = db.execute(
-            "SELECT coalesce(sum(published > ? AND published <= ?), 0), min(published) FROM items "
+            "SELECT count(CASE WHEN published > ? AND published <= ? THEN 1 END), min(published) FROM items "
             "WHERE source_id = ?", (week_ago, to_text(now), source_id)).fetchone()
         return PublishingHistory(last_week=count, oldest=from_text(oldest))
 
@@ -231,17 +326,17 @@ class Store:
 
     @staticmethod
     def create_story(db: sqlite3.Connection, uid: str, republished: datetime) -> int:
-        db.execute("INSERT OR IGNORE INTO stories (uid, republished) VALUES (?, ?)", (uid, to_text(republished)))
-        return db.execute("SELECT id FROM stories WHERE uid = ?", (uid,)).fetchone()[0]
+        created = db.execute("INSERT INTO stories (uid, republished) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING "
+                             "RETURNING id", (uid, to_text(republished))).fetchone()
+        return created[0] if created else db.execute("SELECT id FROM stories WHERE uid = ?", (uid,)).fetchone()[0]
 
     @staticmethod
     def insert_item(db: sqlite3.Connection, story_id: int, source_id: str, values: dict) -> int:
         columns = ["story_id", "source_id", *values]
-        cursor = db.execute(
-            f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        return db.execute(
+            f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) RETURNING id",
             [story_id, source_id, *(_column_value(v) for v in values.values())],
-        )
-        return cursor.lastrowid
+        ).fetchone()[0]
 
     @staticmethod
     def update_item(db: sqlite3.Connection, item_id: int, values: dict) -> None:
@@ -261,8 +356,11 @@ class Store:
     @staticmethod
     def record_merge(db: sqlite3.Connection, item_id: int, story_id: int, matched_item: int | None,
                      evidence: str, score: float, when: datetime) -> None:
-        db.execute("INSERT OR REPLACE INTO merges VALUES (?, ?, ?, ?, ?, ?)",
-                   (item_id, story_id, matched_item, evidence, score, to_text(when)))
+        db.execute(
+            "INSERT INTO merges (item_id, story_id, matched_item, evidence, score, decided) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (item_id) DO UPDATE SET story_id = excluded.story_id, matched_item = excluded.matched_item, "
+            "evidence = excluded.evidence, score = excluded.score, decided = excluded.decided",
+            (item_id, story_id, matched_item, evidence, score, to_text(when)))
 
     # outputs
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import io
@@ -15,6 +16,8 @@ from feedserver import FeedServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
+#: The PostgreSQL the tests use: trust auth on the development and CI machines.
+POSTGRES = os.environ.get("AGGREGATOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
@@ -60,3 +63,49 @@ def run_cli(*args: str, config: Path | None = None, timeout: float = 120, env: d
 def status_json(config: Path) -> dict:
     result = run_cli("status", "--json", config=config, check=True)
     return {row["id"]: row for row in json.loads(result.stdout)["sources"]}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The test database's URL. Unreachable: skip, or fail when AGGREGATOR_REQUIRE_POSTGRES=1 (CI)."""
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        reason = (f"PostgreSQL unreachable at {POSTGRES} ({str(exc).strip().splitlines()[0]}); "
+                  "start it or set AGGREGATOR_TEST_POSTGRES")
+        if os.environ.get("AGGREGATOR_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return POSTGRES
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str):
+    """A postgresql:// state URL of its own: a fresh schema of the test database, dropped afterwards."""
+    import psycopg
+
+    schema = f"aggtest_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+    yield f"{postgres_server}{'&' if '?' in postgres_server else '?'}options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_server, autocommit=True) as db:
+        db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_location(request, tmp_path) -> str:
+    """A fresh state on each backend: a SQLite file in tmp, or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state" / "aggregator.db")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(state_location):
+    from aggregator.store import Store
+
+    opened = Store(state_location)
+    yield opened
+    opened.close()
