@@ -89,6 +89,7 @@ def story_refs(store: Store, config: Config, output: OutputConfig, *, skip_uids:
     if not sources:
         return []
     best: dict[int, tuple] = {}
+    rank_of = {sid: (-src.priority, src.order) for sid, src in sources.items()}
     rows = store.query(
         "SELECT items.id, items.story_id, items.source_id, items.published, stories.uid FROM items "
         f"JOIN stories ON stories.id = items.story_id WHERE items.source_id IN ({','.join('?' * len(sources))})",
@@ -96,11 +97,12 @@ def story_refs(store: Store, config: Config, output: OutputConfig, *, skip_uids:
     for item_id, story_id, source_id, published, uid in rows:
         if uid in skip_uids or (only_uids is not None and uid not in only_uids):
             continue
-        published = from_text(published)
-        rank = copy_rank(sources[source_id], published)
+        priority, order = rank_of[source_id]
+        rank = (priority, published, order)  # stored times are fixed-width RFC 3339: they sort as text
         if story_id not in best or rank < best[story_id][0]:
-            best[story_id] = (rank, StoryRef(story_id, item_id, uid, published))
-    ordered = sorted((ref for _, ref in best.values()), key=lambda r: (r.published, r.story_id), reverse=True)
+            best[story_id] = (rank, item_id, uid)
+    ordered = sorted(best.items(), key=lambda kv: (kv[1][0][1], kv[0]), reverse=True)
+    ordered = [StoryRef(story_id, item_id, uid, from_text(rank[1])) for story_id, (rank, item_id, uid) in ordered]
     if not filtered or not (output.include or output.exclude or output.languages):
         return ordered[:stop_after] if stop_after is not None else ordered
     kept: list[StoryRef] = []
