@@ -12,6 +12,7 @@ document heals on the next publish.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from .config import FORMATS, Config, OutputConfig
 from .documents import ARCHIVE_DIR
 from .errors import PublishError
 from .models import StoryEntry
-from .publish import ArchivePage, ArchiveUpdate
+from .publish import ArchivePage, ArchiveUpdate, write_atomic
 from .select import StoryRef, load_entries, recent, story_refs
 from .store import Store
 
@@ -64,8 +65,15 @@ def archive_dir(config: Config, output: OutputConfig) -> Path:
     return config.output_dir / ARCHIVE_DIR / output.id
 
 
+FULL_PAGES_INDEX = ".full-pages.json"
+
+
 def read_pages(directory: Path) -> list[Page]:
-    """The archive pages of one output, oldest first; [] when it has none."""
+    """The archive pages of one output, oldest first; [] when it has none.
+
+    Full pages never change, so their story ids are kept in a small index
+    beside them and each is parsed once; only the open page is read every time.
+    """
     if not directory.is_dir():
         return []
     names = set(os.listdir(directory))
@@ -73,7 +81,26 @@ def read_pages(directory: Path) -> list[Page]:
     if numbers != list(range(1, len(numbers) + 1)):
         raise PublishError(f"archive pages in {directory} are not numbered 1..{len(numbers)}; "
                            "restore the missing ones or move the folder aside to start the archive afresh")
-    return [_read_page(directory, number, names) for number in numbers]
+    index = _full_pages_index(directory)
+    pages = []
+    for number in numbers:
+        formats = frozenset(fmt for fmt in FORMATS if f"{number}.{fmt}" in names)
+        if str(number) in index:
+            pages.append(Page(number, tuple(index[str(number)]), True, formats))
+        else:
+            pages.append(_read_page(directory, number, names))
+    full = {str(p.number): list(p.uids) for p in pages if p.full}
+    if full != index:
+        write_atomic(directory / FULL_PAGES_INDEX, json.dumps(full, separators=(",", ":")).encode())
+    return pages
+
+
+def _full_pages_index(directory: Path) -> dict[str, list[str]]:
+    try:
+        index = json.loads((directory / FULL_PAGES_INDEX).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
 
 
 def _read_page(directory: Path, number: int, names: set[str]) -> Page:

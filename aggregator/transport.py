@@ -16,10 +16,13 @@ address is the operator's choice and is allowed to stay there.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 from requests.adapters import HTTPAdapter
@@ -70,6 +73,49 @@ class AddressPolicy:
         return not ip.is_global or ip.is_multicast
 
 
+class Watchdog:
+    """One thread that fires every fetch's deadline: a timer thread per fetch cost more than a 304 does."""
+
+    def __init__(self):
+        self._heap: list[list] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, seconds: float, callback) -> list:
+        entry = [time.monotonic() + seconds, next(self._order), callback]
+        with self._wake:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fetch-deadlines", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return entry
+
+    @staticmethod
+    def cancel(entry: list) -> None:
+        entry[2] = None  # dropped when it reaches the top of the heap
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._heap and self._heap[0][2] is None:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                delay = self._heap[0][0] - time.monotonic()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                callback = heapq.heappop(self._heap)[2]
+            if callback is not None:
+                callback()
+
+
+WATCHDOG = Watchdog()
+
+
 class Watch:
     """One fetch's view of its sockets: the deadline that shuts them, the guard that vets them."""
 
@@ -82,17 +128,17 @@ class Watch:
         self.refused: str | None = None
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
-        self._timer = threading.Timer(max(seconds, 0.001), self._expire)
-        self._timer.daemon = True
+        self._seconds = max(seconds, 0.001)
+        self._deadline: list | None = None
 
     def __enter__(self) -> Watch:
         self._previous = getattr(_local, "watch", None)
         _local.watch = self
-        self._timer.start()
+        self._deadline = WATCHDOG.schedule(self._seconds, self._expire)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._timer.cancel()
+        WATCHDOG.cancel(self._deadline)
         _local.watch = self._previous
 
     def adopt(self, sock: socket.socket | None) -> None:
