@@ -87,6 +87,20 @@ MIGRATIONS: list[str] = [
         decided TEXT NOT NULL
     );
     """,
+    # The near-duplicate index (MinHash LSH band keys per item) and the lookups dedupe makes.
+    """
+    CREATE TABLE near_keys (
+        key INTEGER NOT NULL,
+        published TEXT NOT NULL,
+        item_id INTEGER NOT NULL REFERENCES items(id)
+    );
+    CREATE INDEX near_keys_lookup ON near_keys (key, published);
+    CREATE INDEX near_keys_item ON near_keys (item_id);
+    CREATE INDEX items_content_hash ON items (content_hash, published);
+    CREATE TABLE dedup_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE merges ADD COLUMN details TEXT;
+    ALTER TABLE items ADD COLUMN title_keys TEXT;
+    """,
 ]
 
 
@@ -236,9 +250,87 @@ class Store:
 
     @staticmethod
     def record_merge(db: sqlite3.Connection, item_id: int, story_id: int, matched_item: int | None,
-                     evidence: str, score: float, when: datetime) -> None:
-        db.execute("INSERT OR REPLACE INTO merges VALUES (?, ?, ?, ?, ?, ?)",
-                   (item_id, story_id, matched_item, evidence, score, to_text(when)))
+                     evidence: str, score: float, when: datetime, details: dict | None = None) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO merges (item_id, story_id, matched_item, evidence, score, decided, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item_id, story_id, matched_item, evidence, score, to_text(when),
+             json.dumps(details, sort_keys=True) if details else None))
+
+    # deduplication: candidate lookups and the near-duplicate index
+
+    @staticmethod
+    def items_by_column(db: sqlite3.Connection, column: str, value: str, earliest: datetime, latest: datetime,
+                        limit: int = 50) -> list[int]:
+        """Ids of items whose content_hash is `value`, published in the window."""
+        assert column in ("content_hash",)
+        rows = db.execute(f"SELECT id FROM items WHERE {column} = ? AND published BETWEEN ? AND ? "
+                          "ORDER BY published LIMIT ?", (value, to_text(earliest), to_text(latest), limit))
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def items_by_near_keys(db: sqlite3.Connection, keys: list[int], earliest: datetime, latest: datetime,
+                           other_than_source: str, limit: int) -> list[tuple[int, int]]:
+        """(item id, keys shared) of other sources' items in the window sharing index keys, most shared first."""
+        if not keys:
+            return []
+        rows = db.execute(
+            f"SELECT k.item_id, count(*) AS shared FROM near_keys k JOIN items i ON i.id = k.item_id "
+            f"WHERE k.key IN ({','.join('?' * len(keys))}) AND k.published BETWEEN ? AND ? AND i.source_id != ? "
+            "GROUP BY k.item_id ORDER BY shared DESC, k.item_id LIMIT ?",
+            [*keys, to_text(earliest), to_text(latest), other_than_source, limit])
+        return [(r[0], r[1]) for r in rows]
+
+    @staticmethod
+    def replace_near_keys(db: sqlite3.Connection, item_id: int, published: datetime, keys: list[int]) -> None:
+        db.execute("DELETE FROM near_keys WHERE item_id = ?", (item_id,))
+        when = to_text(published)
+        db.executemany("INSERT INTO near_keys (key, published, item_id) VALUES (?, ?, ?)",
+                       [(key, when, item_id) for key in keys])
+
+    @staticmethod
+    def repeated_within_a_source(db: sqlite3.Connection, column: str, value: str) -> bool:
+        """True when one source carries several items with this canonical_link or content_hash."""
+        assert column in ("canonical_link", "content_hash")
+        return db.execute(f"SELECT 1 FROM items WHERE {column} = ? GROUP BY source_id HAVING count(*) > 1 LIMIT 1",
+                          (value,)).fetchone() is not None
+
+    @staticmethod
+    def copy_rows(db: sqlite3.Connection, item_ids: list[int]) -> list[sqlite3.Row]:
+        """What dedupe compares of stored items (the longest of content and summary is its text)."""
+        if not item_ids:
+            return []
+        return db.execute(
+            "SELECT id, story_id, source_id, title, title_key, title_keys, canonical_link, content_hash, content, summary, "
+            f"published FROM items WHERE id IN ({','.join('?' * len(item_ids))}) ORDER BY id", item_ids).fetchall()
+
+    @staticmethod
+    def stories_carrying(db: sqlite3.Connection, story_ids: list[int], source_id: str) -> set[int]:
+        """Those of the stories that already hold a copy from this source."""
+        if not story_ids:
+            return set()
+        rows = db.execute(f"SELECT DISTINCT story_id FROM items WHERE source_id = ? AND story_id IN "
+                          f"({','.join('?' * len(story_ids))})", [source_id, *story_ids])
+        return {r[0] for r in rows}
+
+    @staticmethod
+    def recent_titles(db: sqlite3.Connection, source_id: str, limit: int) -> list[str]:
+        rows = db.execute("SELECT title FROM items WHERE source_id = ? ORDER BY published DESC LIMIT ?",
+                          (source_id, limit))
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def meta(db: sqlite3.Connection, name: str) -> str | None:
+        row = db.execute("SELECT value FROM dedup_meta WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def set_meta(db: sqlite3.Connection, name: str, value: str) -> None:
+        db.execute("INSERT OR REPLACE INTO dedup_meta (name, value) VALUES (?, ?)", (name, value))
+
+    @staticmethod
+    def item_ids_after(db: sqlite3.Connection, after: int, limit: int) -> list[int]:
+        return [r[0] for r in db.execute("SELECT id FROM items WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
 
     def items(self, where: str, params: Iterable = ()) -> list[StoredItem]:
         rows = self.query(
