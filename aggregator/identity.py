@@ -125,9 +125,19 @@ def title_keys(title: str | None, decorations: Decorations | None = None) -> tup
     texts = list(level)
     for _ in range(2):  # up to two more affixes off, in any order
         level = [split[1] for t in level for split in (split_affix(t, "prefix"), split_affix(t, "suffix"))
-                 if split and len(split[0].split()) <= len(split[1].split())]  # never keep the smaller part
+                 if split and _kept_part_is_the_title(t, split)]
         texts += level
     return tuple(dict.fromkeys(k for k in map(_fold, texts) if k))
+
+
+def _kept_part_is_the_title(text: str, split: tuple[str, str]) -> bool:
+    """Titles lead with the story: what is left after a suffix goes is the title; a prefix is one only
+    when bracketed or shorter than what follows it (else "Story - Site : Tagline" would offer the tagline)."""
+    affix, rest = split
+    text = text.strip()
+    if text.startswith(rest) or text.endswith(("]", ")")) and text[:-1].endswith(affix):
+        return True
+    return text.startswith(("[", "(")) or len(_fold(affix).split()) <= len(_fold(rest).split())
 
 
 def title_index_key(key: str) -> int:
@@ -149,6 +159,8 @@ def split_affix(text: str, position: str) -> tuple[str, str] | None:
     else:
         return None
     affix, rest = match.groups() if position == "prefix" else reversed(match.groups())
+    if any(part.count("(") != part.count(")") or part.count("[") != part.count("]") for part in (affix, rest)):
+        return None  # a separator inside brackets does not split a title
     rest = rest.strip()
     if not _fold(rest) or not _fold(affix):
         return None

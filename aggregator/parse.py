@@ -129,7 +129,7 @@ def _html(detail: dict | None) -> str | None:
 def _date(node: dict, keys: tuple[str, ...], now: datetime) -> datetime | None:
     """The first trustworthy date: not before 1990, not more than a day ahead."""
     for key in keys:
-        parsed = node.get(key)
+        parsed = dict.get(node, key)  # not node.get: feedparser would answer updated_parsed with the published date
         if not parsed:
             continue
         try:

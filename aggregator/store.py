@@ -338,6 +338,17 @@ class Store:
             f"published, updated, first_seen FROM items WHERE {where}", params)
         return [_stored_item(row) for row in rows]
 
+    def stories_matching(self, needle: str, canonical: str | None) -> list[int]:
+        """Stories whose id is `needle`, or with a copy whose link, guid or canonical link it is."""
+        rows = self.query(
+            "SELECT id FROM stories WHERE uid = ? UNION SELECT story_id FROM items "
+            "WHERE link = ? OR guid = ? OR canonical_link = ? ORDER BY 1", (needle, needle, needle, canonical or needle))
+        return [r[0] for r in rows]
+
+    def merge_rows(self, story_id: int) -> dict[int, sqlite3.Row]:
+        """How each copy that joined the story was matched, by item id."""
+        return {r["item_id"]: r for r in self.query("SELECT * FROM merges WHERE story_id = ?", (story_id,))}
+
     def story_rows(self, story_ids: Iterable[int]) -> dict[int, sqlite3.Row]:
         ids = list(story_ids)
         result = {}
