@@ -16,8 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from . import identity
-from .identity import Fingerprint
+from . import fingerprint, identity
+from .fingerprint import Fingerprint
 from .models import Entry, ParsedFeed
 from .store import Store, from_text
 
@@ -75,7 +75,7 @@ class Copy:
                 "content_hash": self.content_hash}
 
     def title_index_keys(self) -> list[int]:
-        return [identity.title_index_key(k) for k in self.titles]
+        return [fingerprint.title_index_key(k) for k in self.titles]
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def text_of(content: str | None, summary: str | None) -> str | None:
 
 def new_copy(context: SourceContext, title: str, link: str | None, html: str | None,
              published: datetime) -> Copy:
-    text, tokens = identity.text_fingerprint(html)
+    text, tokens = fingerprint.text_fingerprint(html)
     keys = identity.title_keys(title, context.decorations)
     canonical = identity.canonical_link(link)
     key = keys[0] if keys else ""
@@ -135,13 +135,13 @@ def new_copy(context: SourceContext, title: str, link: str | None, html: str | N
         generic_title=identity.is_generic_title(key, context.recurring_titles),
         canonical_link=canonical if _identifies(canonical, context) else None,
         content_hash=identity.content_hash(" ".join(tokens)),
-        published=published, text=text, keys=tuple(identity.index_keys(text)),
+        published=published, text=text, keys=tuple(fingerprint.index_keys(text)),
     )
 
 
 def stored_copy(row: sqlite3.Row) -> Copy:
     """A stored item as dedupe compares it; its title key was normalised when it was stored."""
-    text, _ = identity.text_fingerprint(text_of(row["content"], row["summary"]))
+    text, _ = fingerprint.text_fingerprint(text_of(row["content"], row["summary"]))
     key = row["title_key"] or ""
     if row["title_keys"] is not None:
         titles = tuple(json.loads(row["title_keys"]))
@@ -211,14 +211,14 @@ def scores(new: Copy, old: Copy) -> dict:
     short, long = (new.text, old.text) if new.text.words <= old.text.words else (old.text, new.text)
     short_shingles, long_shingles = short.shingles(), long.shingles()
     if long.words > 1.5 * max(short.words, 1):  # a summary against a full text: compare like with like
-        aligned = long.shingles(int(short.words * ALIGN_SLACK) + identity.SHINGLE_WORDS)
+        aligned = long.shingles(int(short.words * ALIGN_SLACK) + fingerprint.SHINGLE_WORDS)
     else:
         aligned = long_shingles
     contained, core_words = core_containment(short, long_shingles)
     return {
         "words": short.words,
         "other_words": long.words,
-        "jaccard": round(identity.jaccard(short_shingles, aligned), 3),
+        "jaccard": round(fingerprint.jaccard(short_shingles, aligned), 3),
         "containment": round(contained, 3),
         "core_words": core_words,
         "title_similarity": round(max((identity.title_similarity(a, b) for a in new.titles for b in old.titles),
@@ -239,13 +239,13 @@ def core_containment(short: Fingerprint, long_shingles) -> tuple[float, int]:
     blocks, words = short.blocks or (short.words,), short.words
     edges = {"first": (0, blocks[0]), "last": (words - blocks[-1], words)} if len(blocks) > 1 else {}
     added = [name for name, (start, end) in edges.items() if end - start <= ADDED_PARAGRAPH_WORDS
-             and identity.containment(short.span(start, end), long_shingles) < 0.5]
-    best = (identity.containment(short.shingles(), long_shingles), words)
+             and fingerprint.containment(short.span(start, end), long_shingles) < 0.5]
+    best = (fingerprint.containment(short.shingles(), long_shingles), words)
     for drop in ([["first"], ["last"], ["first", "last"]] if len(added) == 2 else [added] if added else []):
         start = blocks[0] if "first" in drop else 0
         end = words - blocks[-1] if "last" in drop else words
         if end - start >= MIN_SUPPORT_WORDS:
-            best = max(best, (identity.containment(short.span(start, end), long_shingles), end - start))
+            best = max(best, (fingerprint.containment(short.span(start, end), long_shingles), end - start))
     return best
 
 
@@ -297,14 +297,14 @@ def ensure_index(db: sqlite3.Connection, batch: int = 500) -> int:
     The index lives in the store, so a restart loses nothing; this only runs
     after an upgrade changes how keys are made. Returns the items reindexed.
     """
-    if Store.meta(db, "near_index") == identity.INDEX_VERSION:
+    if Store.meta(db, "near_index") == fingerprint.INDEX_VERSION:
         return 0
-    db.execute("DELETE FROM near_keys")
+    Store.clear_near_keys(db)
     done, last = 0, 0
     while ids := Store.item_ids_after(db, last, batch):
         for row in Store.copy_rows(db, ids):
             copy = stored_copy(row)
-            index(db, row["id"], replace(copy, keys=tuple(identity.index_keys(copy.text))))
+            index(db, row["id"], replace(copy, keys=tuple(fingerprint.index_keys(copy.text))))
         done, last = done + len(ids), ids[-1]
-    Store.set_meta(db, "near_index", identity.INDEX_VERSION)
+    Store.set_meta(db, "near_index", fingerprint.INDEX_VERSION)
     return done

@@ -289,6 +289,10 @@ class Store:
                        [(key, when, item_id) for key in keys])
 
     @staticmethod
+    def clear_near_keys(db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM near_keys")
+
+    @staticmethod
     def repeated_within_a_source(db: sqlite3.Connection, column: str, value: str) -> bool:
         """True when one source carries several items with this canonical_link or content_hash."""
         assert column in ("canonical_link", "content_hash")

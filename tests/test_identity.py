@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from aggregator import identity
@@ -146,41 +142,3 @@ def test_block_words_do_not_run_together():
 
 def test_short_texts_have_no_content_hash():
     assert identity.content_hash("a few words only") is None
-
-
-WORDS = ("the committee voted on tuesday to approve a new budget for the city parks department after months of "
-         "debate about maintenance costs staffing levels and the future of several playgrounds in the northern "
-         "districts where residents had campaigned for repairs since the storms of last winter damaged fences "
-         "paths lighting and the old bandstand that many families consider the heart of the neighbourhood and "
-         "its summer concerts").split()
-
-
-def test_fingerprints_compare_texts_by_shingles():
-    full = identity.fingerprint(WORDS)
-    summary = identity.fingerprint(WORDS[:30])
-    assert identity.jaccard(full.shingles(), full.shingles()) == 1.0
-    assert identity.containment(summary.shingles(), full.shingles()) == 1.0
-    assert identity.jaccard(summary.shingles(), full.shingles()) < 0.5
-    other = identity.fingerprint(list(reversed(WORDS)))
-    assert identity.jaccard(full.shingles(), other.shingles()) == 0.0
-
-
-def test_index_keys_find_near_duplicates_and_summaries_but_not_strangers():
-    full = set(identity.index_keys(identity.fingerprint(WORDS)))
-    edited = set(identity.index_keys(identity.fingerprint(WORDS[:40] + ["indeed"] + WORDS[40:])))
-    summary = set(identity.index_keys(identity.fingerprint(WORDS[:35])))
-    stranger = set(identity.index_keys(identity.fingerprint(sorted(WORDS))))
-    assert full & edited
-    assert full & summary
-    assert not full & stranger
-    assert identity.index_keys(identity.fingerprint(WORDS[:10])) == []
-
-
-def test_index_keys_are_the_same_in_every_process():
-    """The index lives in the store: keys made by one run must be the keys the next run makes."""
-    code = ("import json; from aggregator import identity; "
-            f"print(json.dumps(identity.index_keys(identity.fingerprint({WORDS!r}))))")
-    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
-    assert len(runs) == 1
-    assert runs.pop().strip() == str(identity.index_keys(identity.fingerprint(WORDS))).replace("'", '"')
