@@ -168,15 +168,18 @@ def find_story(db: sqlite3.Connection, copy: Copy, window: float) -> Match | Non
     hash_identifies = bool(copy.content_hash) and not Store.repeated_within_a_source(
         db, "content_hash", copy.content_hash)
     if hash_identifies:
-        found.update(Store.items_by_column(db, "content_hash", copy.content_hash, earliest, latest))
+        found.update(Store.items_by_content_hash(db, copy.content_hash, earliest, latest))
     for keys, limit in ((copy.title_index_keys(), TITLE_CANDIDATES), (list(copy.keys), NEAR_CANDIDATES)):
         found.update(i for i, _ in Store.items_by_near_keys(db, keys, earliest, latest, copy.source_id, limit))
     rows = [r for r in Store.copy_rows(db, sorted(found)) if r["source_id"] != copy.source_id]
-    taken = Store.stories_carrying(db, sorted({r["story_id"] for r in rows}), copy.source_id)
+    story_ids = sorted({r["story_id"] for r in rows})
+    taken = Store.stories_carrying(db, story_ids, copy.source_id)  # one story, at most one copy per source
+    taken |= {story for story, first in Store.stories_first_published(db, story_ids).items()
+              if first < earliest}  # a story whose original date is outside the window is not a candidate
     best: tuple | None = None
     for row in rows:
         if row["story_id"] in taken:
-            continue  # one story holds at most one copy per source
+            continue
         other = stored_copy(row)
         evidence = judge(copy, other, link_identifies, hash_identifies)
         if evidence:
@@ -221,12 +224,20 @@ def scores(new: Copy, old: Copy) -> dict:
         "jaccard": round(fingerprint.jaccard(short_shingles, aligned), 3),
         "containment": round(contained, 3),
         "core_words": core_words,
-        "title_similarity": round(max((identity.title_similarity(a, b) for a in new.titles for b in old.titles),
+        "title_similarity": round(max((identity.title_similarity(a, b) for a, b in _title_pairs(new, old)),
                                       default=0.0), 3),
-        "same_title": bool(set(new.titles) & set(old.titles)),
+        "same_title": any(a == b for a, b in _title_pairs(new, old)),
         "generic_title": new.generic_title or old.generic_title,
         "hours_apart": round(abs((new.published - old.published).total_seconds()) / 3600, 1),
     }
+
+
+def _title_pairs(new: Copy, old: Copy):
+    """Each copy's own title against the other's title keys: "Report: X (via Y)" matches "X", but two
+    titles that only share a leftover part ("Example News | A" and "Example News | B") do not."""
+    for one, two in ((new, old), (old, new)):
+        if one.titles and one.titles[0] == one.title_key:
+            yield from ((one.title_key, key) for key in two.titles)
 
 
 def core_containment(short: Fingerprint, long_shingles) -> tuple[float, int]:
@@ -285,7 +296,7 @@ def judge(new: Copy, old: Copy, link_identifies: bool = True, hash_identifies: b
                         f"copy; title similarity {s['title_similarity']:.2f}", s["containment"], s)
     if (s["same_title"] and s["hours_apart"] <= CLOSE_DATES.total_seconds() / 3600
             and core >= MIN_SUPPORT_WORDS and s["containment"] >= SUPPORT):
-        shared = next(k for k in new.titles if k in old.titles)
+        shared = next(a for a, b in _title_pairs(new, old) if a == b)
         return Evidence(RULES[4], f"same title {shared!r}, {s['hours_apart']}h apart, text contained "
                         f"{s['containment']:.0%}", s["containment"], s)
     return None

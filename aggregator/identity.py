@@ -112,29 +112,19 @@ def _fold(text: str) -> str:
 
 
 def title_keys(title: str | None, decorations: Decorations | None = None) -> tuple[str, ...]:
-    """The title's key, then the keys left when one more prefix or suffix is taken off.
+    """The title's key, then the keys left when one or two more prefixes or suffixes are taken off.
 
     Catches decorations a source's own titles could not teach ("Report: …",
-    "… (via Example News)", another outlet's name in front).
+    "… (via Example News)", another outlet's name in front). Only the first is
+    the title; the others may match another copy's title, never each other.
     """
     text = unicodedata.normalize("NFKC", title or "").strip()
     level = [decorations.strip(text) if decorations else text]
     texts = list(level)
     for _ in range(2):  # up to two more affixes off, in any order
-        level = [split[1] for t in level for split in (split_affix(t, "prefix"), split_affix(t, "suffix"))
-                 if split and _kept_part_is_the_title(t, split)]
+        level = [split[1] for t in level for split in (split_affix(t, "prefix"), split_affix(t, "suffix")) if split]
         texts += level
     return tuple(dict.fromkeys(k for k in map(_fold, texts) if k))
-
-
-def _kept_part_is_the_title(text: str, split: tuple[str, str]) -> bool:
-    """Titles lead with the story: what is left after a suffix goes is the title; a prefix is one only
-    when bracketed or shorter than what follows it (else "Story - Site : Tagline" would offer the tagline)."""
-    affix, rest = split
-    text = text.strip()
-    if text.startswith(rest) or text.endswith(("]", ")")) and text[:-1].endswith(affix):
-        return True
-    return text.startswith(("[", "(")) or len(_fold(affix).split()) <= len(_fold(rest).split())
 
 
 def title_shape(text: str) -> str:

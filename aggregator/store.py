@@ -260,11 +260,10 @@ class Store:
     # deduplication: candidate lookups and the near-duplicate index
 
     @staticmethod
-    def items_by_column(db: sqlite3.Connection, column: str, value: str, earliest: datetime, latest: datetime,
-                        limit: int = 50) -> list[int]:
-        """Ids of items whose content_hash is `value`, published in the window."""
-        assert column in ("content_hash",)
-        rows = db.execute(f"SELECT id FROM items WHERE {column} = ? AND published BETWEEN ? AND ? "
+    def items_by_content_hash(db: sqlite3.Connection, value: str, earliest: datetime, latest: datetime,
+                              limit: int = 50) -> list[int]:
+        """Ids of items with this content hash, published in the window."""
+        rows = db.execute("SELECT id FROM items WHERE content_hash = ? AND published BETWEEN ? AND ? "
                           "ORDER BY published LIMIT ?", (value, to_text(earliest), to_text(latest), limit))
         return [r[0] for r in rows]
 
@@ -316,6 +315,15 @@ class Store:
         rows = db.execute(f"SELECT DISTINCT story_id FROM items WHERE source_id = ? AND story_id IN "
                           f"({','.join('?' * len(story_ids))})", [source_id, *story_ids])
         return {r[0] for r in rows}
+
+    @staticmethod
+    def stories_first_published(db: sqlite3.Connection, story_ids: list[int]) -> dict[int, datetime]:
+        """Each story's original date: the earliest publication of its copies."""
+        if not story_ids:
+            return {}
+        rows = db.execute(f"SELECT story_id, min(published) FROM items WHERE story_id IN "
+                          f"({','.join('?' * len(story_ids))}) GROUP BY story_id", story_ids)
+        return {r[0]: from_text(r[1]) for r in rows}
 
     @staticmethod
     def recent_titles(db: sqlite3.Connection, source_id: str, limit: int) -> list[str]:

@@ -254,6 +254,19 @@ def test_judge(title_one, text_one, title_two, text_two, merged):
     assert (dedupe.judge(one, two) is not None) is merged
 
 
+@pytest.mark.parametrize("one, two, same", [
+    ("Frog found in Amazon", "Report: Frog found in Amazon (via Alpha News)", True),
+    ("Frog found in Amazon", "Alpha News | Frog found in Amazon", True),
+    # titles that share only what is left of a decoration are not the same title
+    ("Alpha News Daily | Frog found in Amazon", "Alpha News Daily | Parks budget approved", False),
+    ("Open thread", "Report: Open thread", False),
+])
+def test_same_title_compares_each_title_with_the_others_keys(one, two, same):
+    copies = [dedupe.new_copy(dedupe.SourceContext(sid), title, None, html(STORY), NOW)
+              for sid, title in (("alpha", one), ("beta", two))]
+    assert dedupe.scores(*copies)["same_title"] is same
+
+
 def identity_decorations(name: str):
     from aggregator.identity import learn_decorations
 
@@ -293,3 +306,12 @@ def test_the_labelled_set_meets_the_targets():
     recall = counts["tp"] / (counts["tp"] + counts["fn"])
     assert precision >= 0.995, counts
     assert recall >= 0.95, counts
+
+
+def test_a_story_whose_original_date_is_outside_the_window_is_not_a_candidate(store):
+    poll(store, "alpha", rss("Alpha News", dict(ORIGINAL, published=NOW - 20 * DAY)))
+    poll(store, "beta", rss("Beta Digest", dict(ORIGINAL, guid="b1", link="https://beta.example/1",
+                                                published=NOW - 10 * DAY)))
+    poll(store, "gamma", rss("Gamma", dict(ORIGINAL, guid="c1", link="https://gamma.example/1", published=NOW)))
+    found = stories(store)
+    assert found["a1"] == found["b1"] != found["c1"]  # b1 is close enough, but the story began 20 days ago
