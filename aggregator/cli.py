@@ -219,7 +219,7 @@ def _explain_story(store: Store, config: Config, story_id: int) -> list[str]:
     sources, states = {s.id: s for s in config.sources}, store.source_states()
     items = store.items("story_id = ?", [story_id])
     ranked = sorted(items, key=lambda i: copy_rank(sources[i.source_id], i.published) if i.source_id in sources
-                    else (1, i.published, len(sources)))
+                    else (float("inf"), i.published, len(sources)))
     name = {i.id: (source_meta(sources[i.source_id], states.get(i.source_id)).title if i.source_id in sources
                    else f"{i.source_id} (no longer in the config)") for i in items}
     lines = [f"story {story['uid']}, republished {story['republished']}",
