@@ -74,8 +74,20 @@ class Copy:
         return {"canonical_link": self.canonical_link, "title_key": self.title_key, "title_keys": self.titles,
                 "content_hash": self.content_hash}
 
+    def own_title(self) -> str | None:
+        """The copy's title key when it may match at all (not generic)."""
+        return self.title_key if self.titles and self.titles[0] == self.title_key else None
+
     def title_index_keys(self) -> list[int]:
-        return [fingerprint.title_index_key(k) for k in self.titles]
+        """What the index holds for this copy's title: its own title, and the keys left without affixes."""
+        own = self.own_title()
+        return [fingerprint.title_index_key(k, k == own) for k in self.titles]
+
+    def title_lookup_keys(self) -> list[int]:
+        """What to look up: stored copies whose own title is one of my keys, or has my own title among its keys."""
+        own = self.own_title()
+        return [fingerprint.title_index_key(k, True) for k in self.titles] + (
+            [fingerprint.title_index_key(own, False)] if own else [])
 
 
 @dataclass(frozen=True)
@@ -169,7 +181,7 @@ def find_story(db: sqlite3.Connection, copy: Copy, window: float) -> Match | Non
         db, "content_hash", copy.content_hash)
     if hash_identifies:
         found.update(Store.items_by_content_hash(db, copy.content_hash, earliest, latest))
-    for keys, limit in ((copy.title_index_keys(), TITLE_CANDIDATES), (list(copy.keys), NEAR_CANDIDATES)):
+    for keys, limit in ((copy.title_lookup_keys(), TITLE_CANDIDATES), (list(copy.keys), NEAR_CANDIDATES)):
         found.update(i for i, _ in Store.items_by_near_keys(db, keys, earliest, latest, copy.source_id, limit))
     rows = [r for r in Store.copy_rows(db, sorted(found)) if r["source_id"] != copy.source_id]
     story_ids = sorted({r["story_id"] for r in rows})
@@ -236,7 +248,7 @@ def _title_pairs(new: Copy, old: Copy):
     """Each copy's own title against the other's title keys: "Report: X (via Y)" matches "X", but two
     titles that only share a leftover part ("Example News | A" and "Example News | B") do not."""
     for one, two in ((new, old), (old, new)):
-        if one.titles and one.titles[0] == one.title_key:
+        if one.own_title():
             yield from ((one.title_key, key) for key in two.titles)
 
 

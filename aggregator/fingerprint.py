@@ -22,7 +22,7 @@ MIN_INDEXED_WORDS = 20
 NUM_PERM, BANDS, ROWS = 64, 16, 4  # P(two texts share a key) = 1 - (1 - J**4)**16: 0.64 at J=0.5, 0.98 at J=0.7
 MINHASH_SEED = 20240927
 #: Changes whenever the keys below would come out differently; the store rebuilds its index then.
-INDEX_VERSION = f"minhash-affine32-{NUM_PERM}-{BANDS}x{ROWS}-lead{LEAD_WORDS}-shingle{SHINGLE_WORDS}-v1"
+INDEX_VERSION = f"minhash-affine32-{NUM_PERM}-{BANDS}x{ROWS}-lead{LEAD_WORDS}-shingle{SHINGLE_WORDS}-v2"
 _MULTIPLIERS = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint64)
 _PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme="affine32").permutations
 
@@ -109,7 +109,9 @@ def containment(part: np.ndarray, whole: np.ndarray) -> float:
 
 
 
-def title_index_key(key: str) -> int:
-    """A title key as a near-duplicate index key (same key space as the LSH bands, its own prefix)."""
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8, person=b"title").digest()
+def title_index_key(key: str, own_title: bool) -> int:
+    """A title key as an index key (same key space as the LSH bands): a copy's own title and the
+    keys left when affixes come off hash apart, so leftovers ("Example News") never meet each other."""
+    person = b"title" if own_title else b"title-variant"
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8, person=person).digest()
     return int.from_bytes(digest, "little") >> 1

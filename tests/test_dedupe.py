@@ -315,3 +315,16 @@ def test_a_story_whose_original_date_is_outside_the_window_is_not_a_candidate(st
     poll(store, "gamma", rss("Gamma", dict(ORIGINAL, guid="c1", link="https://gamma.example/1", published=NOW)))
     found = stories(store)
     assert found["a1"] == found["b1"] != found["c1"]  # b1 is close enough, but the story began 20 days ago
+
+
+def test_title_leftovers_do_not_meet_in_the_index(store):
+    """Items sharing only an unlearnt decoration are not even candidates: no hot keys, no wasted work."""
+    poll(store, "alpha", rss("Alpha", dict(ORIGINAL, title="Frog found in Amazon | Example Wire")))
+    with store.transaction() as db:
+        def title_candidates(title: str) -> list[int]:
+            copy = dedupe.new_copy(dedupe.SourceContext("beta"), title, None, "", NOW)
+            return [i for i, _ in Store.items_by_near_keys(db, copy.title_lookup_keys(), NOW - 9 * DAY,
+                                                           NOW + DAY, "beta", 20)]
+        assert title_candidates("Parks budget approved | Example Wire") == []
+        assert title_candidates("Frog found in Amazon") == [1]
+        assert title_candidates("Report: Frog found in Amazon | Example Wire") == [1]
