@@ -15,7 +15,7 @@ from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import PollResult
 from .pipeline import HostLimiter, poll, publish_outputs
-from .status import advice, output_rows, render_table, source_rows
+from .status import advice, output_rows, render_table, rfc3339, source_rows
 from .store import Store
 
 MAX_WORKERS = 16
@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("source", metavar="FROM", help="a SQLite file or a postgresql:// URL holding a state")
     migrate.add_argument("target", metavar="TO", help="a new SQLite file or an empty PostgreSQL database")
     migrate.set_defaults(func=cmd_migrate_state)
+    explain = commands.add_parser("explain", help="the copies of a story and the evidence that merged them")
+    explain.add_argument("needle", metavar="ID-OR-URL", help="an entry id (urn:uuid:…) or a copy's link or guid")
+    explain.set_defaults(func=cmd_explain)
     return parser
 
 
@@ -250,6 +253,66 @@ def cmd_migrate_state(args) -> int:
     print(f"copied {sum(copied.values())} rows from {describe(args.source)} to {describe(args.target)}: "
           + ", ".join(f"{table} {count}" for table, count in copied.items()))
     return 0
+
+
+def cmd_explain(args) -> int:
+    from .identity import canonical_link
+
+    config = _config(args)
+    store = Store(config.state)
+    try:
+        story_ids = store.stories_matching(args.needle, canonical_link(args.needle))
+        if not story_ids:
+            print(f"aggregator: no story has the id or a copy with the link {args.needle}; entry ids look like "
+                  "urn:uuid:…, as in the <id> of an output entry", file=sys.stderr)
+            return 1
+        for number, story_id in enumerate(story_ids):
+            print(("\n" if number else "") + "\n".join(_explain_story(store, config, story_id)))
+    finally:
+        store.close()
+    return 0
+
+
+def _explain_story(store: Store, config: Config, story_id: int) -> list[str]:
+    """The story's copies, the shown one first, then how each copy joined it and on what evidence."""
+    from .select import copy_rank, source_meta
+
+    story = store.story_rows([story_id])[story_id]
+    sources, states = {s.id: s for s in config.sources}, store.source_states()
+    items = store.items("story_id = ?", [story_id])
+    ranked = sorted(items, key=lambda i: copy_rank(sources[i.source_id], i.published) if i.source_id in sources
+                    else (float("inf"), i.published, len(sources)))
+    name = {i.id: (source_meta(sources[i.source_id], states.get(i.source_id)).title if i.source_id in sources
+                   else f"{i.source_id} (no longer in the config)") for i in items}
+    lines = [f"story {story['uid']}, republished {story['republished']}",
+             f"copies ({len(items)}), the one outputs show first:"]
+    for rank, item in enumerate(ranked):
+        lines.append(f"  {'*' if rank == 0 else '-'} item {item.id} from {item.source_id} ({name[item.id]}), "
+                     f"published {rfc3339(item.published)}, first seen {rfc3339(item.first_seen)}")
+        lines.append(f"      {item.title!r} <{item.link or 'no link'}>")
+    merges = store.merge_rows(story_id)
+    lines.append("how the copies joined:")
+    for item in sorted(items, key=lambda i: (i.first_seen, i.id)):
+        merge = merges.get(item.id)
+        if merge is None:
+            lines.append(f"  item {item.id} ({item.source_id}) started the story")
+            continue
+        lines.append(f"  item {item.id} ({item.source_id}) joined on {merge['decided']} via item "
+                     f"{merge['matched_item']}: {merge['evidence']} (score {merge['score']:.2f})")
+        if merge["details"]:
+            lines.append("      " + _scores_line(json.loads(merge["details"])))
+    return lines
+
+
+def _scores_line(d: dict) -> str:
+    known = {"rule", "jaccard", "containment", "core_words", "words", "other_words", "title_similarity",
+             "same_title", "generic_title", "hours_apart"}
+    if not known <= d.keys():
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(d.items()))
+    return (f"rule: {d['rule']}; Jaccard {d['jaccard']}, containment {d['containment']} over {d['core_words']} of "
+            f"{d['words']} words (other copy {d['other_words']} words), title similarity {d['title_similarity']}"
+            f"{', same title' if d['same_title'] else ''}{', generic title' if d['generic_title'] else ''}, "
+            f"{d['hours_apart']}h apart")
 
 
 if __name__ == "__main__":

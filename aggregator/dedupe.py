@@ -1,28 +1,103 @@
 """Which stored story a new item belongs to, and the evidence that decided it.
 
-Precision before recall: an item joins a story only on strong evidence;
-otherwise it starts a story of its own.
+Precision before recall (SPEC §6): an item joins a story only on strong
+evidence, otherwise it starts a story of its own. Candidates are the stored
+copies from other sources, published within `dedup.window` of the new item,
+that share its canonical link, content hash or normalised title, or share a
+near-duplicate index key with it (MinHash LSH, so no pair-by-pair scan). Each
+candidate is then judged on exact scores; `judge` holds the rules.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Iterable
 
-from .identity import canonical_link
-from .models import Entry
-from .store import Store
+from . import fingerprint, identity
+from .fingerprint import Fingerprint
+from .models import Entry, ParsedFeed
+from .store import Store, from_text
+
+MIN_TEXT_WORDS = 50  # below this, text similarity alone never merges
+MIN_SUPPORT_WORDS = 20  # below this, a text cannot even support a title match
+SIMILAR_TITLE = 0.5  # Jaccard of the titles' meaningful words
+CLOSE_DATES = timedelta(days=3)
+NEAR_CANDIDATES = 12  # index candidates judged per new item, most shared keys first
+TITLE_CANDIDATES = 20  # title-key candidates judged per new item
+RECENT_TITLES = 200  # stored titles of a source that decoration learning looks at
+ALIGN_SLACK = 1.1  # a summary is compared with this much of the longer text's opening
+ADDED_PARAGRAPH_WORDS = 40  # a first or last paragraph this short may be an addition
+SUPPORT = 0.8  # under the same title, the share of the shorter text the other copy must hold
+
+
+def jaccard_needed(words: int) -> float:
+    """Near-identical text: shorter texts need more agreement (the lemon24/reader approach)."""
+    return 0.8 if words < 100 else 0.7 if words < 300 else 0.6
+
+
+def containment_needed(words: int) -> float:
+    """A copy cut down (summary, paragraph trimmed) must be found almost whole in the other one."""
+    return 0.9 if words < 100 else 0.85
 
 
 @dataclass(frozen=True)
-class Copy:
-    """The identity of a new item as dedupe compares it."""
+class SourceContext:
+    """What a poll knows about its source that single items do not say."""
 
     source_id: str
+    decorations: identity.Decorations = identity.Decorations()
+    recurring_titles: frozenset[str] = frozenset()  # title keys this source gives several items
+    repeated_links: frozenset[str] = frozenset()  # canonical links several items of this poll share
+
+
+@dataclass(frozen=True, eq=False)
+class Copy:
+    """One copy of a story as dedupe compares it."""
+
+    source_id: str
+    title_key: str  # the normalised title, the source's decorations removed
+    titles: tuple[str, ...]  # the title keys that may match another copy's: never a generic one
+    generic_title: bool
     canonical_link: str | None
+    content_hash: str | None
     published: datetime
+    text: Fingerprint = field(repr=False)
+    keys: tuple[int, ...] = field(default=(), repr=False)  # LSH band keys of the text
+    item_id: int | None = None
+    story_id: int | None = None
+
+    def columns(self) -> dict:
+        """The identity columns the store keeps for this item."""
+        return {"canonical_link": self.canonical_link, "title_key": self.title_key, "title_keys": self.titles,
+                "content_hash": self.content_hash}
+
+    def own_title(self) -> str | None:
+        """The copy's title key when it may match at all (not generic)."""
+        return self.title_key if self.titles and self.titles[0] == self.title_key else None
+
+    def title_index_keys(self) -> list[int]:
+        """What the index holds for this copy's title: its own title, and the keys left without affixes."""
+        own = self.own_title()
+        return [fingerprint.title_index_key(k, k == own) for k in self.titles]
+
+    def title_lookup_keys(self) -> list[int]:
+        """What to look up: stored copies whose own title is one of my keys, or has my own title among its keys."""
+        own = self.own_title()
+        return [fingerprint.title_index_key(k, True) for k in self.titles] + (
+            [fingerprint.title_index_key(own, False)] if own else [])
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why two copies are one story: the rule that matched, a sentence, and every score."""
+
+    rule: str
+    reason: str
+    score: float
+    scores: dict
 
 
 @dataclass(frozen=True)
@@ -31,32 +106,242 @@ class Match:
     matched_item: int
     evidence: str
     score: float
+    details: dict
+
+
+def source_context(db: sqlite3.Connection, source_id: str, feed: ParsedFeed) -> SourceContext:
+    """Learn the source's title decorations and series titles from this feed and its stored titles."""
+    titles = [e.title for e in feed.entries if e.title]
+    return learn_context(source_id, feed.info.title, titles + Store.recent_titles(db, source_id, RECENT_TITLES),
+                         [page_link(e) for e in feed.entries])
+
+
+def learn_context(source_id: str, feed_title: str | None, titles: list[str],
+                  links: list[str | None] = ()) -> SourceContext:
+    decorations = identity.learn_decorations(feed_title, titles)
+    keys = Counter(identity.normalised_title(t, decorations) for t in set(titles))
+    links = Counter(identity.canonical_link(link) for link in links if link)
+    return SourceContext(source_id, decorations, frozenset(k for k, n in keys.items() if n > 1),
+                         frozenset(link for link, n in links.items() if n > 1))
+
+
+def page_link(entry: Entry) -> str | None:
+    """The page's own canonical link when the feed names one, else the item's link."""
+    return entry.canonical or entry.link
+
+
+def text_of(content: str | None, summary: str | None) -> str | None:
+    """The longer of an item's content and summary: the most a copy says."""
+    return max((content or "", summary or ""), key=len) or None
+
+
+def new_copy(context: SourceContext, title: str, link: str | None, html: str | None,
+             published: datetime) -> Copy:
+    text, tokens = fingerprint.text_fingerprint(html)
+    keys = identity.title_keys(title, context.decorations)
+    canonical = identity.canonical_link(link)
+    key = keys[0] if keys else ""
+    return Copy(
+        source_id=context.source_id, title_key=key,
+        titles=tuple(k for k in keys if not identity.is_generic_title(k, context.recurring_titles)),
+        generic_title=identity.is_generic_title(key, context.recurring_titles),
+        canonical_link=canonical if _identifies(canonical, context) else None,
+        content_hash=identity.content_hash(" ".join(tokens)),
+        published=published, text=text, keys=tuple(fingerprint.index_keys(text)),
+    )
+
+
+def stored_copy(row: sqlite3.Row) -> Copy:
+    """A stored item as dedupe compares it; its title key was normalised when it was stored."""
+    text, _ = fingerprint.text_fingerprint(text_of(row["content"], row["summary"]))
+    key = row["title_key"] or ""
+    if row["title_keys"] is not None:
+        titles = tuple(json.loads(row["title_keys"]))
+    else:  # stored before title keys were: as its source would have seen them, less what it learnt
+        titles = tuple(k for k in dict.fromkeys((key, *identity.title_keys(row["title"])))
+                       if k and not identity.is_generic_title(k))
+    return Copy(row["source_id"], key, titles, key not in titles, row["canonical_link"], row["content_hash"],
+                from_text(row["published"]), text, item_id=row["id"], story_id=row["story_id"])
+
+
+def index(db: sqlite3.Connection, item_id: int, copy: Copy) -> None:
+    """Add (or refresh) an item's near-duplicate keys (text bands and titles) in the store's index."""
+    Store.replace_near_keys(db, item_id, copy.published, sorted({*copy.keys, *copy.title_index_keys()}))
 
 
 def find_story(db: sqlite3.Connection, copy: Copy, window: float) -> Match | None:
     """The story this copy is another copy of, if the evidence is strong enough."""
-    if not copy.canonical_link or _is_site_root(copy.canonical_link):
-        return None
     span = timedelta(seconds=window)
-    for item_id, story_id, source_id in Store.items_by_canonical_link(
-            db, copy.canonical_link, copy.published - span, copy.published + span):
-        if source_id != copy.source_id:
-            return Match(story_id, item_id, f"same canonical link {copy.canonical_link}", 1.0)
+    earliest, latest = copy.published - span, copy.published + span
+    found: set[int] = set()
+    link_identifies = _link_identifies(db, copy)
+    if link_identifies:
+        found.update(r[0] for r in Store.items_by_canonical_link(db, copy.canonical_link, earliest, latest))
+    hash_identifies = bool(copy.content_hash) and not Store.repeated_within_a_source(
+        db, "content_hash", copy.content_hash)
+    if hash_identifies:
+        found.update(Store.items_by_content_hash(db, copy.content_hash, earliest, latest))
+    for keys, limit in ((copy.title_lookup_keys(), TITLE_CANDIDATES), (list(copy.keys), NEAR_CANDIDATES)):
+        found.update(i for i, _ in Store.items_by_near_keys(db, keys, earliest, latest, copy.source_id, limit))
+    rows = [r for r in Store.copy_rows(db, sorted(found)) if r["source_id"] != copy.source_id]
+    story_ids = sorted({r["story_id"] for r in rows})
+    taken = Store.stories_carrying(db, story_ids, copy.source_id)  # one story, at most one copy per source
+    taken |= {story for story, first in Store.stories_first_published(db, story_ids).items()
+              if first < earliest}  # a story whose original date is outside the window is not a candidate
+    best: tuple | None = None
+    for row in rows:
+        if row["story_id"] in taken:
+            continue
+        other = stored_copy(row)
+        evidence = judge(copy, other, link_identifies, hash_identifies)
+        if evidence:
+            rank = (RULES.index(evidence.rule), -evidence.score, other.published, other.item_id)
+            if best is None or rank < best[0]:
+                best = (rank, other, evidence)
+    if best is None:
+        return None
+    _, other, evidence = best
+    return Match(other.story_id, other.item_id, evidence.reason, evidence.score,
+                 {"rule": evidence.rule, **evidence.scores})
+
+
+def _identifies(canonical: str | None, context: SourceContext) -> bool:
+    """A link names one story unless it is a home page or the source's feed gives it to several items
+    (a day page whose items differ only by #fragment, a show page for every episode)."""
+    return identity.identifies_page(canonical) and canonical not in context.repeated_links
+
+
+def _link_identifies(db: sqlite3.Connection, copy: Copy) -> bool:
+    """Whether a match on this copy's link means anything: not when a source stored it for several items."""
+    link = copy.canonical_link
+    return bool(link) and not Store.repeated_within_a_source(db, "canonical_link", link)
+
+
+RULES = ("same canonical link", "same content hash", "near-identical text", "text contained in the other copy",
+         "same title, close dates, supporting text")
+
+
+def scores(new: Copy, old: Copy) -> dict:
+    """Every measure the rules look at, rounded for the record `explain` prints."""
+    short, long = (new.text, old.text) if new.text.words <= old.text.words else (old.text, new.text)
+    short_shingles, long_shingles = short.shingles(), long.shingles()
+    if long.words > 1.5 * max(short.words, 1):  # a summary against a full text: compare like with like
+        aligned = long.shingles(int(short.words * ALIGN_SLACK) + fingerprint.SHINGLE_WORDS)
+    else:
+        aligned = long_shingles
+    contained, core_words = core_containment(short, long_shingles)
+    return {
+        "words": short.words,
+        "other_words": long.words,
+        "jaccard": round(fingerprint.jaccard(short_shingles, aligned), 3),
+        "containment": round(contained, 3),
+        "core_words": core_words,
+        "title_similarity": round(max((identity.title_similarity(a, b) for a, b in _title_pairs(new, old)),
+                                      default=0.0), 3),
+        "same_title": any(a == b for a, b in _title_pairs(new, old)),
+        "generic_title": new.generic_title or old.generic_title,
+        "hours_apart": round(abs((new.published - old.published).total_seconds()) / 3600, 1),
+    }
+
+
+def _title_pairs(new: Copy, old: Copy):
+    """Each copy's own title against the other's title keys: "Report: X (via Y)" matches "X", but two
+    titles that only share a leftover part ("Example News | A" and "Example News | B") do not."""
+    for one, two in ((new, old), (old, new)):
+        if one.own_title():
+            yield from ((one.title_key, key) for key in two.titles)
+
+
+def core_containment(short: Fingerprint, long_shingles) -> tuple[float, int]:
+    """How much of the shorter text the longer one holds, and over how many words.
+
+    A short first or last paragraph the other copy lacks entirely is an
+    addition (an attribution, an editor's note, a link back), not a sign of a
+    different story: the best share with such a paragraph left out counts.
+    """
+    blocks, words = short.blocks or (short.words,), short.words
+    edges = {"first": (0, blocks[0]), "last": (words - blocks[-1], words)} if len(blocks) > 1 else {}
+    added = [name for name, (start, end) in edges.items() if end - start <= ADDED_PARAGRAPH_WORDS
+             and fingerprint.containment(short.span(start, end), long_shingles) < 0.5]
+    best = (fingerprint.containment(short.shingles(), long_shingles), words)
+    for drop in ([["first"], ["last"], ["first", "last"]] if len(added) == 2 else [added] if added else []):
+        start = blocks[0] if "first" in drop else 0
+        end = words - blocks[-1] if "last" in drop else words
+        if end - start >= MIN_SUPPORT_WORDS:
+            best = max(best, (fingerprint.containment(short.span(start, end), long_shingles), end - start))
+    return best
+
+
+def judge(new: Copy, old: Copy, link_identifies: bool = True, hash_identifies: bool = True) -> Evidence | None:
+    """Whether two copies from different sources are one story, strongest evidence first.
+
+    1. the same canonical link (when it identifies a page);
+    2. the same content hash (identical normalised text) of a text long enough,
+       or shorter but under similar titles;
+    3. near-identical text (shingle Jaccard, aligned to the shorter text's
+       length) above a threshold that rises as texts get shorter;
+    4. the shorter text found almost whole in the longer one (a summary, a
+       trimmed copy) under similar titles: a passage quoted whole in another
+       article under its own title is a quotation, not a copy;
+    5. the same non-generic title, dates within CLOSE_DATES, and a text that
+       supports it.
+    Under MIN_TEXT_WORDS words, text alone never merges; a title never merges alone.
+    Two different pages of one site merge only on identical or near-identical text.
+    """
+    s = scores(new, old)
+    if link_identifies and new.canonical_link and new.canonical_link == old.canonical_link:
+        return Evidence(RULES[0], f"same canonical link {new.canonical_link}", 1.0, s)
+    words, similar_title = s["words"], s["title_similarity"] >= SIMILAR_TITLE
+    if (hash_identifies and new.content_hash and new.content_hash == old.content_hash
+            and (words >= MIN_TEXT_WORDS or similar_title)):
+        return Evidence(RULES[1], f"same normalised text ({words} words)", 1.0, s)
+    one_site = (identity.identifies_page(new.canonical_link) and identity.identifies_page(old.canonical_link)
+                and identity.link_host(new.canonical_link) == identity.link_host(old.canonical_link))
+    if one_site and s["jaccard"] < 0.9:
+        return None
+    if words >= MIN_TEXT_WORDS and s["jaccard"] >= jaccard_needed(words):
+        return Evidence(RULES[2], f"near-identical text: Jaccard {s['jaccard']:.2f} over {words} words "
+                        f"(needs {jaccard_needed(words)})", s["jaccard"], s)
+    core = s["core_words"]
+    if core >= MIN_TEXT_WORDS and s["containment"] >= containment_needed(core) and similar_title:
+        return Evidence(RULES[3], f"{s['containment']:.0%} of the shorter text ({core} words) is in the other "
+                        f"copy; title similarity {s['title_similarity']:.2f}", s["containment"], s)
+    if (s["same_title"] and s["hours_apart"] <= CLOSE_DATES.total_seconds() / 3600
+            and core >= MIN_SUPPORT_WORDS and s["containment"] >= SUPPORT):
+        shared = next(a for a, b in _title_pairs(new, old) if a == b)
+        return Evidence(RULES[4], f"same title {shared!r}, {s['hours_apart']}h apart, text contained "
+                        f"{s['containment']:.0%}", s["containment"], s)
     return None
 
 
-def claim(db: sqlite3.Connection, entries: Iterable[Entry]) -> None:
-    """Hold what these new entries can match on until the poll's transaction ends.
+def ensure_index(db: sqlite3.Connection, batch: int = 500) -> int:
+    """Rebuild the near-duplicate index from the stored items when it was built another way (or never).
+
+    The index lives in the store, so a restart loses nothing; this only runs
+    after an upgrade changes how keys are made. Returns the items reindexed.
+    """
+    if Store.meta(db, "near_index") == fingerprint.INDEX_VERSION:
+        return 0
+    Store.clear_near_keys(db)
+    done, last = 0, 0
+    while ids := Store.item_ids_after(db, last, batch):
+        for row in Store.copy_rows(db, ids):
+            copy = stored_copy(row)
+            index(db, row["id"], replace(copy, keys=tuple(fingerprint.index_keys(copy.text))))
+        done, last = done + len(ids), ids[-1]
+    Store.set_meta(db, "near_index", fingerprint.INDEX_VERSION)
+    return done
+
+
+def claim(db: sqlite3.Connection, new_entries: list[Entry]) -> None:
+    """Hold the right to match new copies until the poll's transaction ends.
 
     Two processes ingesting copies of one story at the same moment would each
-    miss the other's uncommitted copy and create two stories; claiming first
-    makes the second wait for the first to commit and then find its copy.
-    Every key find_story matches on must be claimed here, in one call.
+    miss the other's uncommitted copy and create two stories. Every kind of
+    evidence (links, hashes, titles, near-duplicate keys) can join two copies,
+    so a poll that brings new items takes one lock for all matching: the
+    second waits for the first to commit, then finds its copy. Fetching and
+    parsing stay concurrent; on SQLite the write transaction already does this.
     """
-    links = (canonical_link(e.link) for e in entries)
-    Store.lock(db, "story", [f"link {link}" for link in links if link and not _is_site_root(link)])
-
-
-def _is_site_root(canonical: str) -> bool:
-    """A link to a home page says nothing about which story an item is."""
-    return "/" not in canonical.rstrip("/") or canonical.endswith("/")
+    if new_entries:
+        Store.lock(db, "story", ["match new copies"])

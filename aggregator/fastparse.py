@@ -234,6 +234,8 @@ def _atom_entry(element) -> dict:
             entry["title_detail"] = _atom_text(child)
             entry["title"] = entry["title_detail"]["value"]
         elif tag == f"{ATOM}link":
+            if child.get("rel") == "canonical":
+                raise Unsupported  # parse.py reads it from feedparser's full list of links
             if child.get("rel", "alternate") == "alternate":
                 entry.setdefault("link", child.get("href", "").strip())
         elif tag == f"{ATOM}id":

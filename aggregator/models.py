@@ -56,6 +56,7 @@ class Entry:
     published: datetime | None = None
     updated: datetime | None = None
     language: str | None = None
+    canonical: str | None = None  # the page's own canonical URL when the feed names one (feedburner:origLink)
 
 
 @dataclass(frozen=True)

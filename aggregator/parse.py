@@ -204,7 +204,16 @@ def _entry(raw: dict, base: str, feed_language: str | None, now: datetime) -> En
         published=_date(raw, ("published_parsed", "created_parsed"), now),
         updated=_date(raw, ("updated_parsed",), now),
         language=language or feed_language,
+        canonical=_canonical(raw, base),
     )
+
+
+def _canonical(raw: dict, base: str) -> str | None:
+    """The page's own canonical URL: feedburner:origLink, or a link with rel="canonical"."""
+    for link in raw.get("links") or ():
+        if isinstance(link, dict) and link.get("rel") == "canonical" and link.get("href"):
+            return _web_link(_absolute(base, link["href"]))
+    return _web_link(_absolute(base, raw.get("feedburner_origlink")))
 
 
 def _html(detail: dict | None) -> str | None:
@@ -220,7 +229,7 @@ def _html(detail: dict | None) -> str | None:
 def _date(node: dict, keys: tuple[str, ...], now: datetime) -> datetime | None:
     """The first trustworthy date: not before 1990, not more than a day ahead."""
     for key in keys:
-        parsed = node.get(key) if key in node else None  # `in`: no fallback from updated_* to published_*
+        parsed = dict.get(node, key)  # not node.get: feedparser would answer updated_parsed with the published date
         if not parsed:
             continue
         try:

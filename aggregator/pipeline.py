@@ -12,7 +12,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from . import dedupe, identity
+from . import dedupe
 from .config import Config, SourceConfig
 from .errors import AggregatorError, FetchError, PublishError, StoreError
 from .fetch import fetch, host_key, retry_after
@@ -112,11 +112,14 @@ def _scheduled(db, source: SourceConfig, state: SourceState, max_age: int | None
     return replace(state, next_poll=next_poll_after_success(source, state, max_age, history, now))
 
 
-def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, window: float) -> tuple[int, int]:
+def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, window: float,
+                   context: dedupe.SourceContext | None = None) -> tuple[int, int]:
     entries = list({e.key: e for e in reversed(feed.entries)}.values())[::-1]  # first occurrence of a key wins
     Store.lock(db, "source", [source.id])  # a concurrent poll of this source waits, then sees what we stored
     known = Store.item_hashes(db, source.id, [e.key for e in entries])
     dedupe.claim(db, [e for e in entries if e.key not in known])
+    dedupe.ensure_index(db)
+    context = context or dedupe.source_context(db, source.id, feed)
     new = updated = 0
     for entry in entries:
         digest = raw_hash(entry)
@@ -124,17 +127,22 @@ def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, wi
         if stored and stored[1] == digest:
             continue
         values = item_values(entry, digest, now, stored[2] if stored else None)
+        copy = dedupe.new_copy(context, entry.title, dedupe.page_link(entry),
+                               dedupe.text_of(values["content"], values["summary"]), values["published"])
+        values.update(copy.columns())
         if stored:
             values.pop("first_seen")
             Store.update_item(db, stored[0], values)
+            dedupe.index(db, stored[0], copy)
             updated += 1
             continue
-        copy = dedupe.Copy(source.id, values["canonical_link"], values["published"])
         match = dedupe.find_story(db, copy, window)
         story_id = match.story_id if match else Store.create_story(db, story_uid(source.id, entry.key), now)
         item_id = Store.insert_item(db, story_id, source.id, {"key": entry.key, **values})
+        dedupe.index(db, item_id, copy)
         if match:
-            Store.record_merge(db, item_id, story_id, match.matched_item, match.evidence, match.score, now)
+            Store.record_merge(db, item_id, story_id, match.matched_item, match.evidence, match.score, now,
+                               match.details)
         new += 1
     return new, updated
 
@@ -164,13 +172,10 @@ def item_values(entry: Entry, digest: str, now: datetime, stored_published: str 
     else:
         updated = now if stored_published else published
     updated = max(updated, published)
-    text = identity.normalised_text(entry.content or entry.summary)
     return {
         "guid": entry.guid,
         "link": entry.link,
-        "canonical_link": identity.canonical_link(entry.link),
         "title": entry.title,
-        "title_key": identity.normalised_title(entry.title),
         "summary": clean_html(entry.summary, entry.link),
         "content": clean_html(entry.content, entry.link),
         "authors": entry.authors,
@@ -180,7 +185,6 @@ def item_values(entry: Entry, digest: str, now: datetime, stored_published: str 
         "updated": updated,
         "first_seen": now,
         "raw_hash": digest,
-        "content_hash": identity.content_hash(text),
     }
 
 

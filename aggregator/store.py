@@ -107,6 +107,20 @@ MIGRATIONS: list[str] = [
         error TEXT NOT NULL
     );
     """,
+    # 4: the near-duplicate index (MinHash LSH band keys per item) and the lookups dedupe makes.
+    """
+    CREATE TABLE near_keys (
+        key INTEGER NOT NULL,
+        published TEXT NOT NULL,
+        item_id INTEGER NOT NULL REFERENCES items(id)
+    );
+    CREATE INDEX near_keys_lookup ON near_keys (key, published);
+    CREATE INDEX near_keys_item ON near_keys (item_id);
+    CREATE INDEX items_content_hash ON items (content_hash, published);
+    CREATE TABLE dedup_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE merges ADD COLUMN details TEXT;
+    ALTER TABLE items ADD COLUMN title_keys TEXT;
+    """,
 ]
 
 
@@ -355,12 +369,102 @@ class Store:
 
     @staticmethod
     def record_merge(db: sqlite3.Connection, item_id: int, story_id: int, matched_item: int | None,
-                     evidence: str, score: float, when: datetime) -> None:
+                     evidence: str, score: float, when: datetime, details: dict | None = None) -> None:
         db.execute(
-            "INSERT INTO merges (item_id, story_id, matched_item, evidence, score, decided) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (item_id) DO UPDATE SET story_id = excluded.story_id, matched_item = excluded.matched_item, "
-            "evidence = excluded.evidence, score = excluded.score, decided = excluded.decided",
-            (item_id, story_id, matched_item, evidence, score, to_text(when)))
+            "INSERT INTO merges (item_id, story_id, matched_item, evidence, score, decided, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id) DO UPDATE SET story_id = excluded.story_id, "
+            "matched_item = excluded.matched_item, evidence = excluded.evidence, score = excluded.score, "
+            "decided = excluded.decided, details = excluded.details",
+            (item_id, story_id, matched_item, evidence, score, to_text(when),
+             json.dumps(details, sort_keys=True) if details else None))
+
+    # deduplication: candidate lookups and the near-duplicate index
+
+    @staticmethod
+    def items_by_content_hash(db: sqlite3.Connection, value: str, earliest: datetime, latest: datetime,
+                              limit: int = 50) -> list[int]:
+        """Ids of items with this content hash, published in the window."""
+        rows = db.execute("SELECT id FROM items WHERE content_hash = ? AND published BETWEEN ? AND ? "
+                          "ORDER BY published LIMIT ?", (value, to_text(earliest), to_text(latest), limit))
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def items_by_near_keys(db: sqlite3.Connection, keys: list[int], earliest: datetime, latest: datetime,
+                           other_than_source: str, limit: int) -> list[tuple[int, int]]:
+        """(item id, keys shared) of other sources' items in the window sharing index keys, most shared first."""
+        if not keys:
+            return []
+        rows = db.execute(
+            f"SELECT k.item_id, count(*) AS shared FROM near_keys k JOIN items i ON i.id = k.item_id "
+            f"WHERE k.key IN ({','.join('?' * len(keys))}) AND k.published BETWEEN ? AND ? AND i.source_id != ? "
+            "GROUP BY k.item_id ORDER BY shared DESC, k.item_id LIMIT ?",
+            [*keys, to_text(earliest), to_text(latest), other_than_source, limit])
+        return [(r[0], r[1]) for r in rows]
+
+    @staticmethod
+    def replace_near_keys(db: sqlite3.Connection, item_id: int, published: datetime, keys: list[int]) -> None:
+        db.execute("DELETE FROM near_keys WHERE item_id = ?", (item_id,))
+        when = to_text(published)
+        db.cursor().executemany("INSERT INTO near_keys (key, published, item_id) VALUES (?, ?, ?)",
+                       [(key, when, item_id) for key in keys])
+
+    @staticmethod
+    def clear_near_keys(db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM near_keys")
+
+    @staticmethod
+    def repeated_within_a_source(db: sqlite3.Connection, column: str, value: str) -> bool:
+        """True when one source carries several items with this canonical_link or content_hash."""
+        assert column in ("canonical_link", "content_hash")
+        return db.execute(f"SELECT 1 FROM items WHERE {column} = ? GROUP BY source_id HAVING count(*) > 1 LIMIT 1",
+                          (value,)).fetchone() is not None
+
+    @staticmethod
+    def copy_rows(db: sqlite3.Connection, item_ids: list[int]) -> list[sqlite3.Row]:
+        """What dedupe compares of stored items (the longest of content and summary is its text)."""
+        if not item_ids:
+            return []
+        return db.execute(
+            "SELECT id, story_id, source_id, title, title_key, title_keys, canonical_link, content_hash, content, summary, "
+            f"published FROM items WHERE id IN ({','.join('?' * len(item_ids))}) ORDER BY id", item_ids).fetchall()
+
+    @staticmethod
+    def stories_carrying(db: sqlite3.Connection, story_ids: list[int], source_id: str) -> set[int]:
+        """Those of the stories that already hold a copy from this source."""
+        if not story_ids:
+            return set()
+        rows = db.execute(f"SELECT DISTINCT story_id FROM items WHERE source_id = ? AND story_id IN "
+                          f"({','.join('?' * len(story_ids))})", [source_id, *story_ids])
+        return {r[0] for r in rows}
+
+    @staticmethod
+    def stories_first_published(db: sqlite3.Connection, story_ids: list[int]) -> dict[int, datetime]:
+        """Each story's original date: the earliest publication of its copies."""
+        if not story_ids:
+            return {}
+        rows = db.execute(f"SELECT story_id, min(published) FROM items WHERE story_id IN "
+                          f"({','.join('?' * len(story_ids))}) GROUP BY story_id", story_ids)
+        return {r[0]: from_text(r[1]) for r in rows}
+
+    @staticmethod
+    def recent_titles(db: sqlite3.Connection, source_id: str, limit: int) -> list[str]:
+        rows = db.execute("SELECT title FROM items WHERE source_id = ? ORDER BY published DESC LIMIT ?",
+                          (source_id, limit))
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def meta(db: sqlite3.Connection, name: str) -> str | None:
+        row = db.execute("SELECT value FROM dedup_meta WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def set_meta(db: sqlite3.Connection, name: str, value: str) -> None:
+        db.execute("INSERT INTO dedup_meta (name, value) VALUES (?, ?) "
+                   "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    @staticmethod
+    def item_ids_after(db: sqlite3.Connection, after: int, limit: int) -> list[int]:
+        return [r[0] for r in db.execute("SELECT id FROM items WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
 
     # outputs
 
@@ -382,6 +486,17 @@ class Store:
             "SELECT id, story_id, source_id, key, title, link, summary, content, authors, categories, language, "
             f"published, updated, first_seen FROM items WHERE {where}", params)
         return [_stored_item(row) for row in rows]
+
+    def stories_matching(self, needle: str, canonical: str | None) -> list[int]:
+        """Stories whose id is `needle`, or with a copy whose link, guid or canonical link it is."""
+        rows = self.query(
+            "SELECT id FROM stories WHERE uid = ? UNION SELECT story_id FROM items "
+            "WHERE link = ? OR guid = ? OR canonical_link = ? ORDER BY 1", (needle, needle, needle, canonical or needle))
+        return [r[0] for r in rows]
+
+    def merge_rows(self, story_id: int) -> dict[int, sqlite3.Row]:
+        """How each copy that joined the story was matched, by item id."""
+        return {r["item_id"]: r for r in self.query("SELECT * FROM merges WHERE story_id = ?", (story_id,))}
 
     def story_rows(self, story_ids: Iterable[int]) -> dict[int, sqlite3.Row]:
         ids = list(story_ids)

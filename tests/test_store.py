@@ -10,6 +10,7 @@ import pytest
 from aggregator.errors import StoreError
 from aggregator.models import Entry, SourceState
 from aggregator.pipeline import item_values, raw_hash
+from aggregator.identity import canonical_link
 from aggregator.store import MIGRATIONS, Store, story_uid
 
 NOW = datetime(2021, 9, 28, 10, 0, tzinfo=timezone.utc)
@@ -22,7 +23,8 @@ def new_item(store: Store, source_id: str, key: str, link: str | None, published
                   categories=("world", "politics"), summary="<p>Text</p>", language="en")
     with store.transaction() as db:
         story = Store.create_story(db, story_uid(*(story_uid_of or (source_id, key))), NOW)
-        item = Store.insert_item(db, story, source_id, {"key": key, **item_values(entry, raw_hash(entry), NOW, None)})
+        values = {"key": key, **item_values(entry, raw_hash(entry), NOW, None), "canonical_link": canonical_link(link)}
+        item = Store.insert_item(db, story, source_id, values)
     return item, story
 
 
@@ -107,7 +109,7 @@ def test_a_merge_decision_is_recorded_and_can_be_revised(store):
         Store.record_merge(db, second, story, first, "same canonical link", 1.0, NOW)
         Store.record_merge(db, second, story, first, "same title", 0.75, NOW + timedelta(hours=1))
     rows = [tuple(r) for r in store.query("SELECT * FROM merges")]
-    assert rows == [(second, story, first, "same title", 0.75, "2021-09-28T11:00:00Z")]
+    assert rows == [(second, story, first, "same title", 0.75, "2021-09-28T11:00:00Z", None)]
 
 
 def test_publishing_history_counts_the_week_before_now(store):

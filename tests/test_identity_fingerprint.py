@@ -1,0 +1,46 @@
+"""fingerprint: shingles, similarities and the MinHash LSH keys of the near-duplicate index."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from aggregator import fingerprint
+
+WORDS = ("the committee voted on tuesday to approve a new budget for the city parks department after months of "
+         "debate about maintenance costs staffing levels and the future of several playgrounds in the northern "
+         "districts where residents had campaigned for repairs since the storms of last winter damaged fences "
+         "paths lighting and the old bandstand that many families consider the heart of the neighbourhood and "
+         "its summer concerts").split()
+
+
+def test_fingerprints_compare_texts_by_shingles():
+    full = fingerprint.fingerprint(WORDS)
+    summary = fingerprint.fingerprint(WORDS[:30])
+    assert fingerprint.jaccard(full.shingles(), full.shingles()) == 1.0
+    assert fingerprint.containment(summary.shingles(), full.shingles()) == 1.0
+    assert fingerprint.jaccard(summary.shingles(), full.shingles()) < 0.5
+    other = fingerprint.fingerprint(list(reversed(WORDS)))
+    assert fingerprint.jaccard(full.shingles(), other.shingles()) == 0.0
+
+
+def test_index_keys_find_near_duplicates_and_summaries_but_not_strangers():
+    full = set(fingerprint.index_keys(fingerprint.fingerprint(WORDS)))
+    edited = set(fingerprint.index_keys(fingerprint.fingerprint(WORDS[:40] + ["indeed"] + WORDS[40:])))
+    summary = set(fingerprint.index_keys(fingerprint.fingerprint(WORDS[:35])))
+    stranger = set(fingerprint.index_keys(fingerprint.fingerprint(sorted(WORDS))))
+    assert full & edited
+    assert full & summary
+    assert not full & stranger
+    assert fingerprint.index_keys(fingerprint.fingerprint(WORDS[:10])) == []
+
+
+def test_index_keys_are_the_same_in_every_process():
+    """The index lives in the store: keys made by one run must be the keys the next run makes."""
+    code = ("import json; from aggregator import fingerprint; "
+            f"print(json.dumps(fingerprint.index_keys(fingerprint.fingerprint({WORDS!r}))))")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(runs) == 1
+    assert runs.pop().strip() == str(fingerprint.index_keys(fingerprint.fingerprint(WORDS))).replace("'", '"')
