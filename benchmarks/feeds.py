@@ -90,6 +90,7 @@ class FeedSet:
             text.append(paragraph)
             size += len(paragraph)
         words = html.unescape(re.sub(r"<[^>]+>", " ", self.rng.choice(self.paragraphs))).split()[:10]
+        words = [w + mark if i % 3 == 0 else w for i, w in enumerate(words)]  # titles are unique too
         return {
             "guid": f"https://site{feed}.example/story/{index}-{serial}",
             "link": f"https://site{feed}.example/{2026}/{index:04d}/story-{serial}",
