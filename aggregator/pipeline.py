@@ -195,7 +195,9 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
     failed = replace(
         state, state="gone" if gone else "failing", last_poll=now, last_status=status,
         errors=state.errors + 1, last_error=str(exc),
-        retry_after=retry_after(getattr(exc, "retry_after", None), now) if status in (429, 503) else None,
+        # from when the answer came, not when the poll began: a politeness wait may lie between
+        retry_after=retry_after(getattr(exc, "retry_after", None), datetime.now(timezone.utc))
+        if status in (429, 503) else None,
         url=state.url if state.configured_url == source.url else None, configured_url=source.url,
     )
     failed = replace(failed, next_poll=None if gone else next_poll_after_failure(source, failed, now))
