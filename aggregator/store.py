@@ -107,6 +107,17 @@ MIGRATIONS: list[str] = [
         error TEXT NOT NULL
     );
     """,
+    # 4: several workers on one PostgreSQL state (workers.py): who polls a source until when (epoch seconds by
+    # the database's clock), the outputs left for the publishing worker, due sources found by index
+    """
+    ALTER TABLE sources ADD COLUMN lease_owner TEXT;
+    ALTER TABLE sources ADD COLUMN lease_expires REAL;
+    CREATE INDEX sources_next_poll ON sources (next_poll);
+    CREATE TABLE publish_requests (
+        output_id TEXT PRIMARY KEY,
+        requested TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -15,7 +15,7 @@ def test_copies_into_a_new_file_and_refuses_a_file_that_holds_a_state(tmp_path):
     state = sqlite_state(tmp_path)
     copy = tmp_path / "copy.db"
     done = run_cli("migrate-state", str(state), str(copy), check=True)
-    assert "sources 1, stories 3, output_failures 0, items 3, merges 0" in done.stdout
+    assert "sources 1, stories 3, output_failures 0, publish_requests 0, items 3, merges 0" in done.stdout
     again = run_cli("migrate-state", str(state), str(copy))
     assert again.returncode == 2 and "already holds a state (1 sources, 3 stories, 3 items)" in again.stderr
 

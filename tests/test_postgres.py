@@ -138,7 +138,7 @@ def test_migrate_state_round_trip_keeps_ids_and_dates(tmp_path, feed_server, pos
 
     there = run_cli("migrate-state", state, postgres_url, check=True)
     assert there.stdout.startswith(f"copied 13 rows from {state} to postgresql://")
-    assert "sources 3, stories 4, output_failures 0, items 5, merges 1" in there.stdout
+    assert "sources 3, stories 4, output_failures 0, publish_requests 0, items 5, merges 1" in there.stdout
     back = str(tmp_path / "back" / "aggregator.db")
     run_cli("migrate-state", postgres_url, back, check=True)
     before = dump(state)
