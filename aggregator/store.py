@@ -18,6 +18,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import fields
@@ -178,7 +179,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             return db
@@ -402,6 +403,18 @@ class Store:
             rows = self.query(f"SELECT * FROM stories WHERE id IN ({','.join('?' * len(chunk))})", chunk)
             result.update({row["id"]: row for row in rows})
         return result
+
+
+def _enter_wal(db: sqlite3.Connection) -> None:
+    """WAL mode. Processes creating one new file together can be told "locked" at once, busy timeout or not: retry."""
+    for attempt in range(100):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.01)
 
 
 def _column_value(value):
