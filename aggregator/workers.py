@@ -90,6 +90,7 @@ class Coordinator:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.lease = lease
         self.leading = False
+        self.closed = False
         self._url = url
         self._lock = threading.Lock()
         self._db = None
@@ -119,10 +120,6 @@ class Coordinator:
                 self.leading = False
             raise StoreError(postgres.explain(exc, postgres.redact(self._url))) from exc
 
-    def execute(self, sql: str, params=()) -> list:
-        with self._lock:
-            return self._run(sql, params)
-
     def close(self) -> None:
         """Hand back every lease still held and end the connection, which drops its advisory locks."""
         with self._lock:
@@ -133,6 +130,7 @@ class Coordinator:
             except StoreError:
                 pass  # the leases expire by themselves
             self._db.close()
+            self.closed = True
 
     # leases
 
@@ -148,6 +146,8 @@ class Coordinator:
         """Hand a polled source back, due again at next_poll (None: keep the time its poll stored)."""
         with self._lock:
             self.held.discard(source_id)
+            if self.closed:
+                return  # close() handed it back already
             self._run("UPDATE sources SET lease_owner = NULL, lease_expires = NULL, "
                       "next_poll = coalesce(?, next_poll) WHERE id = ? AND lease_owner = ?",
                       (to_text(next_poll), source_id, self.owner))
