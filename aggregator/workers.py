@@ -116,7 +116,8 @@ class Coordinator:
             cursor = self._db.execute(sql, params)
             return cursor.fetchall() if cursor.description else [cursor.rowcount]
         except postgres.ERRORS as exc:
-            if self._db.closed:
+            if self._db.closed and self.leading:
+                log.warning("no longer publishing: lost the connection that held the publishing lock")
                 self.leading = False
             raise StoreError(postgres.explain(exc, postgres.redact(self._url))) from exc
 
@@ -263,6 +264,7 @@ class Worker:
         self._scheduler, self._poll, self._changed, self._stopping = scheduler, poll, changed, stopping
         self._pollers = pollers
         self._source_ids: list[str] = []
+        self._output_ids: set[str] = set()
         self._claim_lock = threading.Lock()
         self._wanted = False  # a poll finished while the claim job was not waiting: claim again at once
         self._drained = False  # the last claim found fewer due sources than it asked for
@@ -281,7 +283,7 @@ class Worker:
         log.info("worker %s: sharing %s with any other workers (leases of %gs)", self.coordinator.owner,
                  postgres.redact(config.state), self.coordinator.lease)
         self._scheduler.add_executor(ThreadPoolExecutor(3), alias="workers")
-        self.schedule(store, config)
+        self._register(store, config)
         for name, every, job in (("heartbeat", self.coordinator.lease / 3, self.heartbeat),
                                  ("lead", LEAD_EVERY, self.lead)):
             self._scheduler.add_job(_guarded(job), "interval", seconds=every, id=JOB_PREFIX + name,
@@ -289,11 +291,18 @@ class Worker:
         self._add_claim(0)
 
     def schedule(self, store: Store, config: Config) -> None:
-        """After a start or a reload: which sources this worker polls, and their resume times."""
-        register(store, config, datetime.now(timezone.utc))
+        """After a reload: the sources this worker polls now, and their resume times."""
+        try:
+            self._register(store, config)
+        except StoreError as exc:
+            log.error("%s; sources the reload added are polled once a later reload or restart registers them", exc)
+        self._nudge()
+
+    def _register(self, store: Store, config: Config) -> None:
         self._source_ids = [s.id for s in config.sources if s.enabled]
+        self._output_ids = {o.id for o in config.outputs}
         self._drained = False
-        self._nudge()  # (before start, there is no claim job yet to nudge)
+        register(store, config, datetime.now(timezone.utc))
 
     @staticmethod
     def owns(job_id: str) -> bool:
@@ -342,30 +351,29 @@ class Worker:
 
     def lead(self) -> None:
         """Take over publishing when no worker holds it; as the publisher, take others' requests."""
-        was = self.coordinator.leading
-        try:
-            leading = self.coordinator.lead()
-        except StoreError:
-            if was:
-                log.warning("no longer publishing: lost the connection that held the publishing lock")
-            raise
-        if leading and not was:
-            log.info("publishing: this worker renders the outputs now")
-            self._changed(None)
-        if leading:
+        if self._leading():
             requested = self.coordinator.take_publish_requests()
             if requested:
                 self._changed(requested)
 
     # publishing
 
+    def _leading(self) -> bool:
+        """Whether this worker publishes, taking the lock if it is free; a new publisher republishes everything."""
+        was = self.coordinator.leading
+        leading = self.coordinator.lead()
+        if leading and not was:
+            log.info("publishing: this worker renders the outputs now")
+            self._changed(None)
+        return leading
+
     def publishes(self, outputs: set[str] | None) -> bool:
         """True if this worker renders now; else the outputs are left for the worker that does."""
         try:
-            if self.coordinator.lead():
+            if self._leading():
                 return True
-            if outputs:
-                self.coordinator.request_publish(outputs, datetime.now(timezone.utc))
+            self.coordinator.request_publish(self._output_ids if outputs is None else outputs,
+                                             datetime.now(timezone.utc))
         except StoreError as exc:
             log.error("publishing deferred: %s", exc)
         return False

@@ -196,6 +196,12 @@ def test_when_the_publishing_worker_is_killed_another_takes_over(tmp_path, serve
     leaders = [w for w in workers if taking_over in w.text()]
     assert len(leaders) == 1
     leader = leaders[0]
+    for n in range(10, 19):  # new stories at nine feeds: whichever worker polls them, the leader publishes them
+        hosts[n % 2].serve(f"/f{n}.xml", feed(n, extra=item(f"f{n} new story", f"http://example.org/f{n}/new",
+                                                              f"f{n}-new", 20)))
+    wait_for(lambda: all(f"f{n} new story" in titles(out.read_bytes()) for n in range(10, 19)), timeout=30,
+             what="the nine new stories published", log=leader.log)
+    assert {int(m) for w in workers if w is not leader for m in re.findall(r"INFO f(\d+): 1 new", w.text())}
     leader.process.send_signal(signal.SIGKILL)
     assert leader.process.wait(10) == -signal.SIGKILL
 
