@@ -135,8 +135,10 @@ def story_uid(source_id: str, key: str) -> str:
     return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACE}#{source_id}\x00{key}"))
 
 
-#: The advisory-lock slots per scope on PostgreSQL (see Store.lock): well under its default lock table.
-LOCK_SLOTS = 256
+#: Advisory-lock slots per scope on PostgreSQL (see Store.lock): enough that two polls' keys rarely share one;
+#: and the most slots one transaction locks in one scope, well under PostgreSQL's default lock table.
+LOCK_SLOTS = 65536
+MAX_SLOTS = 256
 
 
 def is_postgresql(location: str | Path) -> bool:
@@ -275,18 +277,26 @@ class Store:
         """Hold these keys until the transaction ends, so writers of the same keys take turns.
 
         SQLite needs nothing: BEGIN IMMEDIATE already admits one writer at a
-        time. PostgreSQL takes transaction-scoped advisory locks, one per
-        (scope, slot), each key hashed into one of LOCK_SLOTS slots so a
-        transaction never holds more than that many locks (a shared slot only
-        makes two writers wait for each other). To stay free of deadlocks,
-        lock each scope once per transaction, with all its keys, and scopes
-        in one fixed order: "source", then "story".
+        time. PostgreSQL takes transaction-scoped advisory locks: the scope's
+        whole-scope lock shared, and one lock per (scope, slot), each key
+        hashed into one of LOCK_SLOTS slots (a shared slot only makes two
+        writers wait for each other). Keys that fill more than MAX_SLOTS
+        slots take the whole-scope lock exclusively instead, so a transaction
+        never holds more than MAX_SLOTS + 1 locks of a scope. To stay free of
+        deadlocks, lock each scope once per transaction, with all its keys,
+        and scopes in one fixed order: "source", then "story".
         """
         if isinstance(db, sqlite3.Connection):
             return
         slots = sorted({_hash32(key) % LOCK_SLOTS for key in keys})
-        if slots:
-            db.execute("SELECT pg_advisory_xact_lock(?, slot) FROM unnest(?::int[]) AS slot", (_hash32(scope), slots))
+        if not slots:
+            return
+        scope_key = _hash32(scope)
+        if len(slots) > MAX_SLOTS:
+            db.execute("SELECT pg_advisory_xact_lock(?, -1)", (scope_key,))
+            return
+        db.execute("SELECT pg_advisory_xact_lock_shared(?, -1)", (scope_key,))
+        db.execute("SELECT pg_advisory_xact_lock(?, slot) FROM unnest(?::int[]) AS slot", (scope_key, slots))
 
     # sources
 
