@@ -187,7 +187,7 @@ def lock_without_waiting(store: Store, keys: list[str]) -> bool:
     """Whether a transaction of `store` gets these story locks at once (a lock it must wait for fails it)."""
     try:
         with store.transaction() as db:
-            db.execute("SET LOCAL lock_timeout = '2s'")
+            db.execute("SET LOCAL lock_timeout = '500ms'")
             Store.lock(db, "story", keys)
         return True
     except StoreError as exc:
