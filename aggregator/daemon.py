@@ -6,6 +6,10 @@ left off. After a poll the job is re-added for the next time, from the
 scheduler's "job executed" event, when the finished run no longer counts
 against `max_instances`. Outputs a changed poll touched are republished once
 the burst of polls is over. SIGTERM/SIGINT stop it, SIGHUP reloads the config.
+
+On a PostgreSQL state the daemon is one of several workers (workers.py):
+instead of a job per source it claims due sources under leases, and only
+the worker holding the publishing lock renders the outputs.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ class Daemon:
         self.server: Server | None = None
         self.app: App | None = None
         self.publisher: Publisher | None = None
+        self.worker = None  # on a PostgreSQL state: this process as one of several workers (workers.py)
         self.scheduler = BackgroundScheduler(
             timezone=timezone.utc, executors={"default": ThreadPoolExecutor(WORKERS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -127,11 +132,20 @@ class Daemon:
         self.lock.acquire()
         try:
             self.store = Store(self.config.state)
+            if self.store.dialect == "postgresql":
+                from .workers import Worker
+
+                self.worker = Worker(self.config.state, self.scheduler, self._poll_job,
+                                     lambda outputs: self.publisher.changed(outputs), lambda: bool(self._stop), WORKERS)
+                self.limiter = self.worker.limiter(self.config)
             self._start_server(self.config)
             self._install_signals()
             self.publisher = Publisher(self._publish)
             self.scheduler.start()
-            self._schedule_all(self.config, previous=None)
+            if self.worker:
+                self.worker.start(self.store, self.config)
+            else:
+                self._schedule_all(self.config, previous=None)
             self.publisher.changed(None)
             log.info("running %s: %d sources, %d outputs%s", self.config.path, len(self.config.sources),
                      len(self.config.outputs), self._serving())
@@ -176,10 +190,12 @@ class Daemon:
             self.publisher.stop(timeout=max(deadline - time.monotonic(), 1.0))
         abandoned = self._in_flight()
         if abandoned:
-            log.warning("stopped; abandoned %d poll(s) in flight: nothing of theirs was stored, "
-                        "they are polled again on the next start", abandoned)
+            log.warning("stopped; abandoned %d poll(s) in flight: nothing of theirs was stored, they are polled "
+                        "again %s", abandoned, "by the other workers" if self.worker else "on the next start")
+            if self.worker:
+                self.worker.close()  # hands their sources back now rather than when their leases expire
             return abandoned
-        for store in (self.store, self.app.store if self.app else None):
+        for store in (self.store, self.app.store if self.app else None, self.worker):
             if store:
                 store.close()
         self.lock.release()
@@ -215,7 +231,9 @@ class Daemon:
                                name=f"poll {source_id}", replace_existing=True)
 
     def _job_done(self, event) -> None:
-        """Re-add a source's job for its next poll, now that this run has finished."""
+        """Re-add a source's job for its next poll (or, as a worker, hand it back), now that this run has finished."""
+        if self.worker and (self.worker.owns(event.job_id) or event.code == EVENT_JOB_MAX_INSTANCES):
+            return  # its own jobs log their errors; a source still polling is handed back when that poll ends
         now = datetime.now(timezone.utc)
         if event.code == EVENT_JOB_EXECUTED:
             when = event.retval
@@ -229,7 +247,9 @@ class Daemon:
                 log.error("%s: unexpected %s: %s; retrying in %ds", event.job_id, type(exc).__name__, exc,
                           RETRY_AFTER_BUG, exc_info=(type(exc), exc, event.exception.__traceback__))
             when = now + timedelta(seconds=RETRY_AFTER_BUG)
-        if not self._stop and self.config.source(event.job_id) is not None:
+        if self.worker:
+            self.worker.finished(event.job_id, when)
+        elif not self._stop and self.config.source(event.job_id) is not None:
             self._schedule(event.job_id, when)
 
     # one poll
@@ -293,6 +313,8 @@ class Daemon:
     # publishing and serving
 
     def _publish(self, outputs: set[str] | None) -> None:
+        if self.worker and not self.worker.publishes(outputs):
+            return  # another worker renders the outputs
         config = self.config
         for output in config.outputs:
             if outputs is not None and output.id not in outputs:
@@ -330,7 +352,10 @@ class Daemon:
             name = "disabled" if not source.enabled else state.state if state else "new"
             counts[name] = counts.get(name, 0) + 1
         ok = self.scheduler.running and not self._stop
-        return ok, {"sources": counts, "network": "down" if self.watch.down else "up"}
+        details = {"sources": counts, "network": "down" if self.watch.down else "up"}
+        if self.worker:
+            details["publishing"] = self.worker.coordinator.leading
+        return ok, details
 
     # reload
 
@@ -356,7 +381,10 @@ class Daemon:
                 self._start_server(new)
             except AggregatorError as exc:
                 log.error("%s", exc)
-        self._schedule_all(new, previous=old)
+        if self.worker:
+            self.worker.schedule(self.store, new)
+        else:
+            self._schedule_all(new, previous=old)
         self.publisher.changed(None)
         added = len({s.id for s in new.sources} - {s.id for s in old.sources})
         removed = len({s.id for s in old.sources} - {s.id for s in new.sources})

@@ -18,6 +18,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import fields
@@ -121,6 +122,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE merges ADD COLUMN details TEXT;
     ALTER TABLE items ADD COLUMN title_keys TEXT;
     """,
+    # 5: several workers on one PostgreSQL state (workers.py): who polls a source until when (epoch seconds by
+    # the database's clock), the outputs left for the publishing worker, due sources found by index
+    """
+    ALTER TABLE sources ADD COLUMN lease_owner TEXT;
+    ALTER TABLE sources ADD COLUMN lease_expires REAL;
+    CREATE INDEX sources_next_poll ON sources (next_poll);
+    CREATE TABLE publish_requests (
+        output_id TEXT PRIMARY KEY,
+        requested TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -137,8 +149,10 @@ def story_uid(source_id: str, key: str) -> str:
     return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACE}#{source_id}\x00{key}"))
 
 
-#: The advisory-lock slots per scope on PostgreSQL (see Store.lock): well under its default lock table.
-LOCK_SLOTS = 256
+#: Advisory-lock slots per scope on PostgreSQL (see Store.lock): enough that two polls' keys rarely share one;
+#: and the most slots one transaction locks in one scope, well under PostgreSQL's default lock table.
+LOCK_SLOTS = 65536
+MAX_SLOTS = 256
 
 
 def is_postgresql(location: str | Path) -> bool:
@@ -181,7 +195,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             return db
@@ -277,18 +291,26 @@ class Store:
         """Hold these keys until the transaction ends, so writers of the same keys take turns.
 
         SQLite needs nothing: BEGIN IMMEDIATE already admits one writer at a
-        time. PostgreSQL takes transaction-scoped advisory locks, one per
-        (scope, slot), each key hashed into one of LOCK_SLOTS slots so a
-        transaction never holds more than that many locks (a shared slot only
-        makes two writers wait for each other). To stay free of deadlocks,
-        lock each scope once per transaction, with all its keys, and scopes
-        in one fixed order: "source", then "story".
+        time. PostgreSQL takes transaction-scoped advisory locks: the scope's
+        whole-scope lock shared, and one lock per (scope, slot), each key
+        hashed into one of LOCK_SLOTS slots (a shared slot only makes two
+        writers wait for each other). Keys that fill more than MAX_SLOTS
+        slots take the whole-scope lock exclusively instead, so a transaction
+        never holds more than MAX_SLOTS + 1 locks of a scope. To stay free of
+        deadlocks, lock each scope once per transaction, with all its keys,
+        and scopes in one fixed order: "source", then "story".
         """
         if isinstance(db, sqlite3.Connection):
             return
         slots = sorted({_hash32(key) % LOCK_SLOTS for key in keys})
-        if slots:
-            db.execute("SELECT pg_advisory_xact_lock(?, slot) FROM unnest(?::int[]) AS slot", (_hash32(scope), slots))
+        if not slots:
+            return
+        scope_key = _hash32(scope)
+        if len(slots) > MAX_SLOTS:
+            db.execute("SELECT pg_advisory_xact_lock(?, -1)", (scope_key,))
+            return
+        db.execute("SELECT pg_advisory_xact_lock_shared(?, -1)", (scope_key,))
+        db.execute("SELECT pg_advisory_xact_lock(?, slot) FROM unnest(?::int[]) AS slot", (scope_key, slots))
 
     # sources
 
@@ -506,6 +528,18 @@ class Store:
             rows = self.query(f"SELECT * FROM stories WHERE id IN ({','.join('?' * len(chunk))})", chunk)
             result.update({row["id"]: row for row in rows})
         return result
+
+
+def _enter_wal(db: sqlite3.Connection) -> None:
+    """WAL mode. Processes creating one new file together can be told "locked" at once, busy timeout or not: retry."""
+    for attempt in range(100):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.01)
 
 
 def _column_value(value):

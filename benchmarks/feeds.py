@@ -8,7 +8,9 @@ link, a decorated title), as republishers do.
 
 The server runs in its own process, serves every feed from memory, honours
 ETag/Last-Modified for the feeds that have validators, and can change a
-fraction of the feeds between rounds.
+fraction of the feeds between rounds. It can listen on several ports, each
+a host:port of its own to the aggregator's politeness rules, and counts the
+requests it answered.
 """
 
 from __future__ import annotations
@@ -133,10 +135,11 @@ class FeedSet:
                 f"<updated>{BASE_TIME.isoformat()}</updated>{entries}</feed>")
 
 
-def _serve(port_queue, commands, count: int, seed: int, no_validators: float):
+def _serve(port_queue, commands, count: int, seed: int, no_validators: float, hosts: int = 1):
     feeds = FeedSet(count, seed=seed, no_validators=no_validators)
     etags = [hashlib.md5(b).hexdigest() for b in feeds.bodies]
     lock = threading.Lock()
+    answered = [0]
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -152,6 +155,7 @@ def _serve(port_queue, commands, count: int, seed: int, no_validators: float):
             f = int(match.group(1))
             with lock:
                 body, etag = feeds.bodies[f], f'"{etags[f]}"'
+                answered[0] += 1
             validators = f not in feeds.no_validators
             if validators and self.headers.get("If-None-Match") == etag:
                 self.send_response(304)
@@ -166,40 +170,54 @@ def _serve(port_queue, commands, count: int, seed: int, no_validators: float):
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 256
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port_queue.put(server.server_address[1])
+    servers = []
+    for _ in range(hosts):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        server.request_queue_size = 256
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    port_queue.put([server.server_address[1] for server in servers])
     while True:
         command = commands.get()
         if command is None:
             break
         name, value = command
+        reply = "ok"
         with lock:
             if name == "change":
                 for f in feeds.change(value):
                     etags[f] = hashlib.md5(feeds.bodies[f]).hexdigest()
             elif name == "validators":
                 feeds.no_validators = set() if value else set(range(count))
-        port_queue.put("ok")
-    server.shutdown()
+            elif name == "answered":
+                reply = answered[0]
+        port_queue.put(reply)
+    for server in servers:
+        server.shutdown()
 
 
 class FeedServer:
     """The loopback feed server, in a process of its own so it does not share our GIL."""
 
-    def __init__(self, count: int, seed: int = 1, no_validators: float = 0.0):
+    def __init__(self, count: int, seed: int = 1, no_validators: float = 0.0, hosts: int = 1):
         self.count = count
         self._replies = multiprocessing.Queue()
         self._commands = multiprocessing.Queue()
         self.process = multiprocessing.Process(target=_serve, args=(self._replies, self._commands, count, seed,
-                                                                    no_validators), daemon=True)
+                                                                    no_validators, hosts), daemon=True)
         self.process.start()
-        self.port = self._replies.get(timeout=600)
+        self.ports = self._replies.get(timeout=600)
+        self.port = self.ports[0]
 
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{self.port}/feed/{f}" for f in range(self.count)]
+        """Feed f is served on the (f mod hosts)-th port."""
+        return [f"http://127.0.0.1:{self.ports[f % len(self.ports)]}/feed/{f}" for f in range(self.count)]
+
+    def answered(self) -> int:
+        """Requests answered so far (200s and 304s)."""
+        self._commands.put(("answered", None))
+        return self._replies.get(timeout=600)
 
     def change(self, fraction: float) -> None:
         self._commands.put(("change", fraction))

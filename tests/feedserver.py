@@ -1,4 +1,10 @@
-"""A real HTTP server on 127.0.0.1 for tests: serves feed bodies, honours validators, records requests."""
+"""A real HTTP server on 127.0.0.1 for tests: serves feed bodies, honours validators, records requests.
+
+It also records concurrency: the most requests it had in flight at once
+(`peak`, one host:port's share of the politeness rule) and every path
+requested while another request for the same path was still in flight
+(`overlaps`). `delay` holds each answer that long, so overlaps have a window.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +39,10 @@ class FeedServer:
         self.routes: dict[str, Route] = {}
         self.requests: list[SeenRequest] = []
         self.lock = threading.Lock()
+        self.delay = 0.0
+        self.in_flight: dict[str, int] = {}
+        self.overlaps: list[str] = []
+        self.peak = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,10 +52,32 @@ class FeedServer:
                 pass
 
             def do_GET(self):
+                path = self.path.split("?")[0]
+                with server.lock:
+                    server.in_flight[path] = server.in_flight.get(path, 0) + 1
+                    if server.in_flight[path] > 1:
+                        server.overlaps.append(path)
+                    server.peak = max(server.peak, sum(server.in_flight.values()))
+                self._counted = path
+                try:
+                    self._answer()
+                finally:
+                    self._answered()
+
+            def _answered(self):
+                """No longer in flight: before the first byte goes out, so the client cannot already ask again."""
+                if self._counted:
+                    with server.lock:
+                        server.in_flight[self._counted] -= 1
+                    self._counted = None
+
+            def _answer(self):
                 seen = SeenRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, time.time())
                 with server.lock:
                     server.requests.append(seen)
                     route = server.routes.get(self.path.split("?")[0])
+                if server.delay:
+                    time.sleep(server.delay)
                 if route is None:
                     seen.status = 404
                     self._send(404, {}, b"not found")
@@ -65,6 +97,7 @@ class FeedServer:
                 self._send(route.status, headers, route.body)
 
             def _send(self, status, headers, body):
+                self._answered()
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

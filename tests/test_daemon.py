@@ -60,12 +60,13 @@ def wait_for(predicate, timeout: float = 15.0, what: str = "condition", log: Pat
 class Daemon:
     """`aggregator -c CONFIG run` in a subprocess, its log in a file (a pipe could fill and block it)."""
 
-    def __init__(self, config: Path, name: str = "daemon"):
+    def __init__(self, config: Path, name: str = "daemon", env: dict | None = None):
         self.config = config
         self.log = config.parent / f"{name}.log"
         self._log_file = self.log.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "aggregator", "-c", str(config), "run"],
-                                        stdout=self._log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
+                                        stdout=self._log_file, stderr=subprocess.STDOUT, cwd=str(ROOT),
+                                        env={**os.environ, **(env or {})})
 
     def text(self) -> str:
         return self.log.read_text()
@@ -94,8 +95,8 @@ class Daemon:
 def daemons():
     started: list[Daemon] = []
 
-    def start(config: Path, name: str = "daemon") -> Daemon:
-        daemon = Daemon(config, name)
+    def start(config: Path, name: str = "daemon", env: dict | None = None) -> Daemon:
+        daemon = Daemon(config, name, env)
         started.append(daemon)
         return daemon
 

@@ -166,3 +166,49 @@ def test_migrate_state_refuses_a_state_that_is_not_empty(tmp_path, postgres_url)
     assert "already holds a state (2 sources, 4 stories" in again.stderr and "5 items, 1 merges" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
     assert dump(postgres_url) == dump(state)
+
+
+def keys_in_distinct_slots(count: int, prefix: str, taken: set[int] = frozenset()) -> tuple[list[str], set[int]]:
+    """`count` story keys whose lock slots differ from each other and from `taken`; the keys and their slots."""
+    from aggregator.store import LOCK_SLOTS, _hash32
+
+    keys, slots = [], set()
+    for n in range(count * 2):
+        slot = _hash32(f"{prefix}{n}") % LOCK_SLOTS
+        if slot not in slots and slot not in taken:
+            keys.append(f"{prefix}{n}")
+            slots.add(slot)
+        if len(keys) == count:
+            return keys, slots
+    raise AssertionError("not enough distinct slots")
+
+
+def lock_without_waiting(store: Store, keys: list[str]) -> bool:
+    """Whether a transaction of `store` gets these story locks at once (a lock it must wait for fails it)."""
+    try:
+        with store.transaction() as db:
+            db.execute("SET LOCAL lock_timeout = '500ms'")
+            Store.lock(db, "story", keys)
+        return True
+    except StoreError as exc:
+        assert "lock timeout" in str(exc)
+        return False
+
+
+def test_writers_of_different_stories_do_not_wait_for_each_other_unless_one_locks_very_many(postgres_url):
+    from aggregator.store import MAX_SLOTS
+
+    mine, slots = keys_in_distinct_slots(60, "link a.test/")  # a cold poll of a feed of 60 items
+    theirs, _ = keys_in_distinct_slots(60, "link b.test/", slots)
+    with closing(Store(postgres_url)) as first, closing(Store(postgres_url)) as second:
+        with first.transaction() as db:
+            Store.lock(db, "story", mine)
+            assert lock_without_waiting(second, theirs)
+            assert not lock_without_waiting(second, [mine[7], theirs[0]])
+        many, slots = keys_in_distinct_slots(MAX_SLOTS + 1, "link c.test/")
+        with first.transaction() as db:
+            Store.lock(db, "story", many)  # past MAX_SLOTS: the whole scope, exclusively
+            assert db.execute("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
+                              "AND locktype = 'advisory'").fetchone()[0] == 1
+            assert not lock_without_waiting(second, theirs)
+        assert lock_without_waiting(second, theirs)
