@@ -135,9 +135,24 @@ def text_of(content: str | None, summary: str | None) -> str | None:
     return max((content or "", summary or ""), key=len) or None
 
 
-def new_copy(context: SourceContext, title: str, link: str | None, html: str | None,
-             published: datetime) -> Copy:
+@dataclass(frozen=True, eq=False)
+class TextEvidence:
+    """What dedupe weighs of a copy's text; it needs no store, so it can be made in another process."""
+
+    text: Fingerprint
+    content_hash: str | None
+    keys: tuple[int, ...]  # LSH band keys
+
+
+def text_evidence(html: str | None) -> TextEvidence:
     text, tokens = fingerprint.text_fingerprint(html)
+    return TextEvidence(text, identity.content_hash(" ".join(tokens)), tuple(fingerprint.index_keys(text)))
+
+
+def new_copy(context: SourceContext, title: str, link: str | None, html: str | TextEvidence | None,
+             published: datetime) -> Copy:
+    """A new item as dedupe compares it: its HTML, or the evidence already taken from it."""
+    evidence = html if isinstance(html, TextEvidence) else text_evidence(html)
     keys = identity.title_keys(title, context.decorations)
     canonical = identity.canonical_link(link)
     key = keys[0] if keys else ""
@@ -146,8 +161,7 @@ def new_copy(context: SourceContext, title: str, link: str | None, html: str | N
         titles=tuple(k for k in keys if not identity.is_generic_title(k, context.recurring_titles)),
         generic_title=identity.is_generic_title(key, context.recurring_titles),
         canonical_link=canonical if _identifies(canonical, context) else None,
-        content_hash=identity.content_hash(" ".join(tokens)),
-        published=published, text=text, keys=tuple(fingerprint.index_keys(text)),
+        content_hash=evidence.content_hash, published=published, text=evidence.text, keys=evidence.keys,
     )
 
 

@@ -347,6 +347,11 @@ class Store:
 
     # items and stories
 
+    def latest_raw_hashes(self, source_id: str, limit: int) -> dict[str, str]:
+        """key -> raw hash of the source's latest published items: what a poll need not prepare again."""
+        return dict(self.query("SELECT key, raw_hash FROM items WHERE source_id = ? ORDER BY published DESC LIMIT ?",
+                               (source_id, limit)))
+
     @staticmethod
     def item_hashes(db: sqlite3.Connection, source_id: str, keys: list[str]) -> dict[str, tuple[int, str, str]]:
         """(item id, raw hash, published) of the given keys already stored for this source."""

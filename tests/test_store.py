@@ -9,7 +9,8 @@ import pytest
 
 from aggregator.errors import StoreError
 from aggregator.models import Entry, SourceState
-from aggregator.pipeline import item_values, raw_hash
+from aggregator.pipeline import item_values
+from aggregator.prepare import prepare_item
 from aggregator.identity import canonical_link
 from aggregator.store import MIGRATIONS, Store, story_uid
 
@@ -23,7 +24,7 @@ def new_item(store: Store, source_id: str, key: str, link: str | None, published
                   categories=("world", "politics"), summary="<p>Text</p>", language="en")
     with store.transaction() as db:
         story = Store.create_story(db, story_uid(*(story_uid_of or (source_id, key))), NOW)
-        values = {"key": key, **item_values(entry, raw_hash(entry), NOW, None), "canonical_link": canonical_link(link)}
+        values = {"key": key, **item_values(entry, prepare_item(entry), NOW, None), "canonical_link": canonical_link(link)}
         item = Store.insert_item(db, story, source_id, values)
     return item, story
 

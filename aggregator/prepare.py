@@ -1,0 +1,125 @@
+"""The per-item work that needs no stored state, done where both cores can help.
+
+Parsing a changed feed and, for each item new or changed since the last poll,
+sanitising its HTML and taking its text's fingerprint and index keys is most
+of what a cold poll costs. None of it reads the store, so a pool of worker
+processes does it while the polling process fetches, deduplicates and stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+
+from .dedupe import TextEvidence, text_evidence, text_of
+from .models import Entry, ParsedFeed
+from .parse import parse_feed
+from .sanitize import clean_html
+from .store import to_text
+
+#: Below this many sources a run is over before worker processes would have started.
+POOL_MIN_SOURCES = 8
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedItem:
+    """An entry's sanitised HTML and the evidence dedupe weighs, with the hash that says when to redo it."""
+
+    raw_hash: str
+    summary: str | None
+    content: str | None
+    evidence: TextEvidence
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedFeed:
+    feed: ParsedFeed
+    items: dict[str, PreparedItem]  # by entry key: each entry whose raw hash was not the one known
+
+
+def raw_hash(entry: Entry) -> str:
+    """Changes whenever anything the source says about the item changes."""
+    parts = (entry.title, entry.link, entry.summary, entry.content, entry.authors, entry.categories,
+             to_text(entry.published), to_text(entry.updated), entry.language)
+    return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def prepare_item(entry: Entry, digest: str | None = None) -> PreparedItem:
+    summary, content = clean_html(entry.summary, entry.link), clean_html(entry.content, entry.link)
+    return PreparedItem(digest or raw_hash(entry), summary, content, text_evidence(text_of(content, summary)))
+
+
+def prepare_feed(body: bytes, headers: dict[str, str], url: str, now: datetime, max_entries: int,
+                 known: dict[str, str]) -> PreparedFeed:
+    """Parse the feed and prepare the entries whose raw hash differs from `known` (key -> raw hash).
+
+    `known` is a hint: an entry it wrongly calls unchanged is prepared later,
+    in place, by whoever finds it missing.
+    """
+    feed = parse_feed(body, headers, url=url, now=now, max_entries=max_entries)
+    items: dict[str, PreparedItem] = {}
+    seen: set[str] = set()
+    for entry in feed.entries:
+        if entry.key in seen:
+            continue  # the first occurrence of a key is the one stored
+        seen.add(entry.key)
+        digest = raw_hash(entry)
+        if known.get(entry.key) != digest:
+            items[entry.key] = prepare_item(entry, digest)
+    return PreparedFeed(feed, items)
+
+
+def _quiet_worker() -> None:
+    """Ctrl-C in a terminal reaches the whole process group; the parent decides how to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Preparer:
+    """Runs prepare_feed in worker processes (one per core), or in place when there is one core.
+
+    Workers start from a fork server, so the pool may be made while threads
+    run. A pool that breaks (a worker killed) is replaced on the next call,
+    and the call that met it is done in place.
+    """
+
+    def __init__(self, processes: int | None = None):
+        self.processes = processes if processes is not None else (os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, body: bytes, headers: dict[str, str], url: str, now: datetime, max_entries: int,
+                 known: dict[str, str]) -> PreparedFeed:
+        pool = self._ensure_pool()
+        if pool is None:
+            return prepare_feed(body, headers, url, now, max_entries, known)
+        try:
+            return pool.submit(prepare_feed, body, headers, url, now, max_entries, known).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            return prepare_feed(body, headers, url, now, max_entries, known)
+
+    def _ensure_pool(self) -> ProcessPoolExecutor | None:
+        if self.processes < 2:
+            return None
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["aggregator.prepare"])
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_quiet_worker)
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
