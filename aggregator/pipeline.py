@@ -127,8 +127,9 @@ def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, wi
     dedupe.claim(db, [e for e in entries if e.key not in known])
     dedupe.ensure_index(db)
     context = context or dedupe.source_context(db, source.id, feed)
-    new = updated = 0
+    updated = 0
     prepared = prepared or {}
+    fresh: list[tuple[Entry, dict, dedupe.Copy]] = []
     for entry in entries:
         item = prepared.get(entry.key)
         stored = known.get(entry.key)
@@ -143,16 +144,18 @@ def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, wi
             Store.update_item(db, stored[0], values)
             dedupe.index(db, stored[0], copy)
             updated += 1
-            continue
-        match = dedupe.find_story(db, copy, window)
+        else:
+            fresh.append((entry, values, copy))
+    indexed = []
+    for (entry, values, copy), match in zip(fresh, dedupe.find_stories(db, [c for _, _, c in fresh], window)):
         story_id = match.story_id if match else Store.create_story(db, story_uid(source.id, entry.key), now)
         item_id = Store.insert_item(db, story_id, source.id, {"key": entry.key, **values})
-        dedupe.index(db, item_id, copy)
+        indexed.append((item_id, copy))
         if match:
             Store.record_merge(db, item_id, story_id, match.matched_item, match.evidence, match.score, now,
                                match.details)
-        new += 1
-    return new, updated
+    dedupe.index_new(db, indexed)
+    return len(fresh), updated
 
 
 def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_published: str | None) -> dict:

@@ -323,8 +323,8 @@ def test_title_leftovers_do_not_meet_in_the_index(store):
     with store.transaction() as db:
         def title_candidates(title: str) -> list[int]:
             copy = dedupe.new_copy(dedupe.SourceContext("beta"), title, None, "", NOW)
-            return [i for i, _ in Store.items_by_near_keys(db, copy.title_lookup_keys(), NOW - 9 * DAY,
-                                                           NOW + DAY, "beta", 20)]
+            return sorted({i for _, i, _ in Store.near_key_rows(db, copy.title_lookup_keys(), NOW - 9 * DAY,
+                                                                NOW + DAY, "beta")})
         assert title_candidates("Parks budget approved | Example Wire") == []
         assert title_candidates("Frog found in Amazon") == [1]
         assert title_candidates("Report: Frog found in Amazon | Example Wire") == [1]
