@@ -110,10 +110,10 @@ class Match:
     details: dict
 
 
-def source_context(db: sqlite3.Connection, source_id: str, feed: ParsedFeed) -> SourceContext:
-    """Learn the source's title decorations and series titles from this feed and its stored titles."""
+def source_context(source_id: str, feed: ParsedFeed, stored_titles: list[str]) -> SourceContext:
+    """Learn the source's title decorations and series titles from this feed and its latest stored titles."""
     titles = [e.title for e in feed.entries if e.title]
-    return learn_context(source_id, feed.info.title, titles + Store.recent_titles(db, source_id, RECENT_TITLES),
+    return learn_context(source_id, feed.info.title, titles + stored_titles[:RECENT_TITLES],
                          [page_link(e) for e in feed.entries])
 
 
@@ -136,24 +136,9 @@ def text_of(content: str | None, summary: str | None) -> str | None:
     return max((content or "", summary or ""), key=len) or None
 
 
-@dataclass(frozen=True, eq=False)
-class TextEvidence:
-    """What dedupe weighs of a copy's text; it needs no store, so it can be made in another process."""
-
-    text: Fingerprint
-    content_hash: str | None
-    keys: tuple[int, ...]  # LSH band keys
-
-
-def text_evidence(html: str | None) -> TextEvidence:
-    text, tokens = fingerprint.text_fingerprint(html)
-    return TextEvidence(text, identity.content_hash(" ".join(tokens)), tuple(fingerprint.index_keys(text)))
-
-
-def new_copy(context: SourceContext, title: str, link: str | None, html: str | TextEvidence | None,
+def new_copy(context: SourceContext, title: str, link: str | None, html: str | None,
              published: datetime) -> Copy:
-    """A new item as dedupe compares it: its HTML, or the evidence already taken from it."""
-    evidence = html if isinstance(html, TextEvidence) else text_evidence(html)
+    text, tokens = fingerprint.text_fingerprint(html)
     keys = identity.title_keys(title, context.decorations)
     canonical = identity.canonical_link(link)
     key = keys[0] if keys else ""
@@ -162,7 +147,8 @@ def new_copy(context: SourceContext, title: str, link: str | None, html: str | T
         titles=tuple(k for k in keys if not identity.is_generic_title(k, context.recurring_titles)),
         generic_title=identity.is_generic_title(key, context.recurring_titles),
         canonical_link=canonical if _identifies(canonical, context) else None,
-        content_hash=evidence.content_hash, published=published, text=evidence.text, keys=evidence.keys,
+        content_hash=identity.content_hash(" ".join(tokens)),
+        published=published, text=text, keys=tuple(fingerprint.index_keys(text)),
     )
 
 
@@ -186,8 +172,11 @@ def index(db: sqlite3.Connection, item_id: int, copy: Copy) -> None:
 
 def index_new(db: sqlite3.Connection, copies: list[tuple[int, Copy]]) -> None:
     """Add the near-duplicate keys of items just stored, (item id, copy) each, in one statement."""
-    Store.add_near_keys(db, [(key, to_text(copy.published), item_id) for item_id, copy in copies
-                             for key in sorted({*copy.keys, *copy.title_index_keys()})])
+    rows = []
+    for item_id, copy in copies:
+        when = to_text(copy.published)
+        rows += [(key, when, item_id) for key in sorted({*copy.keys, *copy.title_index_keys()})]
+    Store.add_near_keys(db, rows)
 
 
 def find_story(db: sqlite3.Connection, copy: Copy, window: float) -> Match | None:

@@ -92,8 +92,9 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
             final = _scheduled(db, source, base, result.max_age, now)
             store.save_source_state(db, final)
         return PollResult(source.id, "unchanged", status=result.status, next_poll=final.next_poll)
-    known = store.latest_raw_hashes(source.id, KNOWN_HINT)
-    prepared = prepare(result.body, result.headers, result.url, now, source.max_entries, known)
+    with store.snapshot() as db:
+        latest = Store.latest_items(db, source.id, KNOWN_HINT)
+    prepared = prepare(result.body, result.headers, result.url, now, source.max_entries, source.id, latest)
     feed = prepared.feed
     min_interval = max(filter(None, (feed.info.ttl, result.max_age)), default=None)
     base = replace(
@@ -105,7 +106,7 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         skip_days=" ".join(sorted(feed.info.skip_days)) or None,
     )
     with store.transaction() as db:
-        new, updated = _store_entries(db, source, feed, now, config.dedup_window, prepared=prepared.items)
+        new, updated = _store_entries(db, source, feed, now, config.dedup_window, prepared=prepared)
         final = _scheduled(db, source, base, result.max_age, now)
         store.save_source_state(db, final)
     outcome = "new" if new else "updated" if updated else "unchanged"
@@ -120,24 +121,32 @@ def _scheduled(db, source: SourceConfig, state: SourceState, max_age: int | None
 
 def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, window: float,
                    context: dedupe.SourceContext | None = None,
-                   prepared: dict[str, PreparedItem] | None = None) -> tuple[int, int]:
+                   prepared: PreparedFeed | None = None) -> tuple[int, int]:
+    """Store a poll's new and changed entries, each in the story dedupe finds for it or a new one.
+
+    What `prepared` holds was made with its own context: it is used when the
+    caller gives no other.
+    """
     entries = list({e.key: e for e in reversed(feed.entries)}.values())[::-1]  # first occurrence of a key wins
     Store.lock(db, "source", [source.id])  # a concurrent poll of this source waits, then sees what we stored
     known = Store.item_hashes(db, source.id, [e.key for e in entries])
     dedupe.claim(db, [e for e in entries if e.key not in known])
     dedupe.ensure_index(db)
-    context = context or dedupe.source_context(db, source.id, feed)
+    if context is None:
+        context = prepared.context if prepared else dedupe.source_context(
+            source.id, feed, [title for _, _, title in Store.latest_items(db, source.id, dedupe.RECENT_TITLES)])
+    ready = prepared.items if prepared and prepared.context is context else {}
     updated = 0
-    prepared = prepared or {}
     fresh: list[tuple[Entry, dict, dedupe.Copy]] = []
     for entry in entries:
-        item = prepared.get(entry.key)
+        item = ready.get(entry.key)
         stored = known.get(entry.key)
         if stored and stored[1] == (item.raw_hash if item else raw_hash(entry)):
             continue
-        item = item or prepare_item(entry)
+        item = item or prepare_item(entry, context, now)
         values = item_values(entry, item, now, stored[2] if stored else None)
-        copy = dedupe.new_copy(context, entry.title, dedupe.page_link(entry), item.evidence, values["published"])
+        copy = item.copy if item.copy.published == values["published"] else replace(
+            item.copy, published=values["published"])
         values.update(copy.columns())
         if stored:
             values.pop("first_seen")

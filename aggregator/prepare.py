@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 
-from .dedupe import TextEvidence, text_evidence, text_of
+from . import dedupe
 from .models import Entry, ParsedFeed
 from .parse import parse_feed
 from .sanitize import clean_html
@@ -30,17 +30,18 @@ POOL_MIN_SOURCES = 8
 
 @dataclass(frozen=True, eq=False)
 class PreparedItem:
-    """An entry's sanitised HTML and the evidence dedupe weighs, with the hash that says when to redo it."""
+    """An entry's sanitised HTML and the copy dedupe compares, with the hash that says when to redo them."""
 
     raw_hash: str
     summary: str | None
     content: str | None
-    evidence: TextEvidence
+    copy: dedupe.Copy  # published as the source dates it (else now): a stored first date replaces it
 
 
 @dataclass(frozen=True, eq=False)
 class PreparedFeed:
     feed: ParsedFeed
+    context: dedupe.SourceContext
     items: dict[str, PreparedItem]  # by entry key: each entry whose raw hash was not the one known
 
 
@@ -51,19 +52,24 @@ def raw_hash(entry: Entry) -> str:
     return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def prepare_item(entry: Entry, digest: str | None = None) -> PreparedItem:
+def prepare_item(entry: Entry, context: dedupe.SourceContext, now: datetime, digest: str | None = None) -> PreparedItem:
     summary, content = clean_html(entry.summary, entry.link), clean_html(entry.content, entry.link)
-    return PreparedItem(digest or raw_hash(entry), summary, content, text_evidence(text_of(content, summary)))
+    copy = dedupe.new_copy(context, entry.title, dedupe.page_link(entry), dedupe.text_of(content, summary),
+                           entry.published or entry.updated or now)
+    return PreparedItem(digest or raw_hash(entry), summary, content, copy)
 
 
 def prepare_feed(body: bytes, headers: dict[str, str], url: str, now: datetime, max_entries: int,
-                 known: dict[str, str]) -> PreparedFeed:
-    """Parse the feed and prepare the entries whose raw hash differs from `known` (key -> raw hash).
+                 source_id: str, latest: list[tuple[str, str, str]]) -> PreparedFeed:
+    """Parse the feed, learn its source's title habits, and prepare the entries new or changed since `latest`.
 
-    `known` is a hint: an entry it wrongly calls unchanged is prepared later,
-    in place, by whoever finds it missing.
+    `latest` is the source's latest stored items, (key, raw hash, title), newest
+    first; as a list of what is known it is a hint: an entry it wrongly calls
+    unchanged is prepared later, in place, by whoever finds it missing.
     """
     feed = parse_feed(body, headers, url=url, now=now, max_entries=max_entries)
+    context = dedupe.source_context(source_id, feed, [title for _, _, title in latest])
+    known = {key: digest for key, digest, _ in latest}
     items: dict[str, PreparedItem] = {}
     seen: set[str] = set()
     for entry in feed.entries:
@@ -72,8 +78,8 @@ def prepare_feed(body: bytes, headers: dict[str, str], url: str, now: datetime, 
         seen.add(entry.key)
         digest = raw_hash(entry)
         if known.get(entry.key) != digest:
-            items[entry.key] = prepare_item(entry, digest)
-    return PreparedFeed(feed, items)
+            items[entry.key] = prepare_item(entry, context, now, digest)
+    return PreparedFeed(feed, context, items)
 
 
 def _quiet_worker() -> None:
@@ -94,18 +100,18 @@ class Preparer:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, body: bytes, headers: dict[str, str], url: str, now: datetime, max_entries: int,
-                 known: dict[str, str]) -> PreparedFeed:
+    def __call__(self, *args) -> PreparedFeed:
+        """prepare_feed(*args), in a worker process when there is a pool."""
         pool = self._ensure_pool()
         if pool is None:
-            return prepare_feed(body, headers, url, now, max_entries, known)
+            return prepare_feed(*args)
         try:
-            return pool.submit(prepare_feed, body, headers, url, now, max_entries, known).result()
+            return pool.submit(prepare_feed, *args).result()
         except BrokenProcessPool:
             with self._lock:
                 if self._pool is pool:
                     self._pool = None
-            return prepare_feed(body, headers, url, now, max_entries, known)
+            return prepare_feed(*args)
 
     def _ensure_pool(self) -> ProcessPoolExecutor | None:
         if self.processes < 2:

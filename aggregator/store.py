@@ -347,11 +347,6 @@ class Store:
 
     # items and stories
 
-    def latest_raw_hashes(self, source_id: str, limit: int) -> dict[str, str]:
-        """key -> raw hash of the source's latest published items: what a poll need not prepare again."""
-        return dict(self.query("SELECT key, raw_hash FROM items WHERE source_id = ? ORDER BY published DESC LIMIT ?",
-                               (source_id, limit)))
-
     @staticmethod
     def item_hashes(db: sqlite3.Connection, source_id: str, keys: list[str]) -> dict[str, tuple[int, str, str]]:
         """(item id, raw hash, published) of the given keys already stored for this source."""
@@ -461,10 +456,11 @@ class Store:
         return {r[0]: from_text(r[1]) for r in rows}
 
     @staticmethod
-    def recent_titles(db: sqlite3.Connection, source_id: str, limit: int) -> list[str]:
-        rows = db.execute("SELECT title FROM items WHERE source_id = ? ORDER BY published DESC LIMIT ?",
+    def latest_items(db: sqlite3.Connection, source_id: str, limit: int) -> list[tuple[str, str, str]]:
+        """(key, raw hash, title) of the source's latest published items, newest first."""
+        rows = db.execute("SELECT key, raw_hash, title FROM items WHERE source_id = ? ORDER BY published DESC LIMIT ?",
                           (source_id, limit))
-        return [r[0] for r in rows]
+        return [tuple(r) for r in rows]
 
     @staticmethod
     def meta(db: sqlite3.Connection, name: str) -> str | None:

@@ -7,11 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from aggregator.dedupe import SourceContext
 from aggregator.errors import StoreError
+from aggregator.identity import canonical_link
 from aggregator.models import Entry, SourceState
 from aggregator.pipeline import item_values
 from aggregator.prepare import prepare_item
-from aggregator.identity import canonical_link
 from aggregator.store import MIGRATIONS, Store, story_uid, to_text
 
 NOW = datetime(2021, 9, 28, 10, 0, tzinfo=timezone.utc)
@@ -24,7 +25,7 @@ def new_item(store: Store, source_id: str, key: str, link: str | None, published
                   categories=("world", "politics"), summary="<p>Text</p>", language="en")
     with store.transaction() as db:
         story = Store.create_story(db, story_uid(*(story_uid_of or (source_id, key))), NOW)
-        values = {"key": key, **item_values(entry, prepare_item(entry), NOW, None), "canonical_link": canonical_link(link)}
+        values = {"key": key, **item_values(entry, prepare_item(entry, SourceContext(source_id), NOW), NOW, None), "canonical_link": canonical_link(link)}
         item = Store.insert_item(db, story, source_id, values)
     return item, story
 
