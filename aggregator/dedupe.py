@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from . import fingerprint, identity
 from .fingerprint import Fingerprint
 from .models import Entry, ParsedFeed
@@ -154,7 +156,11 @@ def new_copy(context: SourceContext, title: str, link: str | None, html: str | N
 
 def stored_copy(row: sqlite3.Row) -> Copy:
     """A stored item as dedupe compares it; its title key was normalised when it was stored."""
-    text, _ = fingerprint.text_fingerprint(text_of(row["content"], row["summary"]))
+    if row["hashes"] is not None:
+        text = Fingerprint(row["words"], np.frombuffer(row["hashes"], dtype="<u4"),
+                            tuple(json.loads(row["blocks"])))
+    else:  # stored before fingerprints were
+        text, _ = fingerprint.text_fingerprint(text_of(row["content"], row["summary"]))
     key = row["title_key"] or ""
     if row["title_keys"] is not None:
         titles = tuple(json.loads(row["title_keys"]))
@@ -166,8 +172,9 @@ def stored_copy(row: sqlite3.Row) -> Copy:
 
 
 def index(db: sqlite3.Connection, item_id: int, copy: Copy) -> None:
-    """Add (or refresh) an item's near-duplicate keys (text bands and titles) in the store's index."""
+    """Add (or refresh) an item's near-duplicate keys (text bands and titles) and fingerprint in the store."""
     Store.replace_near_keys(db, item_id, copy.published, sorted({*copy.keys, *copy.title_index_keys()}))
+    Store.save_fingerprints(db, [_fingerprint_row(item_id, copy)])
 
 
 def index_new(db: sqlite3.Connection, copies: list[tuple[int, Copy]]) -> None:
@@ -177,6 +184,12 @@ def index_new(db: sqlite3.Connection, copies: list[tuple[int, Copy]]) -> None:
         when = to_text(copy.published)
         rows += [(key, when, item_id) for key in sorted({*copy.keys, *copy.title_index_keys()})]
     Store.add_near_keys(db, rows)
+    Store.save_fingerprints(db, [_fingerprint_row(item_id, copy) for item_id, copy in copies])
+
+
+def _fingerprint_row(item_id: int, copy: Copy) -> tuple[int, int, str, bytes]:
+    text = copy.text
+    return item_id, text.words, json.dumps(text.blocks), text.hashes.astype("<u4").tobytes()
 
 
 def find_story(db: sqlite3.Connection, copy: Copy, window: float) -> Match | None:

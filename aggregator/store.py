@@ -133,6 +133,16 @@ MIGRATIONS: list[str] = [
         requested TEXT NOT NULL
     );
     """,
+    # 6: each item's text fingerprint (fingerprint.py), so judging a stored copy does not read its HTML again;
+    # apart from items, whose rows stay small for the lookups
+    """
+    CREATE TABLE fingerprints (
+        item_id INTEGER PRIMARY KEY REFERENCES items(id),
+        words INTEGER NOT NULL,
+        blocks TEXT NOT NULL,
+        hashes BLOB NOT NULL
+    );
+    """,
 ]
 
 
@@ -413,6 +423,13 @@ class Store:
                         after=(to_text(earliest), to_text(latest), other_than_source))
 
     @staticmethod
+    def save_fingerprints(db: sqlite3.Connection, rows: list[tuple[int, int, str, bytes]]) -> None:
+        """(item id, words, blocks as JSON, shingle hashes) of items new or changed."""
+        db.cursor().executemany(
+            "INSERT INTO fingerprints (item_id, words, blocks, hashes) VALUES (?, ?, ?, ?) ON CONFLICT (item_id) "
+            "DO UPDATE SET words = excluded.words, blocks = excluded.blocks, hashes = excluded.hashes", rows)
+
+    @staticmethod
     def add_near_keys(db: sqlite3.Connection, rows: list[tuple[int, str, int]]) -> None:
         """(key, published, item id) rows of items new to the index."""
         db.cursor().executemany("INSERT INTO near_keys (key, published, item_id) VALUES (?, ?, ?)", rows)
@@ -426,7 +443,9 @@ class Store:
 
     @staticmethod
     def clear_near_keys(db: sqlite3.Connection) -> None:
+        """Drop the index and the fingerprints it was built from, before a rebuild."""
         db.execute("DELETE FROM near_keys")
+        db.execute("DELETE FROM fingerprints")
 
     @staticmethod
     def copy_rows(db: sqlite3.Connection, item_ids: list[int]) -> list[sqlite3.Row]:
@@ -435,7 +454,8 @@ class Store:
             return []
         return db.execute(
             "SELECT id, story_id, source_id, title, title_key, title_keys, canonical_link, content_hash, content, summary, "
-            f"published FROM items WHERE id IN ({','.join('?' * len(item_ids))}) ORDER BY id", item_ids).fetchall()
+            "published, f.words, f.blocks, f.hashes FROM items LEFT JOIN fingerprints f ON f.item_id = items.id "
+            f"WHERE id IN ({','.join('?' * len(item_ids))}) ORDER BY id", item_ids).fetchall()
 
     @staticmethod
     def stories_carrying(db: sqlite3.Connection, story_ids: list[int], source_id: str) -> set[int]:
