@@ -1,4 +1,4 @@
-"""StoryEntries → Atom and RSS (feedgen, with our extensions) and JSON Feed; atomic writes.
+"""StoryEntries → Atom and RSS (feedgen's feed, our extensions, entries built with lxml) and JSON Feed; atomic writes.
 
 feedgen never leaves this module. Rendering is deterministic for the same
 entries, so an unchanged document renders to the same bytes and is not
@@ -13,14 +13,16 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from email.utils import format_datetime
 from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
-from feedgen.ext.base import BaseEntryExtension, BaseExtension
-from feedgen.ext.dc import DcEntryExtension, DcExtension
+from feedgen.ext.base import BaseExtension
+from feedgen.ext.dc import DcExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
+from lxml.etree import SubElement
 
 from . import NAMESPACE, PROJECT_URL, __version__, jsonfeed
 from .config import Config, OutputConfig
@@ -32,6 +34,9 @@ from .sanitize import xml_safe
 
 ATOM = "http://www.w3.org/2005/Atom"
 HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
+REPUBLISHED = f"{{{NAMESPACE}}}republished"
+CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
+DC_CREATOR = "{http://purl.org/dc/elements/1.1/}creator"
 
 
 class RepublicationFeed(BaseExtension):
@@ -69,57 +74,117 @@ class RepublicationFeed(BaseExtension):
             etree.SubElement(element, f"{{{HISTORY}}}archive", nsmap={"fh": HISTORY})
 
 
-class RepublicationEntry(BaseEntryExtension):
-    """Adds what feedgen cannot: a full atom:source (RFC 4287 §4.2.11), titled related links, agg:republished.
+class EntryWriter(BaseExtension):
+    """Appends the entries, registered last so they follow every feed-level element as feedgen's own would.
 
-    feedgen builds Atom with unqualified tag names under a default namespace,
-    so the Atom elements here are unqualified too.
+    The entries are built with lxml here rather than through feedgen's
+    FeedEntry: its per-entry bookkeeping was most of the time a 5,000-entry
+    output took to render. The elements, their order and their attributes
+    are what feedgen 1.0 wrote (tests/golden/ holds the bytes), plus what it
+    cannot write: a full atom:source (RFC 4287 §4.2.11), titled related
+    links and agg:republished. Atom elements are unqualified, as feedgen's
+    are (its root declares the Atom namespace as a plain attribute).
     """
 
     def __init__(self):
-        self._entry: StoryEntry | None = None
+        self._output: OutputConfig | None = None
+        self._entries: list[StoryEntry] = []
 
-    def republication(self, entry: StoryEntry) -> None:
-        self._entry = entry
+    def entries(self, output: OutputConfig, entries: list[StoryEntry]) -> None:
+        self._output, self._entries = output, entries
 
-    def extend_atom(self, element):
-        entry, source = self._entry, self._entry.source
-        for copy in entry.related:
-            etree.SubElement(element, "link", rel="related", type="text/html", href=copy.link,
-                             title=xml_safe(f"{copy.source_title}: {copy.title}"))
-        source_element = etree.SubElement(element, "source")
-        etree.SubElement(source_element, "id").text = xml_safe(source.feed_id)
-        etree.SubElement(source_element, "title").text = xml_safe(source.title)
-        etree.SubElement(source_element, "updated").text = rfc3339(source.updated)
-        etree.SubElement(source_element, "link", rel="self", href=source.self_url)
-        if source.site_url:
-            etree.SubElement(source_element, "link", rel="alternate", type="text/html", href=source.site_url)
-        if not entry.authors:  # the entry then takes its author from atom:source (RFC 4287 §4.2.1)
-            author = etree.SubElement(source_element, "author")
-            etree.SubElement(author, "name").text = xml_safe(source.title)
-        self._republished(element)
-        return element
+    def extend_atom(self, feed):
+        for entry in self._entries:
+            _atom_entry(feed, self._output, entry)
+        return feed
 
-    def extend_rss(self, item):
-        source = etree.SubElement(item, "source", url=self._entry.source.self_url)
-        source.text = xml_safe(self._entry.source.title)
-        self._republished(item)
-        return item
+    def extend_rss(self, feed):
+        channel = feed.find("channel")
+        for entry in self._entries:
+            _rss_item(channel, self._output, entry)
+        return feed
 
-    def _republished(self, element) -> None:
-        etree.SubElement(element, f"{{{NAMESPACE}}}republished").text = rfc3339(self._entry.republished)
+
+def _atom_entry(feed, output: OutputConfig, entry: StoryEntry) -> None:
+    title, body = xml_safe(entry.title), entry_body(output, entry)
+    if not title:
+        raise ValueError("Required fields not set")  # feedgen refused such entries; so do we, for now
+    if not body and not entry.link:
+        raise ValueError("Entry must contain an alternate link or a content element.")
+    element = SubElement(feed, "entry")
+    SubElement(element, "id").text = entry.uid
+    SubElement(element, "title").text = title
+    SubElement(element, "updated").text = entry.updated.isoformat()
+    for name in entry.authors:
+        name = xml_safe(name)
+        if name:
+            SubElement(SubElement(element, "author"), "name").text = name
+    if body:
+        SubElement(element, "content", type="html").text = body
+    if entry.link:
+        SubElement(element, "link", href=entry.link)  # no rel: a bare Atom link is rel="alternate"
+    if entry.summary and entry.content:
+        summary = SubElement(element, "summary")
+        summary.text = xml_safe(entry.summary) or None
+        summary.set("type", "html")
+    for term in entry.categories:
+        SubElement(element, "category", term=xml_safe(term))
+    SubElement(element, "published").text = entry.published.isoformat()
+    source = entry.source
+    for copy in entry.related:
+        SubElement(element, "link", rel="related", type="text/html", href=copy.link,
+                   title=xml_safe(f"{copy.source_title}: {copy.title}"))
+    source_element = SubElement(element, "source")
+    SubElement(source_element, "id").text = xml_safe(source.feed_id)
+    SubElement(source_element, "title").text = xml_safe(source.title)
+    SubElement(source_element, "updated").text = rfc3339(source.updated)
+    SubElement(source_element, "link", rel="self", href=source.self_url)
+    if source.site_url:
+        SubElement(source_element, "link", rel="alternate", type="text/html", href=source.site_url)
+    if not entry.authors:  # the entry then takes its author from atom:source (RFC 4287 §4.2.1)
+        SubElement(SubElement(source_element, "author"), "name").text = xml_safe(source.title)
+    SubElement(element, REPUBLISHED).text = rfc3339(entry.republished)
+
+
+def _rss_item(channel, output: OutputConfig, entry: StoryEntry) -> None:
+    title, body = xml_safe(entry.title), entry_body(output, entry)
+    description = xml_safe(entry.summary) if entry.summary and entry.content else None
+    if not (title or description or body):
+        raise ValueError("Required fields not set")  # what feedgen raised
+    item = SubElement(channel, "item")
+    if title:
+        SubElement(item, "title").text = title
+    if entry.link:
+        SubElement(item, "link").text = entry.link
+    if description and body:  # RSS has no summary: the summary is the description, the body content:encoded
+        SubElement(item, "description").text = description
+        SubElement(item, CONTENT_ENCODED).text = body
+    elif description or body:
+        SubElement(item, "description").text = description or body
+    guid = SubElement(item, "guid")  # the Atom entry id
+    guid.text = entry.uid
+    guid.set("isPermaLink", "false")
+    for term in entry.categories:
+        SubElement(item, "category").text = xml_safe(term)
+    SubElement(item, "pubDate").text = format_datetime(entry.published)  # the original date
+    SubElement(item, "source", url=entry.source.self_url).text = xml_safe(entry.source.title)
+    SubElement(item, REPUBLISHED).text = rfc3339(entry.republished)
+    for name in entry.authors:  # RSS <author> needs an e-mail address; dc:creator carries a name
+        SubElement(item, DC_CREATOR).text = xml_safe(name)
 
 
 def build_feed(config: Config, document: Document, fmt: str, entries: list[StoryEntry]) -> FeedGenerator:
     output = document.output
     fg = FeedGenerator()
-    fg.register_extension("aggregator", RepublicationFeed, RepublicationEntry)
-    if fmt == "rss":  # RSS <author> needs an e-mail address; dc:creator carries a name
-        fg.register_extension("dc", DcExtension, DcEntryExtension, atom=False, rss=True)
+    fg.register_extension("aggregator", RepublicationFeed)
+    if fmt == "rss":  # for the channel's dc:creator
+        fg.register_extension("dc", DcExtension, atom=False, rss=True)
+    fg.register_extension("entries", EntryWriter)
     self_url = feed_url(config, document.name(fmt))
     history = document.history_links(config, fmt)
     hubs = [("hub", hub) for hub in config.hubs] if document.page is None else []  # pages never change
     fg.aggregator.document(document, hubs + history)
+    fg.entries.entries(output, entries)
     fg.id(feed_url(config, document.name("atom")))
     fg.title(xml_safe(document.title()))
     if output.subtitle or fmt == "rss":  # RSS requires a description
@@ -131,9 +196,6 @@ def build_feed(config: Config, document: Document, fmt: str, entries: list[Story
     fg.link(href=config.base_url, rel="alternate", type="text/html")  # last: feedgen makes it RSS's <link>
     _feed_metadata(fg, output, fmt)
     fg.updated(updated_of(entries))
-    # feedgen prepends added entries; add oldest first so the document lists newest first.
-    for entry in reversed(entries):
-        _add_entry(fg, output, entry, fmt)
     return fg
 
 
@@ -153,28 +215,6 @@ def _feed_metadata(fg: FeedGenerator, output: OutputConfig, fmt: str) -> None:
         fg.image(url=output.icon)
     if output.rights:
         fg.rights(xml_safe(output.rights))
-
-
-def _add_entry(fg: FeedGenerator, output: OutputConfig, entry: StoryEntry, fmt: str) -> None:
-    fe = fg.add_entry()
-    fe.id(entry.uid)  # also the RSS guid, isPermaLink="false"
-    fe.title(xml_safe(entry.title))
-    if entry.link:
-        fe.link(href=entry.link)  # feedgen 1.0 drops a link's attributes; a bare Atom link is rel=alternate
-    for name in entry.authors:
-        fe.author(name=xml_safe(name))
-        if fmt == "rss":
-            fe.dc.dc_creator(xml_safe(name))
-    for term in entry.categories:
-        fe.category(term=xml_safe(term))
-    body = entry_body(output, entry)
-    if body:
-        fe.content(body, type="html")
-    if entry.summary and entry.content:
-        fe.summary(xml_safe(entry.summary), type="html")
-    fe.published(entry.published)  # RSS pubDate: the original date
-    fe.updated(entry.updated)
-    fe.aggregator.republication(entry)
 
 
 def render(config: Config, document: Document, fmt: str, entries: list[StoryEntry]) -> bytes:
