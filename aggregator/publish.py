@@ -8,21 +8,25 @@ fall out of it, numbered archive pages (RFC 5005) that archive.py fills.
 
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
 import os
+import pickle
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import format_datetime
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from feedgen.ext.base import BaseExtension
+from lxml import etree  # before feedgen: feedgen.util uses lxml.etree without importing it
+from lxml.etree import SubElement
+from feedgen.ext.base import BaseExtension  # noqa: I001
 from feedgen.ext.dc import DcExtension
 from feedgen.feed import FeedGenerator
-from lxml import etree
-from lxml.etree import SubElement
 
 from . import NAMESPACE, PROJECT_URL, __version__, jsonfeed
 from .config import Config, OutputConfig
@@ -31,6 +35,9 @@ from .documents import (MEDIA_TYPES, STYLESHEET, Document, entry_body, feed_url,
                         updated_of)
 from .models import StoryEntry
 from .sanitize import xml_safe
+
+if TYPE_CHECKING:
+    from .store import Store
 
 ATOM = "http://www.w3.org/2005/Atom"
 HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
@@ -295,27 +302,101 @@ class ArchiveUpdate:
     pages: Iterable[ArchivePage] = ()  # may be lazy: each page is loaded when it is written
 
 
+class Rendered:
+    """What each published file was rendered from, kept in the store, so an unchanged document is not rendered again.
+
+    Rendering, not writing, is the cost of a large document (write_atomic
+    already leaves identical bytes alone, but only after they were rendered).
+    A document is skipped when the digest of everything its bytes depend on
+    (this code and the libraries that shape them, the configuration, the
+    document's place, its entries) and its file (size, times, inode: nobody
+    touched it since) are what they were when it was last written. Any doubt
+    renders again; the records are saved once per output, and losing them
+    only costs a render.
+    """
+
+    def __init__(self, store: Store | None, config: Config):
+        self._store = store
+        settings = replace(config, outputs=tuple(replace(o, include=_texts(o.include), exclude=_texts(o.exclude))
+                                                 for o in config.outputs))
+        self._settings = _renderer() + repr(settings).encode()  # a compiled pattern's repr changes between runs
+        self._done: list[tuple[str, str, str]] = []
+
+    def digest(self, document: Document, fmt: str, entries: list[StoryEntry]) -> str:
+        digest = hashlib.blake2b(self._settings, digest_size=20)
+        digest.update(repr((fmt, document.output.id, document.page, document.full, document.prev_archive)).encode())
+        digest.update(pickle.dumps(entries, protocol=5))  # the same values pickle to the same bytes
+        return digest.hexdigest()
+
+    def unchanged(self, path: Path, digest: str) -> bool:
+        return self._store is not None and self._store.rendered(str(path)) == (digest, _signature(path))
+
+    def done(self, path: Path, digest: str) -> None:
+        self._done.append((str(path), digest, _signature(path)))
+
+    def save(self) -> None:
+        if self._store is not None and self._done:
+            self._store.record_rendered(self._done)
+        self._done = []
+
+
+def _texts(patterns) -> tuple[str, ...]:
+    return tuple(p.text for p in patterns)
+
+
+def _signature(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}"
+
+
+@functools.cache
+def _renderer() -> bytes:
+    """This package's code and the versions of what renders: an upgrade renders every document once more."""
+    digest = hashlib.blake2b(digest_size=20)
+    package = resources.files(__package__)
+    for name in sorted(p.name for p in package.iterdir() if p.name.endswith((".py", ".xsl"))):
+        digest.update(name.encode() + b"\0" + package.joinpath(name).read_bytes())
+    versions = [sys.version, etree.LXML_VERSION, etree.LIBXML_VERSION, *(metadata.version(d) for d in ("feedgen", "nh3"))]
+    digest.update(repr(versions).encode())
+    return digest.digest()
+
+
 def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntry],
-                   archive: ArchiveUpdate | None = None) -> list[Path]:
+                   archive: ArchiveUpdate | None = None, rendered: Rendered | None = None) -> list[Path]:
     """Write every format of one output, archive pages first; the paths actually rewritten.
 
     Pages are written before the current document, so a crash between the two
-    can repeat an entry for one publish but never lose one.
+    can repeat an entry for one publish but never lose one. With `rendered`,
+    documents unchanged since they were last written are not rendered.
     """
-    written = []
+    written: list[Path] = []
     archive = archive or ArchiveUpdate(None)
-    for page in archive.pages:
-        document = Document(output, page=page.number, full=page.full)
-        for fmt in page.formats:
-            path = config.output_dir / document.name(fmt)
-            if write_atomic(path, render(config, document, fmt, list(page.entries))):
-                written.append(path)
-    current = Document(output, prev_archive=archive.newest)
-    for fmt in output.formats:
-        path = config.output_dir / current.name(fmt)
-        if write_atomic(path, render(config, current, fmt, entries)):
-            written.append(path)
+    rendered = rendered or Rendered(None, config)
+    try:
+        for page in archive.pages:
+            document = Document(output, page=page.number, full=page.full)
+            for fmt in page.formats:
+                _publish_document(config, document, fmt, list(page.entries), rendered, written)
+        current = Document(output, prev_archive=archive.newest)
+        for fmt in output.formats:
+            _publish_document(config, current, fmt, entries, rendered, written)
+    finally:
+        rendered.save()
     return written
+
+
+def _publish_document(config: Config, document: Document, fmt: str, entries: list[StoryEntry], rendered: Rendered,
+                      written: list[Path]) -> None:
+    path = config.output_dir / document.name(fmt)
+    digest = rendered.digest(document, fmt, entries)
+    if rendered.unchanged(path, digest):
+        return
+    if write_atomic(path, render(config, document, fmt, entries)):
+        written.append(path)
+    rendered.done(path, digest)
 
 
 def stylesheet_bytes() -> bytes:
