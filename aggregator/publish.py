@@ -16,6 +16,7 @@ import pickle
 import sys
 import tempfile
 import time
+from copy import deepcopy
 from dataclasses import dataclass, replace
 from email.utils import format_datetime
 from importlib import metadata, resources
@@ -33,7 +34,7 @@ from .config import Config, OutputConfig
 from .errors import PublishError
 from .documents import (MEDIA_TYPES, STYLESHEET, Document, entry_body, feed_url, rfc3339,
                         updated_of)
-from .models import StoryEntry
+from .models import SourceMeta, StoryEntry
 from .sanitize import xml_safe
 
 if TYPE_CHECKING:
@@ -101,8 +102,12 @@ class EntryWriter(BaseExtension):
         self._output, self._entries = output, entries
 
     def extend_atom(self, feed):
+        sources: dict[tuple[SourceMeta, bool], etree._Element] = {}  # each source's atom:source, built once
         for entry in self._entries:
-            _atom_entry(feed, self._output, entry)
+            key = (entry.source, not entry.authors)
+            if key not in sources:
+                sources[key] = _atom_source(*key)
+            _atom_entry(feed, self._output, entry, sources[key])
         return feed
 
     def extend_rss(self, feed):
@@ -112,7 +117,7 @@ class EntryWriter(BaseExtension):
         return feed
 
 
-def _atom_entry(feed, output: OutputConfig, entry: StoryEntry) -> None:
+def _atom_entry(feed, output: OutputConfig, entry: StoryEntry, source_element) -> None:
     title, body = xml_safe(entry.title), entry_body(output, entry)
     if not title:
         raise ValueError("Required fields not set")  # feedgen refused such entries; so do we, for now
@@ -137,20 +142,25 @@ def _atom_entry(feed, output: OutputConfig, entry: StoryEntry) -> None:
     for term in entry.categories:
         SubElement(element, "category", term=xml_safe(term))
     SubElement(element, "published").text = entry.published.isoformat()
-    source = entry.source
     for copy in entry.related:
         SubElement(element, "link", rel="related", type="text/html", href=copy.link,
                    title=xml_safe(f"{copy.source_title}: {copy.title}"))
-    source_element = SubElement(element, "source")
-    SubElement(source_element, "id").text = xml_safe(source.feed_id)
-    SubElement(source_element, "title").text = xml_safe(source.title)
-    SubElement(source_element, "updated").text = rfc3339(source.updated)
-    SubElement(source_element, "link", rel="self", href=source.self_url)
-    if source.site_url:
-        SubElement(source_element, "link", rel="alternate", type="text/html", href=source.site_url)
-    if not entry.authors:  # the entry then takes its author from atom:source (RFC 4287 §4.2.1)
-        SubElement(SubElement(source_element, "author"), "name").text = xml_safe(source.title)
+    element.append(deepcopy(source_element))
     SubElement(element, REPUBLISHED).text = rfc3339(entry.republished)
+
+
+def _atom_source(source: SourceMeta, with_author: bool):
+    """atom:source, the whole of it (RFC 4287 §4.2.11); an entry naming no author takes the source's (§4.2.1)."""
+    element = etree.Element("source")
+    SubElement(element, "id").text = xml_safe(source.feed_id)
+    SubElement(element, "title").text = xml_safe(source.title)
+    SubElement(element, "updated").text = rfc3339(source.updated)
+    SubElement(element, "link", rel="self", href=source.self_url)
+    if source.site_url:
+        SubElement(element, "link", rel="alternate", type="text/html", href=source.site_url)
+    if with_author:
+        SubElement(SubElement(element, "author"), "name").text = xml_safe(source.title)
+    return element
 
 
 def _rss_item(channel, output: OutputConfig, entry: StoryEntry) -> None:
@@ -319,17 +329,23 @@ class Rendered:
         self._store = store
         settings = replace(config, outputs=tuple(replace(o, include=_texts(o.include), exclude=_texts(o.exclude))
                                                  for o in config.outputs))
-        self._settings = _renderer() + repr(settings).encode()  # a compiled pattern's repr changes between runs
+        # (patterns as their text: a compiled pattern's repr changes between runs)
+        self._settings = hashlib.blake2b(_renderer() + repr(settings).encode(), digest_size=20).digest()
         self._done: list[tuple[str, str, str]] = []
+        self._entries: tuple[list[StoryEntry] | None, bytes] = (None, b"")  # the last list digested, for each format
 
     def digest(self, document: Document, fmt: str, entries: list[StoryEntry]) -> str:
-        digest = hashlib.blake2b(self._settings, digest_size=20)
+        if entries is not self._entries[0]:  # the same values pickle to the same bytes
+            self._entries = (entries, hashlib.blake2b(pickle.dumps(entries, protocol=5), digest_size=20).digest())
+        digest = hashlib.blake2b(self._settings + self._entries[1], digest_size=20)
         digest.update(repr((fmt, document.output.id, document.page, document.full, document.prev_archive)).encode())
-        digest.update(pickle.dumps(entries, protocol=5))  # the same values pickle to the same bytes
         return digest.hexdigest()
 
     def unchanged(self, path: Path, digest: str) -> bool:
-        return self._store is not None and self._store.rendered(str(path)) == (digest, _signature(path))
+        if self._store is None:
+            return False
+        signature = _signature(path)
+        return bool(signature) and self._store.rendered(str(path)) == (digest, signature)
 
     def done(self, path: Path, digest: str) -> None:
         self._done.append((str(path), digest, _signature(path)))
@@ -357,7 +373,7 @@ def _renderer() -> bytes:
     """This package's code and the versions of what renders: an upgrade renders every document once more."""
     digest = hashlib.blake2b(digest_size=20)
     package = resources.files(__package__)
-    for name in sorted(p.name for p in package.iterdir() if p.name.endswith((".py", ".xsl"))):
+    for name in sorted(p.name for p in package.iterdir() if p.name.endswith(".py")):
         digest.update(name.encode() + b"\0" + package.joinpath(name).read_bytes())
     versions = [sys.version, etree.LXML_VERSION, etree.LIBXML_VERSION, *(metadata.version(d) for d in ("feedgen", "nh3"))]
     digest.update(repr(versions).encode())
@@ -377,9 +393,9 @@ def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntr
     rendered = rendered or Rendered(None, config)
     try:
         for page in archive.pages:
-            document = Document(output, page=page.number, full=page.full)
+            document, page_entries = Document(output, page=page.number, full=page.full), list(page.entries)
             for fmt in page.formats:
-                _publish_document(config, document, fmt, list(page.entries), rendered, written)
+                _publish_document(config, document, fmt, page_entries, rendered, written)
         current = Document(output, prev_archive=archive.newest)
         for fmt in output.formats:
             _publish_document(config, current, fmt, entries, rendered, written)
