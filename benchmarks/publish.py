@@ -11,7 +11,7 @@ also carried by a second source (so entries have related links).
 - sizes: per N, outputs with `limit: N` over 1.5 N stories, so the current document carries N entries
   and one archive page N/2. Per format: `select` is archive.prepare (which stories, their text),
   `render` and `write` are the current document's, `current` their sum (an output in that format
-  alone); `naive` is a plain feedgen render of the same entries (json.dumps for JSON), the script an
+  alone) and `(cpu)` its CPU seconds, steadier than wall time when other work shares the cores; `naive` is a plain feedgen render of the same entries (json.dumps for JSON), the script an
   operator would write, and `x naive` how many times faster our render is. `everything` is
   `publish_outputs` into an empty folder: site files, the archive page and the current document, for
   an Atom-only output and one in all three formats. Medians of --runs runs (at most 3 at 50,000).
@@ -125,13 +125,15 @@ def naive_render(entries, fmt: str) -> bytes:
 
 
 def clock(action):
-    started = time.perf_counter()
+    """(wall seconds, CPU seconds of this process, result): on a shared machine CPU time is the steadier figure."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = action()
-    return time.perf_counter() - started, result
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
 def sizes(ns: list[int], runs: int) -> None:
-    print(f"{'N':>7} {'format':<6} {'select':>8} {'render':>8} {'write':>8} {'current':>8} {'naive':>8} {'x naive':>8}")
+    print(f"{'N':>7} {'format':<6} {'select':>8} {'render':>8} {'write':>8} {'current':>8} {'(cpu)':>8} "
+          f"{'naive':>8} {'x naive':>8}")
     for n in ns:
         repeat = runs if n < 50000 else min(runs, 3)
         outputs = [{"id": "atom", "title": "Atom only", "limit": n},
@@ -139,34 +141,40 @@ def sizes(ns: list[int], runs: int) -> None:
         with site(["src", "copy"], outputs) as (config, store):
             add_stories(store, 0, n + n // 2)
             output = config.outputs[1]
-            rows = {k: [] for k in ("select", *(f"{m} {f}" for m in ("render", "write", "naive") for f in FORMATS))}
-            everything = {o.id: [] for o in config.outputs}
+            wall: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
+
+            def timed(key, action):
+                took, used, result = clock(action)
+                wall.setdefault(key, []).append(took)
+                cpu.setdefault(key, []).append(used)
+                return result
+
             files = {}
             for _ in range(repeat):
                 shutil.rmtree(config.output_dir, ignore_errors=True)
-                took, (entries, update) = clock(lambda: archive.prepare(store, config, output))
-                rows["select"].append(took)
+                entries, update = timed("select", lambda: archive.prepare(store, config, output))
                 current = Document(output, prev_archive=update.newest)
                 for fmt in FORMATS:
-                    took, data = clock(lambda: publish.render(config, current, fmt, entries))
-                    rows[f"render {fmt}"].append(took)
+                    data = timed(f"render {fmt}", lambda: publish.render(config, current, fmt, entries))
                     path = config.output_dir / current.name(fmt)
-                    rows[f"write {fmt}"].append(clock(lambda: publish.write_atomic(path, data))[0])
-                    rows[f"naive {fmt}"].append(clock(lambda: naive_render(entries, fmt))[0])
+                    timed(f"write {fmt}", lambda: publish.write_atomic(path, data))
+                    timed(f"naive {fmt}", lambda: naive_render(entries, fmt))
                 del entries, data
                 for o in config.outputs:
                     shutil.rmtree(config.output_dir)
-                    took, written = clock(lambda: publish_outputs(store, config, only={o.id}))
-                    everything[o.id].append(took)
-                    files[o.id] = len(written)
-            m = {k: statistics.median(v) for k, v in rows.items()}
+                    files[o.id] = len(timed(f"everything {o.id}", lambda: publish_outputs(store, config, only={o.id})))
+            w = {k: statistics.median(v) for k, v in wall.items()}
+            c = {k: statistics.median(v) for k, v in cpu.items()}
             for fmt in FORMATS:
-                render, write, naive = m[f"render {fmt}"], m[f"write {fmt}"], m[f"naive {fmt}"]
-                print(f"{n:>7,} {fmt:<6} {m['select']:>7.3f}s {render:>7.3f}s {write:>7.3f}s "
-                      f"{m['select'] + render + write:>7.3f}s {naive:>7.3f}s {naive / render:>7.1f}x")
+                parts = ("select", f"render {fmt}", f"write {fmt}")
+                print(f"{n:>7,} {fmt:<6} {w['select']:>7.3f}s {w[f'render {fmt}']:>7.3f}s {w[f'write {fmt}']:>7.3f}s "
+                      f"{sum(w[k] for k in parts):>7.3f}s {sum(c[k] for k in parts):>7.3f}s "
+                      f"{w[f'naive {fmt}']:>7.3f}s {w[f'naive {fmt}'] / w[f'render {fmt}']:>7.1f}x")
             for o in config.outputs:
-                print(f"{n:>7,} everything, {'/'.join(o.formats)}: {statistics.median(everything[o.id]):.3f} s "
-                      f"({files[o.id]} files: site, current document and archive page of {n // 2:,} entries)")
+                print(f"{n:>7,} everything, {'/'.join(o.formats)}: {w[f'everything {o.id}']:.3f} s "
+                      f"(cpu {c[f'everything {o.id}']:.3f} s; {files[o.id]} files: site, current document and "
+                      f"archive page of {n // 2:,} entries)")
 
 
 def changes(n: int) -> None:
@@ -179,7 +187,7 @@ def changes(n: int) -> None:
 
         def step(label: str) -> None:
             with Renders() as renders:
-                took, written = clock(lambda: publish_outputs(store, config))
+                took, _, written = clock(lambda: publish_outputs(store, config))
             names = sorted({p.relative_to(config.output_dir).as_posix() for p in written})
             print(f"  {label:<38} {took:6.2f} s  {renders.count:3d} documents rendered  {len(written):3d} files "
                   f"written  {' '.join(names) if len(names) <= 8 else ''}")
@@ -202,7 +210,7 @@ def history(stories: int) -> None:
             if before:
                 before()
             with Renders() as renders:
-                took, written = clock(lambda: publish_outputs(store, config))
+                took, _, written = clock(lambda: publish_outputs(store, config))
             print(f"  {label:<38} {took:6.2f} s  {renders.count:4d} documents rendered  {len(written):4d} files written")
 
 
