@@ -2,8 +2,10 @@
 
 feedgen never leaves this module. Rendering is deterministic for the same
 entries, so an unchanged document renders to the same bytes and is not
-rewritten. Each output has a current document per format and, once entries
-fall out of it, numbered archive pages (RFC 5005) that archive.py fills.
+rewritten; Rendered remembers what each file was rendered from, so it is
+not rendered either. Each output has a current document per format and,
+once entries fall out of it, numbered archive pages (RFC 5005) that
+archive.py fills.
 """
 
 from __future__ import annotations
