@@ -155,7 +155,7 @@ def _story_entries(store: Store, config: Config, chosen: list[StoredItem]) -> li
     metas = {sid: source_meta(src, states.get(sid)) for sid, src in configured.items()}
     story_ids = [i.story_id for i in chosen]
     stories = store.story_rows(story_ids)
-    copies = _other_copies(store, configured, story_ids, {i.id for i in chosen})
+    copies = _other_copies(store, configured, chosen)
     entries = []
     for item in chosen:
         source = configured[item.source_id]
@@ -186,19 +186,20 @@ class _Copy:
     published: datetime
 
 
-def _other_copies(store: Store, configured: dict[str, SourceConfig], story_ids: list[int],
-                  chosen: set[int]) -> dict[int, list[_Copy]]:
+def _other_copies(store: Store, configured: dict[str, SourceConfig], chosen: list[StoredItem]) -> dict[int, list[_Copy]]:
     """Each story's linked copies from configured sources other than the chosen one: what a related link needs.
 
-    Only those columns are read, not the copies' text: most stories have one
-    copy, the chosen one, already loaded.
+    Only those columns are read, and only of the other copies: most stories
+    have one copy, the chosen one, already loaded.
     """
     copies: dict[int, list[_Copy]] = {}
-    for start in range(0, len(story_ids), 500):
-        chunk = story_ids[start:start + 500]
+    for start in range(0, len(chosen), 500):
+        chunk = chosen[start:start + 500]
+        marks = ",".join("?" * len(chunk))
         rows = store.query("SELECT id, story_id, source_id, title, link, published FROM items "
-                           f"WHERE story_id IN ({','.join('?' * len(chunk))}) ORDER BY id", chunk)
+                           f"WHERE story_id IN ({marks}) AND id NOT IN ({marks}) ORDER BY id",
+                           [i.story_id for i in chunk] + [i.id for i in chunk])
         for item_id, story_id, source_id, title, link, published in rows:
-            if item_id not in chosen and link and source_id in configured:
+            if link and source_id in configured:
                 copies.setdefault(story_id, []).append(_Copy(source_id, title, link, from_text(published)))
     return copies
