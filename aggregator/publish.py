@@ -252,7 +252,7 @@ def render_atom(config: Config, output: OutputConfig, entries: list[StoryEntry])
 def write_atomic(path: Path, data: bytes) -> bool:
     """Replace `path` with `data` (write beside, fsync, rename); False when it already holds them."""
     try:
-        if path.read_bytes() == data:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:  # a large document is not read in vain
             return False
     except FileNotFoundError:
         pass
