@@ -338,7 +338,9 @@ class Rendered:
 
     def digest(self, document: Document, fmt: str, entries: list[StoryEntry]) -> str:
         if entries is not self._entries[0]:  # the same values pickle to the same bytes
-            self._entries = (entries, hashlib.blake2b(pickle.dumps(entries, protocol=5), digest_size=20).digest())
+            sink = _HashSink()
+            pickle.Pickler(sink, protocol=5).dump(entries)  # streamed: a large document's text is not copied
+            self._entries = (entries, sink.digest.digest())
         digest = hashlib.blake2b(self._settings + self._entries[1], digest_size=20)
         digest.update(repr((fmt, document.output.id, document.page, document.full, document.prev_archive)).encode())
         return digest.hexdigest()
@@ -356,6 +358,14 @@ class Rendered:
         if self._store is not None and self._done:
             self._store.record_rendered(self._done)
         self._done = []
+
+
+class _HashSink:
+    """A write-only file that hashes what it is given."""
+
+    def __init__(self):
+        self.digest = hashlib.blake2b(digest_size=20)
+        self.write = self.digest.update
 
 
 def _texts(patterns) -> tuple[str, ...]:
