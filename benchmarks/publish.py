@@ -11,10 +11,11 @@ also carried by a second source (so entries have related links).
 - sizes: per N, outputs with `limit: N` over 1.5 N stories, so the current document carries N entries
   and one archive page N/2. Per format: `select` is archive.prepare (which stories, their text),
   `render` and `write` are the current document's, `current` their sum (an output in that format
-  alone) and `(cpu)` its CPU seconds, steadier than wall time when other work shares the cores; `naive` is a plain feedgen render of the same entries (json.dumps for JSON), the script an
-  operator would write, and `x naive` how many times faster our render is. `everything` is
-  `publish_outputs` into an empty folder: site files, the archive page and the current document, for
-  an Atom-only output and one in all three formats. Medians of --runs runs (at most 3 at 50,000).
+  alone) and `(cpu)` its CPU seconds, steadier than wall time when other work shares the cores;
+  `naive` is a plain feedgen render of the same entries (json.dumps for JSON), the script an operator
+  would write, and `x naive` how many times faster our render is. `everything` is `publish_outputs`
+  into an empty folder: site files, the archive page and the current document, for an Atom-only
+  output and one in all three formats. Medians of --runs runs (at most 3 at 50,000).
 - changes: two outputs of N stories each (one source each, all three formats). Files written and
   documents rendered by a first publish, a publish where nothing changed, and one after a new story
   in one source.
