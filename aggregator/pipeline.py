@@ -229,9 +229,10 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     are pinged about each current document that changed.
     """
     from . import archive, websub
-    from .publish import publish_output, publish_site
+    from .publish import Rendered, publish_output, publish_site
 
     written, errors = [], []
+    rendered = Rendered(store, config)
     try:
         written += publish_site(config)
     except PublishError as exc:
@@ -242,7 +243,7 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
             continue
         try:
             entries, update = archive.prepare(store, config, output, now)
-            written += publish_output(config, output, entries, update)
+            written += publish_output(config, output, entries, update, rendered)
         except PublishError as exc:
             errors.append(str(exc))
             _record_publish(store, output.id, str(exc), now)

@@ -1,37 +1,52 @@
-"""StoryEntries → Atom and RSS (feedgen, with our extensions) and JSON Feed; atomic writes.
+"""StoryEntries → Atom and RSS (feedgen's feed, our extensions, entries built with lxml) and JSON Feed; atomic writes.
 
 feedgen never leaves this module. Rendering is deterministic for the same
 entries, so an unchanged document renders to the same bytes and is not
-rewritten. Each output has a current document per format and, once entries
-fall out of it, numbered archive pages (RFC 5005) that archive.py fills.
+rewritten; Rendered remembers what each file was rendered from, so it is
+not rendered either. Each output has a current document per format and,
+once entries fall out of it, numbered archive pages (RFC 5005) that
+archive.py fills.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
 import os
+import pickle
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from importlib import resources
+from copy import deepcopy
+from dataclasses import dataclass, replace
+from email.utils import format_datetime
+from importlib import metadata, resources
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from feedgen.ext.base import BaseEntryExtension, BaseExtension
-from feedgen.ext.dc import DcEntryExtension, DcExtension
+from lxml import etree  # before feedgen: feedgen.util uses lxml.etree without importing it
+from lxml.etree import SubElement
+from feedgen.ext.base import BaseExtension  # noqa: I001
+from feedgen.ext.dc import DcExtension
 from feedgen.feed import FeedGenerator
-from lxml import etree
 
 from . import NAMESPACE, PROJECT_URL, __version__, jsonfeed
 from .config import Config, OutputConfig
 from .errors import PublishError
 from .documents import (MEDIA_TYPES, STYLESHEET, Document, entry_body, feed_url, rfc3339,
                         updated_of)
-from .models import StoryEntry
+from .models import SourceMeta, StoryEntry
 from .sanitize import xml_safe
+
+if TYPE_CHECKING:
+    from .store import Store
 
 ATOM = "http://www.w3.org/2005/Atom"
 HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
+REPUBLISHED = f"{{{NAMESPACE}}}republished"
+CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
+DC_CREATOR = "{http://purl.org/dc/elements/1.1/}creator"
 
 
 class RepublicationFeed(BaseExtension):
@@ -69,57 +84,126 @@ class RepublicationFeed(BaseExtension):
             etree.SubElement(element, f"{{{HISTORY}}}archive", nsmap={"fh": HISTORY})
 
 
-class RepublicationEntry(BaseEntryExtension):
-    """Adds what feedgen cannot: a full atom:source (RFC 4287 §4.2.11), titled related links, agg:republished.
+class EntryWriter(BaseExtension):
+    """Appends the entries, registered last so they follow every feed-level element as feedgen's own would.
 
-    feedgen builds Atom with unqualified tag names under a default namespace,
-    so the Atom elements here are unqualified too.
+    The entries are built with lxml here rather than through feedgen's
+    FeedEntry: its per-entry bookkeeping was most of the time a 5,000-entry
+    output took to render. The elements, their order and their attributes
+    are what feedgen 1.0 wrote (tests/golden/ holds the bytes), plus what it
+    cannot write: a full atom:source (RFC 4287 §4.2.11), titled related
+    links and agg:republished. Atom elements are unqualified, as feedgen's
+    are (its root declares the Atom namespace as a plain attribute).
     """
 
     def __init__(self):
-        self._entry: StoryEntry | None = None
+        self._output: OutputConfig | None = None
+        self._entries: list[StoryEntry] = []
 
-    def republication(self, entry: StoryEntry) -> None:
-        self._entry = entry
+    def entries(self, output: OutputConfig, entries: list[StoryEntry]) -> None:
+        self._output, self._entries = output, entries
 
-    def extend_atom(self, element):
-        entry, source = self._entry, self._entry.source
-        for copy in entry.related:
-            etree.SubElement(element, "link", rel="related", type="text/html", href=copy.link,
-                             title=xml_safe(f"{copy.source_title}: {copy.title}"))
-        source_element = etree.SubElement(element, "source")
-        etree.SubElement(source_element, "id").text = xml_safe(source.feed_id)
-        etree.SubElement(source_element, "title").text = xml_safe(source.title)
-        etree.SubElement(source_element, "updated").text = rfc3339(source.updated)
-        etree.SubElement(source_element, "link", rel="self", href=source.self_url)
-        if source.site_url:
-            etree.SubElement(source_element, "link", rel="alternate", type="text/html", href=source.site_url)
-        if not entry.authors:  # the entry then takes its author from atom:source (RFC 4287 §4.2.1)
-            author = etree.SubElement(source_element, "author")
-            etree.SubElement(author, "name").text = xml_safe(source.title)
-        self._republished(element)
-        return element
+    def extend_atom(self, feed):
+        sources: dict[tuple[SourceMeta, bool], etree._Element] = {}  # each source's atom:source, built once
+        for entry in self._entries:
+            key = (entry.source, not entry.authors)
+            if key not in sources:
+                sources[key] = _atom_source(*key)
+            _atom_entry(feed, self._output, entry, sources[key])
+        return feed
 
-    def extend_rss(self, item):
-        source = etree.SubElement(item, "source", url=self._entry.source.self_url)
-        source.text = xml_safe(self._entry.source.title)
-        self._republished(item)
-        return item
+    def extend_rss(self, feed):
+        channel = feed.find("channel")
+        for entry in self._entries:
+            _rss_item(channel, self._output, entry)
+        return feed
 
-    def _republished(self, element) -> None:
-        etree.SubElement(element, f"{{{NAMESPACE}}}republished").text = rfc3339(self._entry.republished)
+
+def _atom_entry(feed, output: OutputConfig, entry: StoryEntry, source_element) -> None:
+    title, body = xml_safe(entry.title), entry_body(output, entry)
+    if not title:
+        raise ValueError("Required fields not set")  # feedgen refused such entries; so do we, for now
+    if not body and not entry.link:
+        raise ValueError("Entry must contain an alternate link or a content element.")
+    element = SubElement(feed, "entry")
+    SubElement(element, "id").text = entry.uid
+    SubElement(element, "title").text = title
+    SubElement(element, "updated").text = entry.updated.isoformat()
+    for name in entry.authors:
+        name = xml_safe(name)
+        if name:
+            SubElement(SubElement(element, "author"), "name").text = name
+    if body:
+        SubElement(element, "content", type="html").text = body
+    if entry.link:
+        SubElement(element, "link", href=entry.link)  # no rel: a bare Atom link is rel="alternate"
+    if entry.summary and entry.content:
+        summary = SubElement(element, "summary")
+        summary.text = xml_safe(entry.summary) or None
+        summary.set("type", "html")
+    for term in entry.categories:
+        SubElement(element, "category", term=xml_safe(term))
+    SubElement(element, "published").text = entry.published.isoformat()
+    for copy in entry.related:
+        SubElement(element, "link", rel="related", type="text/html", href=copy.link,
+                   title=xml_safe(f"{copy.source_title}: {copy.title}"))
+    element.append(deepcopy(source_element))
+    SubElement(element, REPUBLISHED).text = rfc3339(entry.republished)
+
+
+def _atom_source(source: SourceMeta, with_author: bool):
+    """atom:source, the whole of it (RFC 4287 §4.2.11); an entry naming no author takes the source's (§4.2.1)."""
+    element = etree.Element("source")
+    SubElement(element, "id").text = xml_safe(source.feed_id)
+    SubElement(element, "title").text = xml_safe(source.title)
+    SubElement(element, "updated").text = rfc3339(source.updated)
+    SubElement(element, "link", rel="self", href=source.self_url)
+    if source.site_url:
+        SubElement(element, "link", rel="alternate", type="text/html", href=source.site_url)
+    if with_author:
+        SubElement(SubElement(element, "author"), "name").text = xml_safe(source.title)
+    return element
+
+
+def _rss_item(channel, output: OutputConfig, entry: StoryEntry) -> None:
+    title, body = xml_safe(entry.title), entry_body(output, entry)
+    description = xml_safe(entry.summary) if entry.summary and entry.content else None
+    if not (title or description or body):
+        raise ValueError("Required fields not set")  # what feedgen raised
+    item = SubElement(channel, "item")
+    if title:
+        SubElement(item, "title").text = title
+    if entry.link:
+        SubElement(item, "link").text = entry.link
+    if description and body:  # RSS has no summary: the summary is the description, the body content:encoded
+        SubElement(item, "description").text = description
+        SubElement(item, CONTENT_ENCODED).text = body
+    elif description or body:
+        SubElement(item, "description").text = description or body
+    guid = SubElement(item, "guid")  # the Atom entry id
+    guid.text = entry.uid
+    guid.set("isPermaLink", "false")
+    for term in entry.categories:
+        SubElement(item, "category").text = xml_safe(term)
+    SubElement(item, "pubDate").text = format_datetime(entry.published)  # the original date
+    SubElement(item, "source", url=entry.source.self_url).text = xml_safe(entry.source.title)
+    SubElement(item, REPUBLISHED).text = rfc3339(entry.republished)
+    for name in entry.authors:  # RSS <author> needs an e-mail address; dc:creator carries a name
+        SubElement(item, DC_CREATOR).text = xml_safe(name)
 
 
 def build_feed(config: Config, document: Document, fmt: str, entries: list[StoryEntry]) -> FeedGenerator:
     output = document.output
     fg = FeedGenerator()
-    fg.register_extension("aggregator", RepublicationFeed, RepublicationEntry)
-    if fmt == "rss":  # RSS <author> needs an e-mail address; dc:creator carries a name
-        fg.register_extension("dc", DcExtension, DcEntryExtension, atom=False, rss=True)
+    fg.register_extension("aggregator", RepublicationFeed)
+    if fmt == "rss":  # for the channel's dc:creator
+        fg.register_extension("dc", DcExtension, atom=False, rss=True)
+    fg.register_extension("entries", EntryWriter)
     self_url = feed_url(config, document.name(fmt))
     history = document.history_links(config, fmt)
     hubs = [("hub", hub) for hub in config.hubs] if document.page is None else []  # pages never change
     fg.aggregator.document(document, hubs + history)
+    fg.entries.entries(output, entries)
     fg.id(feed_url(config, document.name("atom")))
     fg.title(xml_safe(document.title()))
     if output.subtitle or fmt == "rss":  # RSS requires a description
@@ -131,9 +215,6 @@ def build_feed(config: Config, document: Document, fmt: str, entries: list[Story
     fg.link(href=config.base_url, rel="alternate", type="text/html")  # last: feedgen makes it RSS's <link>
     _feed_metadata(fg, output, fmt)
     fg.updated(updated_of(entries))
-    # feedgen prepends added entries; add oldest first so the document lists newest first.
-    for entry in reversed(entries):
-        _add_entry(fg, output, entry, fmt)
     return fg
 
 
@@ -155,28 +236,6 @@ def _feed_metadata(fg: FeedGenerator, output: OutputConfig, fmt: str) -> None:
         fg.rights(xml_safe(output.rights))
 
 
-def _add_entry(fg: FeedGenerator, output: OutputConfig, entry: StoryEntry, fmt: str) -> None:
-    fe = fg.add_entry()
-    fe.id(entry.uid)  # also the RSS guid, isPermaLink="false"
-    fe.title(xml_safe(entry.title))
-    if entry.link:
-        fe.link(href=entry.link)  # feedgen 1.0 drops a link's attributes; a bare Atom link is rel=alternate
-    for name in entry.authors:
-        fe.author(name=xml_safe(name))
-        if fmt == "rss":
-            fe.dc.dc_creator(xml_safe(name))
-    for term in entry.categories:
-        fe.category(term=xml_safe(term))
-    body = entry_body(output, entry)
-    if body:
-        fe.content(body, type="html")
-    if entry.summary and entry.content:
-        fe.summary(xml_safe(entry.summary), type="html")
-    fe.published(entry.published)  # RSS pubDate: the original date
-    fe.updated(entry.updated)
-    fe.aggregator.republication(entry)
-
-
 def render(config: Config, document: Document, fmt: str, entries: list[StoryEntry]) -> bytes:
     """One document in one format, as the bytes to write."""
     if fmt == "json":
@@ -193,7 +252,7 @@ def render_atom(config: Config, output: OutputConfig, entries: list[StoryEntry])
 def write_atomic(path: Path, data: bytes) -> bool:
     """Replace `path` with `data` (write beside, fsync, rename); False when it already holds them."""
     try:
-        if path.read_bytes() == data:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:  # a large document is not read in vain
             return False
     except FileNotFoundError:
         pass
@@ -255,27 +314,117 @@ class ArchiveUpdate:
     pages: Iterable[ArchivePage] = ()  # may be lazy: each page is loaded when it is written
 
 
+class Rendered:
+    """What each published file was rendered from, kept in the store, so an unchanged document is not rendered again.
+
+    Rendering, not writing, is the cost of a large document (write_atomic
+    already leaves identical bytes alone, but only after they were rendered).
+    A document is skipped when the digest of everything its bytes depend on
+    (this code and the libraries that shape them, the configuration, the
+    document's place, its entries) and its file (size, times, inode: nobody
+    touched it since) are what they were when it was last written. Any doubt
+    renders again; the records are saved once per output, and losing them
+    only costs a render.
+    """
+
+    def __init__(self, store: Store | None, config: Config):
+        self._store = store
+        settings = replace(config, outputs=tuple(replace(o, include=_texts(o.include), exclude=_texts(o.exclude))
+                                                 for o in config.outputs))
+        # (patterns as their text: a compiled pattern's repr changes between runs)
+        self._settings = hashlib.blake2b(_renderer() + repr(settings).encode(), digest_size=20).digest()
+        self._done: list[tuple[str, str, str]] = []
+        self._entries: tuple[list[StoryEntry] | None, bytes] = (None, b"")  # the last list digested, for each format
+
+    def digest(self, document: Document, fmt: str, entries: list[StoryEntry]) -> str:
+        if entries is not self._entries[0]:  # the same values pickle to the same bytes
+            sink = _HashSink()
+            pickle.Pickler(sink, protocol=5).dump(entries)  # streamed: a large document's text is not copied
+            self._entries = (entries, sink.digest.digest())
+        digest = hashlib.blake2b(self._settings + self._entries[1], digest_size=20)
+        digest.update(repr((fmt, document.output.id, document.page, document.full, document.prev_archive)).encode())
+        return digest.hexdigest()
+
+    def unchanged(self, path: Path, digest: str) -> bool:
+        if self._store is None:
+            return False
+        signature = _signature(path)
+        return bool(signature) and self._store.rendered(str(path)) == (digest, signature)
+
+    def done(self, path: Path, digest: str) -> None:
+        self._done.append((str(path), digest, _signature(path)))
+
+    def save(self) -> None:
+        if self._store is not None and self._done:
+            self._store.record_rendered(self._done)
+        self._done = []
+
+
+class _HashSink:
+    """A write-only file that hashes what it is given."""
+
+    def __init__(self):
+        self.digest = hashlib.blake2b(digest_size=20)
+        self.write = self.digest.update
+
+
+def _texts(patterns) -> tuple[str, ...]:
+    return tuple(p.text for p in patterns)
+
+
+def _signature(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}"
+
+
+@functools.cache
+def _renderer() -> bytes:
+    """This package's code and the versions of what renders: an upgrade renders every document once more."""
+    digest = hashlib.blake2b(digest_size=20)
+    package = resources.files(__package__)
+    for name in sorted(p.name for p in package.iterdir() if p.name.endswith(".py")):
+        digest.update(name.encode() + b"\0" + package.joinpath(name).read_bytes())
+    versions = [sys.version, etree.LXML_VERSION, etree.LIBXML_VERSION, *(metadata.version(d) for d in ("feedgen", "nh3"))]
+    digest.update(repr(versions).encode())
+    return digest.digest()
+
+
 def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntry],
-                   archive: ArchiveUpdate | None = None) -> list[Path]:
+                   archive: ArchiveUpdate | None = None, rendered: Rendered | None = None) -> list[Path]:
     """Write every format of one output, archive pages first; the paths actually rewritten.
 
     Pages are written before the current document, so a crash between the two
-    can repeat an entry for one publish but never lose one.
+    can repeat an entry for one publish but never lose one. With `rendered`,
+    documents unchanged since they were last written are not rendered.
     """
-    written = []
+    written: list[Path] = []
     archive = archive or ArchiveUpdate(None)
-    for page in archive.pages:
-        document = Document(output, page=page.number, full=page.full)
-        for fmt in page.formats:
-            path = config.output_dir / document.name(fmt)
-            if write_atomic(path, render(config, document, fmt, list(page.entries))):
-                written.append(path)
-    current = Document(output, prev_archive=archive.newest)
-    for fmt in output.formats:
-        path = config.output_dir / current.name(fmt)
-        if write_atomic(path, render(config, current, fmt, entries)):
-            written.append(path)
+    rendered = rendered or Rendered(None, config)
+    try:
+        for page in archive.pages:
+            document, page_entries = Document(output, page=page.number, full=page.full), list(page.entries)
+            for fmt in page.formats:
+                _publish_document(config, document, fmt, page_entries, rendered, written)
+        current = Document(output, prev_archive=archive.newest)
+        for fmt in output.formats:
+            _publish_document(config, current, fmt, entries, rendered, written)
+    finally:
+        rendered.save()
     return written
+
+
+def _publish_document(config: Config, document: Document, fmt: str, entries: list[StoryEntry], rendered: Rendered,
+                      written: list[Path]) -> None:
+    path = config.output_dir / document.name(fmt)
+    digest = rendered.digest(document, fmt, entries)
+    if rendered.unchanged(path, digest):
+        return
+    if write_atomic(path, render(config, document, fmt, entries)):
+        written.append(path)
+    rendered.done(path, digest)
 
 
 def stylesheet_bytes() -> bytes:

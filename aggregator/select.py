@@ -155,17 +155,11 @@ def _story_entries(store: Store, config: Config, chosen: list[StoredItem]) -> li
     metas = {sid: source_meta(src, states.get(sid)) for sid, src in configured.items()}
     story_ids = [i.story_id for i in chosen]
     stories = store.story_rows(story_ids)
-    copies: dict[int, list[StoredItem]] = {}
-    for start in range(0, len(story_ids), 500):
-        chunk = story_ids[start:start + 500]
-        for other in store.items(f"story_id IN ({','.join('?' * len(chunk))})", chunk):
-            if other.source_id in configured:
-                copies.setdefault(other.story_id, []).append(other)
+    copies = _other_copies(store, configured, chosen)
     entries = []
     for item in chosen:
         source = configured[item.source_id]
-        others = sorted((c for c in copies.get(item.story_id, ()) if c.id != item.id and c.link),
-                        key=lambda c: copy_rank(configured[c.source_id], c.published))
+        others = sorted(copies.get(item.story_id, ()), key=lambda c: copy_rank(configured[c.source_id], c.published))
         entries.append(StoryEntry(
             uid=stories[item.story_id]["uid"],
             republished=from_text(stories[item.story_id]["republished"]),
@@ -182,3 +176,30 @@ def _story_entries(store: Store, config: Config, chosen: list[StoredItem]) -> li
             related=tuple(RelatedCopy(c.title, c.link, metas[c.source_id].title) for c in others),
         ))
     return entries
+
+
+@dataclass(frozen=True)
+class _Copy:
+    source_id: str
+    title: str
+    link: str
+    published: datetime
+
+
+def _other_copies(store: Store, configured: dict[str, SourceConfig], chosen: list[StoredItem]) -> dict[int, list[_Copy]]:
+    """Each story's linked copies from configured sources other than the chosen one: what a related link needs.
+
+    Only those columns are read, and only of the other copies: most stories
+    have one copy, the chosen one, already loaded.
+    """
+    copies: dict[int, list[_Copy]] = {}
+    for start in range(0, len(chosen), 500):
+        chunk = chosen[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = store.query("SELECT id, story_id, source_id, title, link, published FROM items "
+                           f"WHERE story_id IN ({marks}) AND id NOT IN ({marks}) ORDER BY id",
+                           [i.story_id for i in chunk] + [i.id for i in chunk])
+        for item_id, story_id, source_id, title, link, published in rows:
+            if link and source_id in configured:
+                copies.setdefault(story_id, []).append(_Copy(source_id, title, link, from_text(published)))
+    return copies

@@ -143,6 +143,14 @@ MIGRATIONS: list[str] = [
         hashes BLOB NOT NULL
     );
     """,
+    # 7: what each published file was rendered from (publish.Rendered), so an unchanged document is not rendered again
+    """
+    CREATE TABLE rendered (
+        path TEXT PRIMARY KEY,
+        digest TEXT NOT NULL,
+        file TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -510,6 +518,18 @@ class Store:
             else:
                 db.execute("INSERT INTO output_failures VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                            "failed_at = excluded.failed_at, error = excluded.error", (output_id, to_text(when), error))
+
+    def rendered(self, path: str) -> tuple[str, str] | None:
+        """(digest, file signature) recorded when publishing last wrote `path`, or None."""
+        rows = self.query("SELECT digest, file FROM rendered WHERE path = ?", (path,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def record_rendered(self, rows: list[tuple[str, str, str]]) -> None:
+        """Remember (path, digest, file signature) of files publishing just wrote."""
+        with self.transaction() as db:
+            for row in rows:
+                db.execute("INSERT INTO rendered VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+                           "digest = excluded.digest, file = excluded.file", row)
 
     def items(self, where: str, params: Iterable = ()) -> list[StoredItem]:
         rows = self.query(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -104,6 +105,33 @@ def test_rendering_matches_the_golden_file(config, name):
     assert rendered == golden.read_bytes(), f"{name} differs from tests/golden/{name}; UPDATE_GOLDEN=1 to accept"
     assert render(config, document, fmt, sample_entries()) == rendered  # same entries, same bytes
 
+
+
+def edge_entries() -> list[StoryEntry]:
+    """What sample_entries() leaves out: no link, summary only, several related copies, control characters."""
+    first, notes, last = sample_entries()
+    return [
+        replace(first, link=None, summary=None, related=(
+            RelatedCopy("Copy \x01one", "http://blog.example/1", "A Blog & Co"),
+            RelatedCopy("Copy <two>", "https://other.example/2", "Other \"quoted\""))),
+        replace(notes, title="Weekly\x0b notes \U0001F600", authors=("Ana \x02Lopez",), categories=("a&b", "c")),
+        replace(last, source=replace(BLOG, site_url="http://blog.example/"), summary="<p>Only a summary</p>",
+                content=None),
+    ]
+
+
+@pytest.mark.parametrize("name, fmt, page", [("plain.atom", "atom", None), ("plain-archive-2.rss", "rss", 2)])
+def test_plain_output_edge_entries_match_the_golden_file(tmp_path, name, fmt, page):
+    """An output with no optional metadata and no attribution line, over entries the world goldens lack."""
+    path = write_config(tmp_path, [{"id": "wsws", "url": "https://www.wsws.org/en/rss.xml"}],
+                        [{"id": "plain", "title": "Plain", "attribution": False}])
+    config = load_config(path)
+    document = Document(config.outputs[0], page=page, full=page is not None)
+    rendered = render(config, document, fmt, edge_entries())
+    golden = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_bytes(rendered)
+    assert rendered == golden.read_bytes(), f"{name} differs from tests/golden/{name}; UPDATE_GOLDEN=1 to accept"
 
 def test_atom_entry_carries_source_both_dates_and_related_copies(config):
     root = etree.fromstring(render(config, Document(config.outputs[0]), "atom", sample_entries()))

@@ -209,6 +209,8 @@ def test_when_the_publishing_worker_is_killed_another_takes_over(tmp_path, serve
     survivors = [w for w in workers if w is not leader]
     wait_for(lambda: "f7 late story" in titles(out.read_bytes()), timeout=30, what="the new story published",
              log=survivors[0].log)
+    wait_for(lambda: any(" published " in w.text() for w in survivors), timeout=10,  # logged once the publish ends
+             what="the publish logged", log=survivors[0].log)
     logs = [w.text() for w in survivors]  # before stopping: a worker that stops hands publishing to another
     successors = [n for n, log in enumerate(logs) if taking_over in log]
     assert len(successors) == 1
