@@ -11,7 +11,7 @@ import sys
 from conftest import ROOT, run_cli, status_json, write_config
 from hostile import ATOM, output_entries, rss, rss_item, run_cli_measured
 
-MARKUP = "<p><b>x</b> <i>y</i></p>" * 800  # escaped in the output, so the output outgrows the store
+MARKUP = "<p><b><i>x</i></b></p>" * 800  # escaped in the output, so the output outgrows the store (and its fingerprints)
 
 
 def _feed(count: int) -> bytes:
