@@ -108,7 +108,12 @@ def normalised_title(title: str | None, decorations: Decorations | None = None) 
 
 
 def _fold(text: str) -> str:
+    if text.isascii():  # most text: NFKC leaves it as it is, and a table replaces punctuation faster than a regex
+        return " ".join(text.lower().translate(_ASCII_PUNCTUATION).split())
     return " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
+
+
+_ASCII_PUNCTUATION = {c: " " for c in range(128) if _PUNCTUATION.match(chr(c))}
 
 
 def title_keys(title: str | None, decorations: Decorations | None = None) -> tuple[str, ...]:
@@ -297,8 +302,22 @@ def _is_boilerplate(block: str) -> bool:
     words = len(folded.split())
     if words > BOILERPLATE_MAX_WORDS:
         return False
-    return bool(BOILERPLATE_START.match(folded)
-                or (words <= SHORT_BOILERPLATE_WORDS and BOILERPLATE_SHORT.search(folded)))
+    return bool(BOILERPLATE_START.match(folded) or (words <= SHORT_BOILERPLATE_WORDS and _short_boilerplate(folded)))
+
+
+# What BOILERPLATE_SHORT's unanchored alternatives each need to find somewhere in a paragraph.
+_SHORT_ANYWHERE = ("click here", "in full", "appeared first on", "published", "printed", "posted", "produced",
+                   "creative commons")
+
+
+def _short_boilerplate(folded: str) -> bool:
+    """BOILERPLATE_SHORT.search, without trying each alternative at each position of most paragraphs.
+
+    Past the start only the unanchored alternatives can match, and each needs
+    one of a few phrases; most paragraphs hold none of them.
+    """
+    return bool(BOILERPLATE_SHORT.match(folded)
+                or (any(phrase in folded for phrase in _SHORT_ANYWHERE) and BOILERPLATE_SHORT.search(folded)))
 
 
 def block_tokens(fragment: str | None) -> list[list[str]]:
