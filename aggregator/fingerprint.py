@@ -50,33 +50,33 @@ class Fingerprint:
 
 
 def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
-    if len(tokens) < SHINGLE_WORDS:
-        return Fingerprint(len(tokens), np.zeros(0, dtype=np.uint32), blocks)
-    known = _TOKEN_IDS
-    ids = np.array([known.get(t) or _token_id(t) for t in tokens], dtype=np.uint64)
-    stop = np.isin(ids, _STOPWORD_IDS)
-    n = len(tokens) - SHINGLE_WORDS + 1
-    mixed = np.zeros(n, dtype=np.uint64)
-    only_stopwords = np.ones(n, dtype=bool)
-    for offset in range(SHINGLE_WORDS):
-        mixed = ((mixed ^ ids[offset:offset + n]) * _MULTIPLIERS[offset]) & 0xFFFFFFFF
-        only_stopwords &= stop[offset:offset + n]
-    mixed[only_stopwords | (mixed == 0)] = 0  # 0 marks a left-out shingle
-    return Fingerprint(len(tokens), mixed.astype(np.uint32), blocks)
+    count = len(tokens)
+    if count < SHINGLE_WORDS:
+        return Fingerprint(count, np.zeros(0, dtype=np.uint32), blocks)
+    # Each token's CRC-32, with bit 32 set for a stopword: one pass over the tokens gives both.
+    stopword, crc32 = _STOPWORD_IDS.get, zlib.crc32
+    ids = np.array([stopword(t) or crc32(t.encode("utf-8", "surrogatepass")) for t in tokens], dtype=np.uint64)
+    n = count - SHINGLE_WORDS + 1
+    first, second, third = ids[:n], ids[1:n + 1], ids[2:]
+    # The low 32 bits of a product depend only on the low 32 bits of what is multiplied: the stopword bit drops out.
+    mixed = first * _MULTIPLIERS[0]
+    mixed &= 0xFFFFFFFF
+    mixed ^= second
+    mixed *= _MULTIPLIERS[1]
+    mixed &= 0xFFFFFFFF
+    mixed ^= third
+    mixed *= _MULTIPLIERS[2]
+    mixed &= 0xFFFFFFFF
+    only_stopwords = first & second
+    only_stopwords &= third
+    left_out = only_stopwords >= _STOPWORD_BIT
+    left_out |= mixed == 0
+    mixed[left_out] = 0  # 0 marks a left-out shingle
+    return Fingerprint(count, mixed.astype(np.uint32), blocks)
 
 
-_TOKEN_IDS: dict[str, int] = {}  # words seen lately: a lookup costs a third of hashing one again
-_TOKEN_IDS_MAX = 100_000
-
-
-def _token_id(token: str) -> int:
-    if len(_TOKEN_IDS) >= _TOKEN_IDS_MAX:
-        _TOKEN_IDS.clear()
-    value = _TOKEN_IDS[token] = zlib.crc32(token.encode("utf-8", "surrogatepass"))
-    return value
-
-
-_STOPWORD_IDS = np.array(sorted({_token_id(w) for w in STOPWORDS}), dtype=np.uint64)
+_STOPWORD_BIT = 1 << 32
+_STOPWORD_IDS = {w: zlib.crc32(w.encode("utf-8")) | _STOPWORD_BIT for w in STOPWORDS}
 
 
 def text_fingerprint(fragment: str | None) -> tuple[Fingerprint, list[str]]:
