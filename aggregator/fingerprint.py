@@ -94,27 +94,51 @@ def index_keys(print_: Fingerprint) -> list[int]:
     """
     if print_.words < MIN_INDEXED_WORDS:
         return []
+    hashes = print_.hashes
+    lead_end = max(0, LEAD_WORDS - SHINGLE_WORDS + 1)
+    # Shingles in reading order, repeats and all: a MinHash is the same without the repeats.
+    kept = hashes[hashes != 0]
+    in_lead = int(np.count_nonzero(hashes[:lead_end]))
+    enough = MIN_INDEXED_WORDS // 2
+    lead_indexed = len(np.unique(kept[:in_lead])) >= enough
+    # The whole text holds its opening's shingles: it has enough of them whenever its opening does.
+    whole_indexed = lead_indexed or (len(hashes) > lead_end and len(np.unique(kept)) >= enough)
     keys: set[int] = set()
-    for shingles in (print_.shingles(), print_.shingles(LEAD_WORDS)):
-        if len(shingles) < MIN_INDEXED_WORDS // 2:
-            continue
-        values = minhash(shingles).astype("<u4")
-        for band in range(BANDS):
-            digest = hashlib.blake2b(values[band * ROWS:(band + 1) * ROWS].tobytes(), digest_size=8,
-                                     person=band.to_bytes(2, "little")).digest()
-            keys.add(int.from_bytes(digest, "little") >> 1)  # fits a signed 64-bit column
+    if lead_indexed or whole_indexed:
+        permuted = _permuted(kept)
+        lead = permuted[:in_lead].min(axis=0) if lead_indexed else None
+        if lead_indexed:
+            _add_band_keys(keys, lead)
+        if whole_indexed and in_lead < len(kept):
+            whole = permuted.min(axis=0) if lead is None else np.minimum(lead, permuted[in_lead:].min(axis=0))
+            _add_band_keys(keys, whole)
     return sorted(keys)
+
+
+_BAND_PERSONS = [band.to_bytes(2, "little") for band in range(BANDS)]
+
+
+def _add_band_keys(keys: set[int], values: np.ndarray) -> None:
+    data, size = values.astype("<u4").tobytes(), ROWS * 4
+    for band, person in enumerate(_BAND_PERSONS):
+        digest = hashlib.blake2b(data[band * size:(band + 1) * size], digest_size=8, person=person).digest()
+        keys.add(int.from_bytes(digest, "little") >> 1)  # fits a signed 64-bit column
 
 
 def minhash(shingles: np.ndarray) -> np.ndarray:
     """datasketch's affine32 MinHash of these shingle hashes, the same values without its per-sketch costs."""
+    return _permuted(shingles).min(axis=0)
+
+
+def _permuted(shingles: np.ndarray) -> np.ndarray:
+    """Each shingle's hash under each of the MinHash permutations, one row per shingle."""
     hv = shingles.astype(np.uint32).reshape(-1, 1)
     hv = hv ^ (hv >> np.uint32(16))
     hv = hv * np.uint32(0x85EBCA6B)
     hv = hv ^ (hv >> np.uint32(13))
     hv = hv * np.uint32(0xC2B2AE35)
     hv = hv ^ (hv >> np.uint32(16))
-    return (hv * _PERMUTATIONS[0] + _PERMUTATIONS[1]).min(axis=0)
+    return hv * _PERMUTATIONS[0] + _PERMUTATIONS[1]
 
 
 def jaccard(one: np.ndarray, two: np.ndarray) -> float:
