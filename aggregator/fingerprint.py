@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from datasketch import MinHash
 
-from .identity import STOPWORDS, block_tokens
+from .identity import STOPWORDS, text_words
 
 SHINGLE_WORDS = 3
 LEAD_WORDS = 40  # the opening a summary shares with its full text
@@ -81,9 +81,8 @@ _STOPWORD_IDS = {w: zlib.crc32(w.encode("utf-8")) | _STOPWORD_BIT for w in STOPW
 
 def text_fingerprint(fragment: str | None) -> tuple[Fingerprint, list[str]]:
     """The fingerprint of an entry's HTML, and its words."""
-    blocks = block_tokens(fragment)
-    tokens = [token for block in blocks for token in block]
-    return fingerprint(tokens, tuple(len(b) for b in blocks)), tokens
+    tokens, blocks = text_words(fragment)
+    return fingerprint(tokens, blocks), tokens
 
 
 def index_keys(print_: Fingerprint) -> list[int]:

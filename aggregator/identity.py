@@ -11,8 +11,11 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from itertools import accumulate, chain
 from typing import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
 
 from .sanitize import plain_text
 
@@ -249,7 +252,8 @@ def title_similarity(one: str, two: str) -> float:
 _BLOCK_TAG = re.compile(
     r"<\s*/?\s*(?:p|div|br|li|ul|ol|h[1-6]|blockquote|pre|tr|td|th|table|section|article|header|footer|"
     r"aside|figure|figcaption|hr|dd|dt|dl|center)\b[^>]*>", re.IGNORECASE)
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+")
+_CJK = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+_TOKEN = re.compile(_CJK + r"|[^\W_]+")
 BOILERPLATE_MAX_WORDS = 60  # a longer paragraph is the article's own, whatever it says
 SHORT_BOILERPLATE_WORDS = 25
 # Paragraphs republishers and blog engines add around an article, matched on folded text: first
@@ -276,15 +280,88 @@ _TAIL = re.compile(r"(?:\s*(?:\[\s*(?:…|\.\.\.)\s*\]|…|\.\.\.|\(more…?\)))
 
 def text_blocks(fragment: str | None) -> list[str]:
     """The paragraphs of an HTML fragment as plain text, boilerplate paragraphs removed."""
+    return _paragraphs(fragment)[0]
+
+
+def block_tokens(fragment: str | None) -> list[list[str]]:
+    """The words of each paragraph of an entry's text, folded, boilerplate removed; CJK characters count as words."""
+    return _paragraphs(fragment)[1]
+
+
+def text_words(fragment: str | None) -> tuple[list[str], tuple[int, ...]]:
+    """block_tokens in one list, and how many words each paragraph has: what a fingerprint is made of."""
+    blocks = _paragraphs(fragment)[1]
+    return list(chain.from_iterable(blocks)), tuple(map(len, blocks))
+
+
+def text_tokens(fragment: str | None) -> list[str]:
+    return text_words(fragment)[0]
+
+
+def normalised_text(fragment: str | None) -> str:
+    """The words of an entry's HTML, for hashing, similarity and filters."""
+    return " ".join(text_tokens(fragment))
+
+
+def _paragraphs(fragment: str | None) -> tuple[list[str], list[list[str]]]:
+    """The paragraphs of an HTML fragment, boilerplate removed: as plain text, and as words (those with any)."""
     if not fragment:
+        return [], []
+    blocks = [block for block in map(plain_text, _BLOCK_TAG.split(fragment)) if block]
+    words = _block_words(blocks)
+    if words is not None:
+        kept = [(block, w) for block, w in zip(blocks, words) if not _is_boilerplate(block, w)]
+    else:
+        kept = [(block, _words(block)) for block in blocks if not _is_boilerplate(block)]
+    if not kept:
+        return [], []
+    last = kept[-1][0]
+    end = (last[:-80] + _TAIL.sub("", last[-80:])).strip()
+    if end != last:
+        kept[-1] = (end, _words(end))
+    return [block for block, _ in kept if block], [w for _, w in kept if w]
+
+
+def _words(block: str) -> list[str]:
+    return _TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
+
+
+def _block_words(blocks: list[str]) -> list[list[str]] | None:
+    """_words of each paragraph, found in all at once; None for a text with a CJK character or one past the BMP.
+
+    The paragraphs are folded together and every character that is not part
+    of a word turned into a space with one table lookup; splitting on
+    whitespace then finds the same words as the regex, which is needed only
+    where a CJK character makes a word of its own.
+    """
+    if not blocks:
         return []
-    blocks = [plain_text(part) for part in _BLOCK_TAG.split(fragment)]
-    blocks = [b for b in blocks if b]
-    kept = [b for b in blocks if not _is_boilerplate(b)]
-    if kept:
-        last = kept[-1]
-        kept[-1] = (last[:-80] + _TAIL.sub("", last[-80:])).strip()
-    return [b for b in kept if b]
+    text = unicodedata.normalize("NFKC", "\n".join(blocks)).casefold()  # folds no character into a newline
+    spaced = _SPACED[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
+    if not spaced.all():
+        return None
+    if spaced.max() < 256:
+        text = spaced.astype(np.uint8).tobytes().decode("latin-1")
+    else:
+        text = spaced.tobytes().decode("utf-16-le")
+    return [block.split() for block in text.split("\n")]
+
+
+def _spaced() -> np.ndarray:
+    """For each UTF-16 code unit: itself if _TOKEN's [^\\W_]+ words hold it, 0 for a CJK character (a word alone
+    for _TOKEN) or half a surrogate pair, a newline for a newline and a space for anything else."""
+    units = "".join(map(chr, range(0x10000)))
+    table = np.full(len(units), ord(" "), dtype=np.uint16)
+    for match in re.finditer(r"[^\W_]+", units):
+        table[match.start():match.end()] = np.arange(match.start(), match.end())
+    for match in re.finditer(_CJK + "+", units):
+        table[match.start():match.end()] = 0
+    table[0xD800:0xE000] = 0
+    table[ord("\n")] = ord("\n")
+    return table
+
+
+_SPACED = _spaced()
 
 
 # How a boilerplate paragraph too long for BOILERPLATE_SHORT can start: the words BOILERPLATE_START opens with.
@@ -292,17 +369,18 @@ _START_WORDS = ("this", "originally", "first", "the post", "republished", "repri
                 "crossposted", "cross posted")
 
 
-def _is_boilerplate(block: str) -> bool:
+def _is_boilerplate(block: str, words: list[str] | None = None) -> bool:
+    """Whether a paragraph is one republishers add; `words`, when given, are its _words and hold no CJK character."""
     spaces = block.count(" ")
     if spaces > 2 * BOILERPLATE_MAX_WORDS:
         return False
     if spaces > 2 * SHORT_BOILERPLATE_WORDS and not _fold(block[:80]).startswith(_START_WORDS):
         return False  # most paragraphs: folding only their opening decides
-    folded = _fold(block)
-    words = len(folded.split())
-    if words > BOILERPLATE_MAX_WORDS:
+    folded = _fold(block) if words is None else " ".join(words)  # the same, when words has no CJK character
+    count = len(folded.split()) if words is None else len(words)
+    if count > BOILERPLATE_MAX_WORDS:
         return False
-    return bool(BOILERPLATE_START.match(folded) or (words <= SHORT_BOILERPLATE_WORDS and _short_boilerplate(folded)))
+    return bool(BOILERPLATE_START.match(folded) or (count <= SHORT_BOILERPLATE_WORDS and _short_boilerplate(folded)))
 
 
 # What BOILERPLATE_SHORT's unanchored alternatives each need to find somewhere in a paragraph.
@@ -320,24 +398,9 @@ def _short_boilerplate(folded: str) -> bool:
                 or (any(phrase in folded for phrase in _SHORT_ANYWHERE) and BOILERPLATE_SHORT.search(folded)))
 
 
-def block_tokens(fragment: str | None) -> list[list[str]]:
-    """The words of each paragraph of an entry's text, folded, boilerplate removed; CJK characters count as words."""
-    blocks = (_TOKEN.findall(unicodedata.normalize("NFKC", block).casefold()) for block in text_blocks(fragment))
-    return [b for b in blocks if b]
-
-
-def text_tokens(fragment: str | None) -> list[str]:
-    return [token for block in block_tokens(fragment) for token in block]
-
-
-def normalised_text(fragment: str | None) -> str:
-    """The words of an entry's HTML, for hashing, similarity and filters."""
-    return " ".join(text_tokens(fragment))
-
-
 def content_hash(text: str) -> str | None:
     """A hash of the normalised text; None for texts too short to identify a story."""
-    if len(text.split()) < 20:
+    if len(text.split(None, 19)) < 20:  # fewer than 20 words, counting no further than that
         return None
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
