@@ -105,39 +105,43 @@ def index_keys(print_: Fingerprint) -> list[int]:
     keys: set[int] = set()
     if lead_indexed or whole_indexed:
         permuted = _permuted(kept)
-        lead = permuted[:in_lead].min(axis=0) if lead_indexed else None
+        lead = permuted[:, :in_lead].min(axis=1) if lead_indexed else None
         if lead_indexed:
             _add_band_keys(keys, lead)
         if whole_indexed and in_lead < len(kept):
-            whole = permuted.min(axis=0) if lead is None else np.minimum(lead, permuted[in_lead:].min(axis=0))
+            whole = permuted.min(axis=1) if lead is None else np.minimum(lead, permuted[:, in_lead:].min(axis=1))
             _add_band_keys(keys, whole)
     return sorted(keys)
 
 
-_BAND_PERSONS = [band.to_bytes(2, "little") for band in range(BANDS)]
+# Each band's hash, started: copying one costs less than starting a new one with its person.
+_BAND_HASHES = [hashlib.blake2b(digest_size=8, person=band.to_bytes(2, "little")) for band in range(BANDS)]
 
 
 def _add_band_keys(keys: set[int], values: np.ndarray) -> None:
     data, size = values.astype("<u4").tobytes(), ROWS * 4
-    for band, person in enumerate(_BAND_PERSONS):
-        digest = hashlib.blake2b(data[band * size:(band + 1) * size], digest_size=8, person=person).digest()
-        keys.add(int.from_bytes(digest, "little") >> 1)  # fits a signed 64-bit column
+    for band, started in enumerate(_BAND_HASHES):
+        digest = started.copy()
+        digest.update(data[band * size:(band + 1) * size])
+        keys.add(int.from_bytes(digest.digest(), "little") >> 1)  # fits a signed 64-bit column
 
 
 def minhash(shingles: np.ndarray) -> np.ndarray:
     """datasketch's affine32 MinHash of these shingle hashes, the same values without its per-sketch costs."""
-    return _permuted(shingles).min(axis=0)
+    return _permuted(shingles).min(axis=1)
 
 
 def _permuted(shingles: np.ndarray) -> np.ndarray:
-    """Each shingle's hash under each of the MinHash permutations, one row per shingle."""
-    hv = shingles.astype(np.uint32).reshape(-1, 1)
-    hv = hv ^ (hv >> np.uint32(16))
-    hv = hv * np.uint32(0x85EBCA6B)
-    hv = hv ^ (hv >> np.uint32(13))
-    hv = hv * np.uint32(0xC2B2AE35)
-    hv = hv ^ (hv >> np.uint32(16))
-    return hv * _PERMUTATIONS[0] + _PERMUTATIONS[1]
+    """Each shingle's hash under each of the MinHash permutations: one row per permutation, one column per shingle."""
+    hv = shingles.astype(np.uint32)  # a copy, mixed in place
+    hv ^= hv >> np.uint32(16)
+    hv *= np.uint32(0x85EBCA6B)
+    hv ^= hv >> np.uint32(13)
+    hv *= np.uint32(0xC2B2AE35)
+    hv ^= hv >> np.uint32(16)
+    permuted = _PERMUTATIONS[0].reshape(-1, 1) * hv
+    permuted += _PERMUTATIONS[1].reshape(-1, 1)
+    return permuted
 
 
 def jaccard(one: np.ndarray, two: np.ndarray) -> float:
