@@ -55,26 +55,25 @@ def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
         return Fingerprint(count, np.zeros(0, dtype=np.uint32), blocks)
     # Each token's CRC-32, with bit 32 set for a stopword: one pass over the tokens gives both.
     stopword, crc32 = _STOPWORD_IDS.get, zlib.crc32
-    ids = np.array([stopword(t) or crc32(t.encode("utf-8", "surrogatepass")) for t in tokens], dtype=np.uint64)
+    try:
+        ids = np.array([stopword(t) or crc32(t.encode()) for t in tokens], dtype=np.uint64)
+    except UnicodeEncodeError:  # a lone surrogate
+        ids = np.array([stopword(t) or crc32(t.encode("utf-8", "surrogatepass")) for t in tokens], dtype=np.uint64)
     n = count - SHINGLE_WORDS + 1
-    first, second, third = ids[:n], ids[1:n + 1], ids[2:]
-    # The low 32 bits of a product depend only on the low 32 bits of what is multiplied: the stopword bit drops out.
-    mixed = first * _MULTIPLIERS[0]
-    mixed &= 0xFFFFFFFF
-    mixed ^= second
-    mixed *= _MULTIPLIERS[1]
-    mixed &= 0xFFFFFFFF
-    mixed ^= third
-    mixed *= _MULTIPLIERS[2]
-    mixed &= 0xFFFFFFFF
-    only_stopwords = first & second
-    only_stopwords &= third
-    left_out = only_stopwords >= _STOPWORD_BIT
-    left_out |= mixed == 0
-    mixed[left_out] = 0  # 0 marks a left-out shingle
-    return Fingerprint(count, mixed.astype(np.uint32), blocks)
+    crcs = ids.astype(np.uint32)
+    # 32-bit products wrap as the masked 64-bit ones did.
+    mixed = crcs[:n] * _MULTIPLIERS32[0]
+    mixed ^= crcs[1:n + 1]
+    mixed *= _MULTIPLIERS32[1]
+    mixed ^= crcs[2:]
+    mixed *= _MULTIPLIERS32[2]
+    only_stopwords = ids[:n] & ids[1:n + 1]
+    only_stopwords &= ids[2:]
+    mixed[only_stopwords >= _STOPWORD_BIT] = 0  # 0 marks a left-out shingle
+    return Fingerprint(count, mixed, blocks)
 
 
+_MULTIPLIERS32 = _MULTIPLIERS.astype(np.uint32)
 _STOPWORD_BIT = 1 << 32
 _STOPWORD_IDS = {w: zlib.crc32(w.encode("utf-8")) | _STOPWORD_BIT for w in STOPWORDS}
 
@@ -99,7 +98,7 @@ def index_keys(print_: Fingerprint) -> list[int]:
     kept = hashes[hashes != 0]
     in_lead = int(np.count_nonzero(hashes[:lead_end]))
     enough = MIN_INDEXED_WORDS // 2
-    lead_indexed = len(np.unique(kept[:in_lead])) >= enough
+    lead_indexed = len(set(kept[:in_lead].tolist())) >= enough
     # The whole text holds its opening's shingles: it has enough of them whenever its opening does.
     whole_indexed = lead_indexed or (len(hashes) > lead_end and len(np.unique(kept)) >= enough)
     keys: set[int] = set()

@@ -307,7 +307,7 @@ def _paragraphs(fragment: str | None) -> tuple[list[str], list[list[str]]]:
     """The paragraphs of an HTML fragment, boilerplate removed: as plain text, and as words (those with any)."""
     if not fragment:
         return [], []
-    blocks = [block for block in map(plain_text, _BLOCK_TAG.split(fragment)) if block]
+    blocks = list(filter(None, map(plain_text, [p for p in _BLOCK_TAG.split(fragment) if p and not p.isspace()])))
     words = _block_words(blocks)
     if words is not None:
         kept = [(block, w) for block, w in zip(blocks, words) if not _is_boilerplate(block, w)]
