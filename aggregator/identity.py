@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 from itertools import accumulate, chain
 from typing import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -278,6 +279,10 @@ _TAIL = re.compile(r"(?:\s*(?:\[\s*(?:…|\.\.\.)\s*\]|…|\.\.\.|\(more…?\)))
                    r"\.\.\.|\(more…?\))\s*$", re.IGNORECASE)
 
 
+# What any _TAIL match holds one of: most paragraphs have none, and need no regex.
+_TAIL_MARKS = ("…", "...", "»", "→", ">>", "(")
+
+
 def text_blocks(fragment: str | None) -> list[str]:
     """The paragraphs of an HTML fragment as plain text, boilerplate paragraphs removed."""
     return _paragraphs(fragment)[0]
@@ -316,9 +321,10 @@ def _paragraphs(fragment: str | None) -> tuple[list[str], list[list[str]]]:
     if not kept:
         return [], []
     last = kept[-1][0]
-    end = (last[:-80] + _TAIL.sub("", last[-80:])).strip()
-    if end != last:
-        kept[-1] = (end, _words(end))
+    if any(mark in last[-80:] for mark in _TAIL_MARKS):
+        end = (last[:-80] + _TAIL.sub("", last[-80:])).strip()
+        if end != last:
+            kept[-1] = (end, _words(end))
     return [block for block, _ in kept if block], [w for _, w in kept if w]
 
 
@@ -329,17 +335,22 @@ def _words(block: str) -> list[str]:
 def _block_words(blocks: list[str]) -> list[list[str]] | None:
     """_words of each paragraph, found in all at once; None for a text with a CJK character or one past the BMP.
 
-    The paragraphs are folded together and every character that is not part
-    of a word turned into a space with one table lookup; splitting on
-    whitespace then finds the same words as the regex, which is needed only
-    where a CJK character makes a word of its own.
+    Every character that is not part of a word is turned into a space with
+    one table lookup; splitting on whitespace then finds the same words as the
+    regex, which is needed only where a CJK character makes a word of its own.
+    Most texts are made only of characters NFKC leaves alone whatever their
+    neighbours: for them the lookup also case-folds, and NFKC is skipped.
     """
     if not blocks:
         return []
-    text = unicodedata.normalize("NFKC", "\n".join(blocks)).casefold()  # folds no character into a newline
-    spaced = _SPACED[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
+    unfolded, folded = _spacing()
+    text = "\n".join(blocks)
+    spaced = unfolded[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
     if not spaced.all():
-        return None
+        text = unicodedata.normalize("NFKC", text).casefold()  # folds no character into a newline
+        spaced = folded[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
+        if not spaced.all():
+            return None
     if spaced.max() < 256:
         text = spaced.astype(np.uint8).tobytes().decode("latin-1")
     else:
@@ -347,21 +358,45 @@ def _block_words(blocks: list[str]) -> list[list[str]] | None:
     return [block.split() for block in text.split("\n")]
 
 
-def _spaced() -> np.ndarray:
-    """For each UTF-16 code unit: itself if _TOKEN's [^\\W_]+ words hold it, 0 for a CJK character (a word alone
-    for _TOKEN) or half a surrogate pair, a newline for a newline and a space for anything else."""
-    units = "".join(map(chr, range(0x10000)))
-    table = np.full(len(units), ord(" "), dtype=np.uint16)
-    for match in re.finditer(r"[^\W_]+", units):
-        table[match.start():match.end()] = np.arange(match.start(), match.end())
-    for match in re.finditer(_CJK + "+", units):
-        table[match.start():match.end()] = 0
-    table[0xD800:0xE000] = 0
-    table[ord("\n")] = ord("\n")
-    return table
+@cache
+def _spacing() -> tuple[np.ndarray, np.ndarray]:
+    """Two tables of what _block_words turns each UTF-16 code unit into, for unfolded and for folded text.
 
+    Folded: the unit itself if _TOKEN's [^\\W_]+ words hold it; 0 for a CJK
+    character (a word alone for _TOKEN) or half a surrogate pair; a newline
+    for a newline and a space for anything else. Unfolded: the folded entry of
+    the unit's case folding if NFKC leaves the unit as it is, alone and beside
+    anything, and case folding makes it one character; 0 otherwise (and past U+3000, where few texts need it).
+    """
+    chars = [chr(unit) for unit in range(0x10000)]
+    folded = np.full(len(chars), ord(" "), dtype=np.uint16)
+    for match in re.finditer(r"[^\W_]+", "".join(chars)):
+        folded[match.start():match.end()] = np.arange(match.start(), match.end())
+    for match in re.finditer(_CJK + "+", "".join(chars)):
+        folded[match.start():match.end()] = 0
+    folded[0xD800:0xE000] = 0
+    folded[ord("\n")] = ord("\n")
 
-_SPACED = _spaced()
+    # Below U+3000 (the scripts and punctuation of most texts): each unit normalised alone, all in one call,
+    # for a newline composes and reorders with nothing.
+    chars = chars[:0x3000]
+    chars[ord("\n")] = " "
+    joined = "\n".join(chars)
+    normalised, case_folded = unicodedata.normalize("NFKC", joined).split("\n"), joined.casefold().split("\n")
+    unfolded = np.zeros(len(folded), dtype=np.uint16)
+    if len(normalised) != len(chars) or len(case_folded) != len(chars):
+        return unfolded, folded  # not the Unicode this was written for: always NFKC
+    unchanged = np.array(list(map(str.__eq__, normalised, chars)))
+    one_char = np.array([len(f) == 1 and f < "\U00010000" for f in case_folded])
+    # What may compose with or reorder around the character before it: marks (all the later characters of
+    # canonical decompositions are) and Hangul vowels and final consonants.
+    alone = np.array([category[0] != "M" for category in map(unicodedata.category, chars)])
+    alone &= np.array(list(map(unicodedata.combining, chars))) == 0
+    alone[0x1160:0x1200] = False
+    keep = np.flatnonzero(unchanged & one_char & alone).tolist()
+    unfolded[keep] = folded[[ord(case_folded[unit]) for unit in keep]]
+    unfolded[ord("\n")] = ord("\n")
+    return unfolded, folded
 
 
 # How a boilerplate paragraph too long for BOILERPLATE_SHORT can start: the words BOILERPLATE_START opens with.
@@ -394,8 +429,12 @@ def _short_boilerplate(folded: str) -> bool:
     Past the start only the unanchored alternatives can match, and each needs
     one of a few phrases; most paragraphs hold none of them.
     """
-    return bool(BOILERPLATE_SHORT.match(folded)
-                or (any(phrase in folded for phrase in _SHORT_ANYWHERE) and BOILERPLATE_SHORT.search(folded)))
+    if BOILERPLATE_SHORT.match(folded):
+        return True
+    for phrase in _SHORT_ANYWHERE:
+        if phrase in folded:
+            return bool(BOILERPLATE_SHORT.search(folded))
+    return False
 
 
 def content_hash(text: str) -> str | None:
