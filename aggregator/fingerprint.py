@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from datasketch import MinHash
 
-from .identity import STOPWORDS, block_tokens
+from .identity import STOPWORDS, text_words
 
 SHINGLE_WORDS = 3
 LEAD_WORDS = 40  # the opening a summary shares with its full text
@@ -50,40 +50,38 @@ class Fingerprint:
 
 
 def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
-    if len(tokens) < SHINGLE_WORDS:
-        return Fingerprint(len(tokens), np.zeros(0, dtype=np.uint32), blocks)
-    known = _TOKEN_IDS
-    ids = np.array([known.get(t) or _token_id(t) for t in tokens], dtype=np.uint64)
-    stop = np.isin(ids, _STOPWORD_IDS)
-    n = len(tokens) - SHINGLE_WORDS + 1
-    mixed = np.zeros(n, dtype=np.uint64)
-    only_stopwords = np.ones(n, dtype=bool)
-    for offset in range(SHINGLE_WORDS):
-        mixed = ((mixed ^ ids[offset:offset + n]) * _MULTIPLIERS[offset]) & 0xFFFFFFFF
-        only_stopwords &= stop[offset:offset + n]
-    mixed[only_stopwords | (mixed == 0)] = 0  # 0 marks a left-out shingle
-    return Fingerprint(len(tokens), mixed.astype(np.uint32), blocks)
+    count = len(tokens)
+    if count < SHINGLE_WORDS:
+        return Fingerprint(count, np.zeros(0, dtype=np.uint32), blocks)
+    # Each token's CRC-32, with bit 32 set for a stopword: one pass over the tokens gives both.
+    stopword, crc32 = _STOPWORD_IDS.get, zlib.crc32
+    try:
+        ids = np.array([stopword(t) or crc32(t.encode()) for t in tokens], dtype=np.uint64)
+    except UnicodeEncodeError:  # a lone surrogate
+        ids = np.array([stopword(t) or crc32(t.encode("utf-8", "surrogatepass")) for t in tokens], dtype=np.uint64)
+    n = count - SHINGLE_WORDS + 1
+    crcs = ids.astype(np.uint32)
+    # 32-bit products wrap as the masked 64-bit ones did.
+    mixed = crcs[:n] * _MULTIPLIERS32[0]
+    mixed ^= crcs[1:n + 1]
+    mixed *= _MULTIPLIERS32[1]
+    mixed ^= crcs[2:]
+    mixed *= _MULTIPLIERS32[2]
+    only_stopwords = ids[:n] & ids[1:n + 1]
+    only_stopwords &= ids[2:]
+    mixed[only_stopwords >= _STOPWORD_BIT] = 0  # 0 marks a left-out shingle
+    return Fingerprint(count, mixed, blocks)
 
 
-_TOKEN_IDS: dict[str, int] = {}  # words seen lately: a lookup costs a third of hashing one again
-_TOKEN_IDS_MAX = 100_000
-
-
-def _token_id(token: str) -> int:
-    if len(_TOKEN_IDS) >= _TOKEN_IDS_MAX:
-        _TOKEN_IDS.clear()
-    value = _TOKEN_IDS[token] = zlib.crc32(token.encode("utf-8", "surrogatepass"))
-    return value
-
-
-_STOPWORD_IDS = np.array(sorted({_token_id(w) for w in STOPWORDS}), dtype=np.uint64)
+_MULTIPLIERS32 = _MULTIPLIERS.astype(np.uint32)
+_STOPWORD_BIT = 1 << 32
+_STOPWORD_IDS = {w: zlib.crc32(w.encode("utf-8")) | _STOPWORD_BIT for w in STOPWORDS}
 
 
 def text_fingerprint(fragment: str | None) -> tuple[Fingerprint, list[str]]:
     """The fingerprint of an entry's HTML, and its words."""
-    blocks = block_tokens(fragment)
-    tokens = [token for block in blocks for token in block]
-    return fingerprint(tokens, tuple(len(b) for b in blocks)), tokens
+    tokens, blocks = text_words(fragment)
+    return fingerprint(tokens, blocks), tokens
 
 
 def index_keys(print_: Fingerprint) -> list[int]:
@@ -94,27 +92,55 @@ def index_keys(print_: Fingerprint) -> list[int]:
     """
     if print_.words < MIN_INDEXED_WORDS:
         return []
+    hashes = print_.hashes
+    lead_end = max(0, LEAD_WORDS - SHINGLE_WORDS + 1)
+    # Shingles in reading order, repeats and all: a MinHash is the same without the repeats.
+    kept = hashes[hashes != 0]
+    in_lead = int(np.count_nonzero(hashes[:lead_end]))
+    enough = MIN_INDEXED_WORDS // 2
+    lead_indexed = len(set(kept[:in_lead].tolist())) >= enough
+    # The whole text holds its opening's shingles: it has enough of them whenever its opening does.
+    whole_indexed = lead_indexed or (len(hashes) > lead_end and len(np.unique(kept)) >= enough)
     keys: set[int] = set()
-    for shingles in (print_.shingles(), print_.shingles(LEAD_WORDS)):
-        if len(shingles) < MIN_INDEXED_WORDS // 2:
-            continue
-        values = minhash(shingles).astype("<u4")
-        for band in range(BANDS):
-            digest = hashlib.blake2b(values[band * ROWS:(band + 1) * ROWS].tobytes(), digest_size=8,
-                                     person=band.to_bytes(2, "little")).digest()
-            keys.add(int.from_bytes(digest, "little") >> 1)  # fits a signed 64-bit column
+    if lead_indexed or whole_indexed:
+        permuted = _permuted(kept)
+        lead = permuted[:, :in_lead].min(axis=1) if lead_indexed else None
+        if lead_indexed:
+            _add_band_keys(keys, lead)
+        if whole_indexed and in_lead < len(kept):
+            whole = permuted.min(axis=1) if lead is None else np.minimum(lead, permuted[:, in_lead:].min(axis=1))
+            _add_band_keys(keys, whole)
     return sorted(keys)
+
+
+# Each band's hash, started: copying one costs less than starting a new one with its person.
+_BAND_HASHES = [hashlib.blake2b(digest_size=8, person=band.to_bytes(2, "little")) for band in range(BANDS)]
+
+
+def _add_band_keys(keys: set[int], values: np.ndarray) -> None:
+    data, size = values.astype("<u4").tobytes(), ROWS * 4
+    for band, started in enumerate(_BAND_HASHES):
+        digest = started.copy()
+        digest.update(data[band * size:(band + 1) * size])
+        keys.add(int.from_bytes(digest.digest(), "little") >> 1)  # fits a signed 64-bit column
 
 
 def minhash(shingles: np.ndarray) -> np.ndarray:
     """datasketch's affine32 MinHash of these shingle hashes, the same values without its per-sketch costs."""
-    hv = shingles.astype(np.uint32).reshape(-1, 1)
-    hv = hv ^ (hv >> np.uint32(16))
-    hv = hv * np.uint32(0x85EBCA6B)
-    hv = hv ^ (hv >> np.uint32(13))
-    hv = hv * np.uint32(0xC2B2AE35)
-    hv = hv ^ (hv >> np.uint32(16))
-    return (hv * _PERMUTATIONS[0] + _PERMUTATIONS[1]).min(axis=0)
+    return _permuted(shingles).min(axis=1)
+
+
+def _permuted(shingles: np.ndarray) -> np.ndarray:
+    """Each shingle's hash under each of the MinHash permutations: one row per permutation, one column per shingle."""
+    hv = shingles.astype(np.uint32)  # a copy, mixed in place
+    hv ^= hv >> np.uint32(16)
+    hv *= np.uint32(0x85EBCA6B)
+    hv ^= hv >> np.uint32(13)
+    hv *= np.uint32(0xC2B2AE35)
+    hv ^= hv >> np.uint32(16)
+    permuted = _PERMUTATIONS[0].reshape(-1, 1) * hv
+    permuted += _PERMUTATIONS[1].reshape(-1, 1)
+    return permuted
 
 
 def jaccard(one: np.ndarray, two: np.ndarray) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from aggregator import identity
@@ -132,6 +134,28 @@ def test_markup_changes_give_the_same_text_and_hash():
     assert len(texts) == 1
     assert len({identity.content_hash(t) for t in texts}) == 1
     assert identity.content_hash(texts.pop()) is not None
+
+
+@pytest.mark.parametrize("html", [
+    ARTICLE,
+    "<p>It’s “quoted” — and… done.</p><p>Ünïcödé Straße ǅemal ﬁne ① ½ ＡＢＣ x_y</p>",
+    "<p>cafe\u0301 and Cafe\u0301s</p><p>한국어 \u1100\u1161\u11a8 text</p>",
+    "<p>東京タワー is tall, 中文abc ｶﾀｶﾅ</p><p>emoji \U0001f600 here</p>",
+])
+def test_words_are_found_in_all_paragraphs_as_in_each(html):
+    """However the words are found, they are what the tokeniser finds in each folded paragraph."""
+    per_paragraph = [identity._TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
+                     for block in identity.text_blocks(html)]
+    assert identity.block_tokens(html) == [words for words in per_paragraph if words]
+
+
+@pytest.mark.parametrize("boilerplate", [
+    "<p>This article was originally published on The Conversation’s site.</p>",
+    "<p>Source: Alpha News — 東京</p>",
+    "<p>Credit: Ünïcödé Press</p>",
+])
+def test_boilerplate_is_found_in_text_with_any_characters(boilerplate):
+    assert identity.normalised_text(boilerplate + ARTICLE) == identity.normalised_text(ARTICLE)
 
 
 def test_block_words_do_not_run_together():

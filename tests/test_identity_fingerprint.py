@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+
+from datasketch import MinHash
 
 from aggregator import fingerprint
 
@@ -44,3 +47,27 @@ def test_index_keys_are_the_same_in_every_process():
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(runs) == 1
     assert runs.pop().strip() == str(fingerprint.index_keys(fingerprint.fingerprint(WORDS))).replace("'", '"')
+
+
+def test_shingles_of_function_words_only_are_left_out():
+    print_ = fingerprint.fingerprint(["frogs", "one", "of", "the", "a\ud800"])  # a lone surrogate is hashed too
+    assert print_.hashes[0] != 0 and print_.hashes[1] == 0 and print_.hashes[2] != 0
+
+
+def test_index_keys_are_the_bands_of_datasketch_minhashes():
+    """The keys of a text and of its opening: bands of datasketch's MinHash of each's distinct shingles."""
+    for words in (WORDS, ["frog", "pond", "leap"] * 14 + WORDS[:30], WORDS[:30]):  # an opening too repetitive to index
+        print_ = fingerprint.fingerprint(words)
+        expected = set()
+        for shingles in (print_.shingles(), print_.shingles(fingerprint.LEAD_WORDS)):
+            if len(shingles) < fingerprint.MIN_INDEXED_WORDS // 2:
+                continue
+            minhash = MinHash(num_perm=fingerprint.NUM_PERM, seed=fingerprint.MINHASH_SEED, scheme="affine32",
+                              hashfunc=int)
+            minhash.update_batch(shingles.tolist())
+            values = minhash.hashvalues.astype("<u4")
+            for band in range(fingerprint.BANDS):
+                rows = values[band * fingerprint.ROWS:(band + 1) * fingerprint.ROWS].tobytes()
+                digest = hashlib.blake2b(rows, digest_size=8, person=band.to_bytes(2, "little")).digest()
+                expected.add(int.from_bytes(digest, "little") >> 1)
+        assert fingerprint.index_keys(print_) == sorted(expected)
