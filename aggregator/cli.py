@@ -15,6 +15,7 @@ from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import PollResult
 from .pipeline import HostLimiter, poll, publish_outputs
+from .prepare import POOL_MIN_SOURCES, Preparer
 from .status import advice, output_rows, render_table, rfc3339, source_rows
 from .store import Store
 
@@ -127,11 +128,15 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
         todo.append(source)
     limiter = HostLimiter()
     progress = _progress(len(todo))
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(todo)))) as pool:
-        futures = {pool.submit(poll, store, config, source, limiter): source for source in todo}
-        for future in as_completed(futures):
-            results.append(future.result())
-            progress.update(1)
+    preparer = Preparer() if len(todo) >= POOL_MIN_SOURCES else Preparer(processes=1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(todo)))) as pool:
+            futures = {pool.submit(poll, store, config, source, limiter, prepare=preparer): source for source in todo}
+            for future in as_completed(futures):
+                results.append(future.result())
+                progress.update(1)
+    finally:
+        preparer.close()
     progress.close()
     order = {s.id: s.order for s in config.sources}
     return sorted(results, key=lambda r: order[r.source_id])

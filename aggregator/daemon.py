@@ -36,6 +36,7 @@ from .errors import AggregatorError, ConfigError
 from .hosts import NetworkWatch, PoliteLimiter, no_answer
 from .models import PollResult, SourceState
 from .pipeline import poll, polled_url, publish_outputs
+from .prepare import POOL_MIN_SOURCES, Preparer
 from .publisher import Publisher
 from .schedule import next_poll_after_failure, resume_at
 from .server import App, Server
@@ -116,6 +117,8 @@ class Daemon:
         self.app: App | None = None
         self.publisher: Publisher | None = None
         self.worker = None  # on a PostgreSQL state: this process as one of several workers (workers.py)
+        enabled = sum(1 for source in config.sources if source.enabled)
+        self.preparer = Preparer() if enabled >= POOL_MIN_SOURCES else Preparer(processes=1)
         self.scheduler = BackgroundScheduler(
             timezone=timezone.utc, executors={"default": ThreadPoolExecutor(WORKERS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -198,6 +201,7 @@ class Daemon:
         for store in (self.store, self.app.store if self.app else None, self.worker):
             if store:
                 store.close()
+        self.preparer.close()
         self.lock.release()
         log.info("stopped")
         return 0
@@ -264,7 +268,7 @@ class Daemon:
             self._active += 1
         try:
             before = self.store.source_state(source_id)
-            result = poll(self.store, config, source, self.limiter)
+            result = poll(self.store, config, source, self.limiter, prepare=self.preparer)
             refunded = self._judge_network(source, before, result)
             if result.outcome in ("new", "updated"):
                 self.publisher.changed({o.id for o in config.outputs if o.selects(source)})

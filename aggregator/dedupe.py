@@ -16,10 +16,12 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from . import fingerprint, identity
 from .fingerprint import Fingerprint
 from .models import Entry, ParsedFeed
-from .store import Store, from_text
+from .store import Store, from_text, to_text
 
 MIN_TEXT_WORDS = 50  # below this, text similarity alone never merges
 MIN_SUPPORT_WORDS = 20  # below this, a text cannot even support a title match
@@ -27,6 +29,7 @@ SIMILAR_TITLE = 0.5  # Jaccard of the titles' meaningful words
 CLOSE_DATES = timedelta(days=3)
 NEAR_CANDIDATES = 12  # index candidates judged per new item, most shared keys first
 TITLE_CANDIDATES = 20  # title-key candidates judged per new item
+HASH_CANDIDATES = 50  # same-content-hash candidates judged per new item, earliest first
 RECENT_TITLES = 200  # stored titles of a source that decoration learning looks at
 ALIGN_SLACK = 1.1  # a summary is compared with this much of the longer text's opening
 ADDED_PARAGRAPH_WORDS = 40  # a first or last paragraph this short may be an addition
@@ -109,10 +112,10 @@ class Match:
     details: dict
 
 
-def source_context(db: sqlite3.Connection, source_id: str, feed: ParsedFeed) -> SourceContext:
-    """Learn the source's title decorations and series titles from this feed and its stored titles."""
+def source_context(source_id: str, feed: ParsedFeed, stored_titles: list[str]) -> SourceContext:
+    """Learn the source's title decorations and series titles from this feed and its latest stored titles."""
     titles = [e.title for e in feed.entries if e.title]
-    return learn_context(source_id, feed.info.title, titles + Store.recent_titles(db, source_id, RECENT_TITLES),
+    return learn_context(source_id, feed.info.title, titles + stored_titles[:RECENT_TITLES],
                          [page_link(e) for e in feed.entries])
 
 
@@ -153,7 +156,11 @@ def new_copy(context: SourceContext, title: str, link: str | None, html: str | N
 
 def stored_copy(row: sqlite3.Row) -> Copy:
     """A stored item as dedupe compares it; its title key was normalised when it was stored."""
-    text, _ = fingerprint.text_fingerprint(text_of(row["content"], row["summary"]))
+    if row["hashes"] is not None:
+        text = Fingerprint(row["words"], np.frombuffer(row["hashes"], dtype="<u4"),
+                            tuple(json.loads(row["blocks"])))
+    else:  # stored before fingerprints were
+        text, _ = fingerprint.text_fingerprint(text_of(row["content"], row["summary"]))
     key = row["title_key"] or ""
     if row["title_keys"] is not None:
         titles = tuple(json.loads(row["title_keys"]))
@@ -165,56 +172,112 @@ def stored_copy(row: sqlite3.Row) -> Copy:
 
 
 def index(db: sqlite3.Connection, item_id: int, copy: Copy) -> None:
-    """Add (or refresh) an item's near-duplicate keys (text bands and titles) in the store's index."""
+    """Add (or refresh) an item's near-duplicate keys (text bands and titles) and fingerprint in the store."""
     Store.replace_near_keys(db, item_id, copy.published, sorted({*copy.keys, *copy.title_index_keys()}))
+    Store.save_fingerprints(db, [_fingerprint_row(item_id, copy)])
+
+
+def index_new(db: sqlite3.Connection, copies: list[tuple[int, Copy]]) -> None:
+    """Add the near-duplicate keys of items just stored, (item id, copy) each, in one statement."""
+    rows = []
+    for item_id, copy in copies:
+        when = to_text(copy.published)
+        rows += [(key, when, item_id) for key in sorted({*copy.keys, *copy.title_index_keys()})]
+    Store.add_near_keys(db, rows)
+    Store.save_fingerprints(db, [_fingerprint_row(item_id, copy) for item_id, copy in copies])
+
+
+def _fingerprint_row(item_id: int, copy: Copy) -> tuple[int, int, str, bytes]:
+    text = copy.text
+    return item_id, text.words, json.dumps(text.blocks), text.hashes.astype("<u4").tobytes()
 
 
 def find_story(db: sqlite3.Connection, copy: Copy, window: float) -> Match | None:
     """The story this copy is another copy of, if the evidence is strong enough."""
+    return find_stories(db, [copy], window)[0]
+
+
+def find_stories(db: sqlite3.Connection, copies: list[Copy], window: float) -> list[Match | None]:
+    """For each of one source's new copies, in order, the story it is another copy of, if any.
+
+    A poll's copies are looked up together, a handful of queries in all
+    rather than ten per copy; each is then judged as if stored one by one:
+    a story an earlier copy joined is taken for the later ones.
+    """
+    if not copies:
+        return []
     span = timedelta(seconds=window)
-    earliest, latest = copy.published - span, copy.published + span
-    found: set[int] = set()
-    link_identifies = _link_identifies(db, copy)
-    if link_identifies:
-        found.update(r[0] for r in Store.items_by_canonical_link(db, copy.canonical_link, earliest, latest))
-    hash_identifies = bool(copy.content_hash) and not Store.repeated_within_a_source(
-        db, "content_hash", copy.content_hash)
-    if hash_identifies:
-        found.update(Store.items_by_content_hash(db, copy.content_hash, earliest, latest))
-    for keys, limit in ((copy.title_lookup_keys(), TITLE_CANDIDATES), (list(copy.keys), NEAR_CANDIDATES)):
-        found.update(i for i, _ in Store.items_by_near_keys(db, keys, earliest, latest, copy.source_id, limit))
-    rows = [r for r in Store.copy_rows(db, sorted(found)) if r["source_id"] != copy.source_id]
-    story_ids = sorted({r["story_id"] for r in rows})
-    taken = Store.stories_carrying(db, story_ids, copy.source_id)  # one story, at most one copy per source
-    taken |= {story for story, first in Store.stories_first_published(db, story_ids).items()
-              if first < earliest}  # a story whose original date is outside the window is not a candidate
-    best: tuple | None = None
-    for row in rows:
-        if row["story_id"] in taken:
+    source_id = copies[0].source_id
+    earliest, latest = min(c.published for c in copies) - span, max(c.published for c in copies) + span
+    links = {c.canonical_link for c in copies if c.canonical_link}
+    hashes = {c.content_hash for c in copies if c.content_hash}
+    by_link = _grouped(Store.items_by_values(db, "canonical_link", links, earliest, latest))
+    by_hash = _grouped(Store.items_by_values(db, "content_hash", hashes, earliest, latest))
+    repeated = Store.repeated_values(db, "canonical_link", links) | Store.repeated_values(db, "content_hash", hashes)
+    by_key = _grouped(Store.near_key_rows(db, {k for c in copies for k in (*c.title_lookup_keys(), *c.keys)},
+                                          earliest, latest, source_id))
+    candidates = [_candidates(copy, span, repeated, by_link, by_hash, by_key) for copy in copies]
+    rows = {r["id"]: r for r in Store.copy_rows(db, sorted(set().union(*candidates)))
+            if r["source_id"] != source_id}
+    story_ids = sorted({r["story_id"] for r in rows.values()})
+    taken = Store.stories_carrying(db, story_ids, source_id)  # one story, at most one copy per source
+    first = Store.stories_first_published(db, story_ids)
+    others: dict[int, Copy] = {}
+    matches: list[Match | None] = []
+    for copy, ids in zip(copies, candidates):
+        best: tuple | None = None
+        link_identifies = bool(copy.canonical_link) and copy.canonical_link not in repeated
+        hash_identifies = bool(copy.content_hash) and copy.content_hash not in repeated
+        for item_id in sorted(ids):
+            row = rows.get(item_id)
+            if row is None or row["story_id"] in taken or first[row["story_id"]] < copy.published - span:
+                continue  # a story whose original date is outside the window is not a candidate
+            other = others.get(item_id) or others.setdefault(item_id, stored_copy(row))
+            evidence = judge(copy, other, link_identifies, hash_identifies)
+            if evidence:
+                rank = (RULES.index(evidence.rule), -evidence.score, other.published, other.item_id)
+                if best is None or rank < best[0]:
+                    best = (rank, other, evidence)
+        if best is None:
+            matches.append(None)
             continue
-        other = stored_copy(row)
-        evidence = judge(copy, other, link_identifies, hash_identifies)
-        if evidence:
-            rank = (RULES.index(evidence.rule), -evidence.score, other.published, other.item_id)
-            if best is None or rank < best[0]:
-                best = (rank, other, evidence)
-    if best is None:
-        return None
-    _, other, evidence = best
-    return Match(other.story_id, other.item_id, evidence.reason, evidence.score,
-                 {"rule": evidence.rule, **evidence.scores})
+        _, other, evidence = best
+        taken.add(other.story_id)
+        first[other.story_id] = min(first[other.story_id], copy.published)
+        matches.append(Match(other.story_id, other.item_id, evidence.reason, evidence.score,
+                             {"rule": evidence.rule, **evidence.scores}))
+    return matches
+
+
+def _grouped(rows: list[tuple]) -> dict:
+    """(value, item id, published) rows as value -> [(item id, published)]."""
+    grouped: dict = {}
+    for value, item_id, published in rows:
+        grouped.setdefault(value, []).append((item_id, published))
+    return grouped
+
+
+def _candidates(copy: Copy, span: timedelta, repeated: set[str], by_link: dict, by_hash: dict,
+                by_key: dict) -> set[int]:
+    """The stored items worth judging against this copy: sharing its link, its content hash, or the most
+    index keys (title keys and text bands), among those published within the window of its date."""
+    low, high = to_text(copy.published - span), to_text(copy.published + span)
+    ids: set[int] = set()
+    if copy.canonical_link and copy.canonical_link not in repeated:
+        ids.update(i for i, when in by_link.get(copy.canonical_link, ()) if low <= when <= high)
+    if copy.content_hash and copy.content_hash not in repeated:
+        same = sorted((when, i) for i, when in by_hash.get(copy.content_hash, ()) if low <= when <= high)
+        ids.update(i for _, i in same[:HASH_CANDIDATES])
+    for keys, limit in ((copy.title_lookup_keys(), TITLE_CANDIDATES), (copy.keys, NEAR_CANDIDATES)):
+        shared = Counter(i for key in set(keys) for i, when in by_key.get(key, ()) if low <= when <= high)
+        ids.update(i for i, _ in sorted(shared.items(), key=lambda pair: (-pair[1], pair[0]))[:limit])
+    return ids
 
 
 def _identifies(canonical: str | None, context: SourceContext) -> bool:
     """A link names one story unless it is a home page or the source's feed gives it to several items
     (a day page whose items differ only by #fragment, a show page for every episode)."""
     return identity.identifies_page(canonical) and canonical not in context.repeated_links
-
-
-def _link_identifies(db: sqlite3.Connection, copy: Copy) -> bool:
-    """Whether a match on this copy's link means anything: not when a source stored it for several items."""
-    link = copy.canonical_link
-    return bool(link) and not Store.repeated_within_a_source(db, "canonical_link", link)
 
 
 RULES = ("same canonical link", "same content hash", "near-identical text", "text contained in the other copy",

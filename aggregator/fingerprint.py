@@ -52,8 +52,9 @@ class Fingerprint:
 def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
     if len(tokens) < SHINGLE_WORDS:
         return Fingerprint(len(tokens), np.zeros(0, dtype=np.uint32), blocks)
-    ids = np.array([zlib.crc32(t.encode("utf-8", "surrogatepass")) for t in tokens], dtype=np.uint64)
-    stop = np.array([t in STOPWORDS for t in tokens], dtype=bool)
+    known = _TOKEN_IDS
+    ids = np.array([known.get(t) or _token_id(t) for t in tokens], dtype=np.uint64)
+    stop = np.isin(ids, _STOPWORD_IDS)
     n = len(tokens) - SHINGLE_WORDS + 1
     mixed = np.zeros(n, dtype=np.uint64)
     only_stopwords = np.ones(n, dtype=bool)
@@ -62,6 +63,20 @@ def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
         only_stopwords &= stop[offset:offset + n]
     mixed[only_stopwords | (mixed == 0)] = 0  # 0 marks a left-out shingle
     return Fingerprint(len(tokens), mixed.astype(np.uint32), blocks)
+
+
+_TOKEN_IDS: dict[str, int] = {}  # words seen lately: a lookup costs a third of hashing one again
+_TOKEN_IDS_MAX = 100_000
+
+
+def _token_id(token: str) -> int:
+    if len(_TOKEN_IDS) >= _TOKEN_IDS_MAX:
+        _TOKEN_IDS.clear()
+    value = _TOKEN_IDS[token] = zlib.crc32(token.encode("utf-8", "surrogatepass"))
+    return value
+
+
+_STOPWORD_IDS = np.array(sorted({_token_id(w) for w in STOPWORDS}), dtype=np.uint64)
 
 
 def text_fingerprint(fragment: str | None) -> tuple[Fingerprint, list[str]]:
@@ -83,15 +98,23 @@ def index_keys(print_: Fingerprint) -> list[int]:
     for shingles in (print_.shingles(), print_.shingles(LEAD_WORDS)):
         if len(shingles) < MIN_INDEXED_WORDS // 2:
             continue
-        minhash = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme="affine32", hashfunc=int,
-                          permutations=_PERMUTATIONS)
-        minhash.update_batch(shingles.tolist())
-        values = minhash.hashvalues.astype("<u4")
+        values = minhash(shingles).astype("<u4")
         for band in range(BANDS):
             digest = hashlib.blake2b(values[band * ROWS:(band + 1) * ROWS].tobytes(), digest_size=8,
                                      person=band.to_bytes(2, "little")).digest()
             keys.add(int.from_bytes(digest, "little") >> 1)  # fits a signed 64-bit column
     return sorted(keys)
+
+
+def minhash(shingles: np.ndarray) -> np.ndarray:
+    """datasketch's affine32 MinHash of these shingle hashes, the same values without its per-sketch costs."""
+    hv = shingles.astype(np.uint32).reshape(-1, 1)
+    hv = hv ^ (hv >> np.uint32(16))
+    hv = hv * np.uint32(0x85EBCA6B)
+    hv = hv ^ (hv >> np.uint32(13))
+    hv = hv * np.uint32(0xC2B2AE35)
+    hv = hv ^ (hv >> np.uint32(16))
+    return (hv * _PERMUTATIONS[0] + _PERMUTATIONS[1]).min(axis=0)
 
 
 def jaccard(one: np.ndarray, two: np.ndarray) -> float:

@@ -282,9 +282,17 @@ def text_blocks(fragment: str | None) -> list[str]:
     return [b for b in kept if b]
 
 
+# How a boilerplate paragraph too long for BOILERPLATE_SHORT can start: the words BOILERPLATE_START opens with.
+_START_WORDS = ("this", "originally", "first", "the post", "republished", "reprinted", "reproduced", "syndicated",
+                "crossposted", "cross posted")
+
+
 def _is_boilerplate(block: str) -> bool:
-    if block.count(" ") > 2 * BOILERPLATE_MAX_WORDS:
+    spaces = block.count(" ")
+    if spaces > 2 * BOILERPLATE_MAX_WORDS:
         return False
+    if spaces > 2 * SHORT_BOILERPLATE_WORDS and not _fold(block[:80]).startswith(_START_WORDS):
+        return False  # most paragraphs: folding only their opening decides
     folded = _fold(block)
     words = len(folded.split())
     if words > BOILERPLATE_MAX_WORDS:

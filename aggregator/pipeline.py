@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -17,10 +18,13 @@ from .config import Config, SourceConfig
 from .errors import AggregatorError, FetchError, PublishError, StoreError
 from .fetch import fetch, host_key, retry_after
 from .models import Entry, FetchResult, ParsedFeed, PollResult, SourceState
-from .parse import parse_feed
-from .sanitize import clean_html
+from .prepare import PreparedFeed, PreparedItem, prepare_feed, prepare_item, raw_hash
 from .schedule import next_poll_after_failure, next_poll_after_success
-from .store import Store, story_uid, to_text
+from .store import Store, story_uid
+
+#: prepare_feed's signature: in place, or a prepare.Preparer's worker processes.
+Prepare = Callable[..., PreparedFeed]
+KNOWN_HINT = 1000  # a source's latest stored items whose raw hashes tell the preparer what to skip
 
 
 class HostLimiter:
@@ -47,7 +51,7 @@ def polled_url(source: SourceConfig, state: SourceState) -> str:
 
 
 def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimiter,
-         now: datetime | None = None) -> PollResult:
+         now: datetime | None = None, prepare: Prepare = prepare_feed) -> PollResult:
     """Fetch, parse and store one source; never raises for a source's own failure."""
     now = now or datetime.now(timezone.utc)
     state = store.source_state(source.id)
@@ -59,7 +63,7 @@ def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimite
             with limiter.slot(url):
                 result = fetch(url, etag=state.etag, last_modified=state.last_modified,
                                timeout=source.timeout, max_bytes=source.max_bytes)
-        return _ingest(store, config, source, state, result, now)
+        return _ingest(store, config, source, state, result, now, prepare)
     except FetchError as exc:
         return _record_failure(store, source, state, url, exc, now)
     except StoreError:
@@ -73,7 +77,7 @@ def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimite
 
 
 def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceState,
-            result: FetchResult, now: datetime) -> PollResult:
+            result: FetchResult, now: datetime, prepare: Prepare) -> PollResult:
     base = replace(
         state, state="ok", last_poll=now, last_success=now, last_status=result.status, errors=0,
         last_error=None, retry_after=None,
@@ -88,7 +92,10 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
             final = _scheduled(db, source, base, result.max_age, now)
             store.save_source_state(db, final)
         return PollResult(source.id, "unchanged", status=result.status, next_poll=final.next_poll)
-    feed = parse_feed(result.body, result.headers, url=result.url, now=now, max_entries=source.max_entries)
+    with store.snapshot() as db:
+        latest = Store.latest_items(db, source.id, KNOWN_HINT)
+    prepared = prepare(result.body, result.headers, result.url, now, source.max_entries, source.id, latest)
+    feed = prepared.feed
     min_interval = max(filter(None, (feed.info.ttl, result.max_age)), default=None)
     base = replace(
         base, body_hash=body_hash, feed_title=feed.info.title, feed_link=feed.info.link,
@@ -99,7 +106,7 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         skip_days=" ".join(sorted(feed.info.skip_days)) or None,
     )
     with store.transaction() as db:
-        new, updated = _store_entries(db, source, feed, now, config.dedup_window)
+        new, updated = _store_entries(db, source, feed, now, config.dedup_window, prepared=prepared)
         final = _scheduled(db, source, base, result.max_age, now)
         store.save_source_state(db, final)
     outcome = "new" if new else "updated" if updated else "unchanged"
@@ -113,48 +120,54 @@ def _scheduled(db, source: SourceConfig, state: SourceState, max_age: int | None
 
 
 def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, window: float,
-                   context: dedupe.SourceContext | None = None) -> tuple[int, int]:
+                   context: dedupe.SourceContext | None = None,
+                   prepared: PreparedFeed | None = None) -> tuple[int, int]:
+    """Store a poll's new and changed entries, each in the story dedupe finds for it or a new one.
+
+    What `prepared` holds was made with its own context: it is used when the
+    caller gives no other.
+    """
     entries = list({e.key: e for e in reversed(feed.entries)}.values())[::-1]  # first occurrence of a key wins
     Store.lock(db, "source", [source.id])  # a concurrent poll of this source waits, then sees what we stored
     known = Store.item_hashes(db, source.id, [e.key for e in entries])
     dedupe.claim(db, [e for e in entries if e.key not in known])
     dedupe.ensure_index(db)
-    context = context or dedupe.source_context(db, source.id, feed)
-    new = updated = 0
+    if context is None:
+        context = prepared.context if prepared else dedupe.source_context(
+            source.id, feed, [title for _, _, title in Store.latest_items(db, source.id, dedupe.RECENT_TITLES)])
+    ready = prepared.items if prepared and prepared.context is context else {}
+    updated = 0
+    fresh: list[tuple[Entry, dict, dedupe.Copy]] = []
     for entry in entries:
-        digest = raw_hash(entry)
+        item = ready.get(entry.key)
         stored = known.get(entry.key)
-        if stored and stored[1] == digest:
+        if stored and stored[1] == (item.raw_hash if item else raw_hash(entry)):
             continue
-        values = item_values(entry, digest, now, stored[2] if stored else None)
-        copy = dedupe.new_copy(context, entry.title, dedupe.page_link(entry),
-                               dedupe.text_of(values["content"], values["summary"]), values["published"])
+        item = item or prepare_item(entry, context, now)
+        values = item_values(entry, item, now, stored[2] if stored else None)
+        copy = item.copy if item.copy.published == values["published"] else replace(
+            item.copy, published=values["published"])
         values.update(copy.columns())
         if stored:
             values.pop("first_seen")
             Store.update_item(db, stored[0], values)
             dedupe.index(db, stored[0], copy)
             updated += 1
-            continue
-        match = dedupe.find_story(db, copy, window)
+        else:
+            fresh.append((entry, values, copy))
+    indexed = []
+    for (entry, values, copy), match in zip(fresh, dedupe.find_stories(db, [c for _, _, c in fresh], window)):
         story_id = match.story_id if match else Store.create_story(db, story_uid(source.id, entry.key), now)
         item_id = Store.insert_item(db, story_id, source.id, {"key": entry.key, **values})
-        dedupe.index(db, item_id, copy)
+        indexed.append((item_id, copy))
         if match:
             Store.record_merge(db, item_id, story_id, match.matched_item, match.evidence, match.score, now,
                                match.details)
-        new += 1
-    return new, updated
+    dedupe.index_new(db, indexed)
+    return len(fresh), updated
 
 
-def raw_hash(entry: Entry) -> str:
-    """Changes whenever anything the source says about the item changes."""
-    parts = (entry.title, entry.link, entry.summary, entry.content, entry.authors, entry.categories,
-             to_text(entry.published), to_text(entry.updated), entry.language)
-    return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def item_values(entry: Entry, digest: str, now: datetime, stored_published: str | None) -> dict:
+def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_published: str | None) -> dict:
     """The columns of an item: sanitised HTML and the two dates of SPEC §4.
 
     published: the source's published date, else its updated date, else when
@@ -176,15 +189,15 @@ def item_values(entry: Entry, digest: str, now: datetime, stored_published: str 
         "guid": entry.guid,
         "link": entry.link,
         "title": entry.title,
-        "summary": clean_html(entry.summary, entry.link),
-        "content": clean_html(entry.content, entry.link),
+        "summary": item.summary,
+        "content": item.content,
         "authors": entry.authors,
         "categories": entry.categories,
         "language": entry.language,
         "published": published,
         "updated": updated,
         "first_seen": now,
-        "raw_hash": digest,
+        "raw_hash": item.raw_hash,
     }
 
 

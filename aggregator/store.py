@@ -133,6 +133,16 @@ MIGRATIONS: list[str] = [
         requested TEXT NOT NULL
     );
     """,
+    # 6: each item's text fingerprint (fingerprint.py), so judging a stored copy does not read its HTML again;
+    # apart from items, whose rows stay small for the lookups
+    """
+    CREATE TABLE fingerprints (
+        item_id INTEGER PRIMARY KEY REFERENCES items(id),
+        words INTEGER NOT NULL,
+        blocks TEXT NOT NULL,
+        hashes BLOB NOT NULL
+    );
+    """,
 ]
 
 
@@ -378,15 +388,9 @@ class Store:
     @staticmethod
     def item_hashes(db: sqlite3.Connection, source_id: str, keys: list[str]) -> dict[str, tuple[int, str, str]]:
         """(item id, raw hash, published) of the given keys already stored for this source."""
-        result = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            rows = db.execute(
-                f"SELECT key, id, raw_hash, published FROM items WHERE source_id = ? AND key IN ({','.join('?' * len(chunk))})",
-                [source_id, *chunk],
-            )
-            result.update({r[0]: (r[1], r[2], r[3]) for r in rows})
-        return result
+        rows = _chunked(db, keys, "SELECT key, id, raw_hash, published FROM items WHERE source_id = ? AND key IN ({})",
+                        before=(source_id,))
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     @staticmethod
     def create_story(db: sqlite3.Connection, uid: str, republished: datetime) -> int:
@@ -410,14 +414,6 @@ class Store:
         )
 
     @staticmethod
-    def items_by_canonical_link(db: sqlite3.Connection, canonical: str, earliest: datetime,
-                                latest: datetime) -> list[tuple[int, int, str]]:
-        """(item id, story id, source id) of copies with this canonical link published in the window."""
-        return db.execute(
-            "SELECT id, story_id, source_id FROM items WHERE canonical_link = ? AND published BETWEEN ? AND ? "
-            "ORDER BY published, id", (canonical, to_text(earliest), to_text(latest))).fetchall()
-
-    @staticmethod
     def record_merge(db: sqlite3.Connection, item_id: int, story_id: int, matched_item: int | None,
                      evidence: str, score: float, when: datetime, details: dict | None = None) -> None:
         db.execute(
@@ -431,25 +427,40 @@ class Store:
     # deduplication: candidate lookups and the near-duplicate index
 
     @staticmethod
-    def items_by_content_hash(db: sqlite3.Connection, value: str, earliest: datetime, latest: datetime,
-                              limit: int = 50) -> list[int]:
-        """Ids of items with this content hash, published in the window."""
-        rows = db.execute("SELECT id FROM items WHERE content_hash = ? AND published BETWEEN ? AND ? "
-                          "ORDER BY published LIMIT ?", (value, to_text(earliest), to_text(latest), limit))
-        return [r[0] for r in rows]
+    def items_by_values(db: sqlite3.Connection, column: str, values: Iterable[str], earliest: datetime,
+                        latest: datetime) -> list[tuple[str, int, str]]:
+        """(value, item id, published) of items with one of these canonical links or content hashes, in the window."""
+        assert column in ("canonical_link", "content_hash")
+        return _chunked(db, sorted(values), f"SELECT {column}, id, published FROM items WHERE {column} IN ({{}}) "
+                        "AND published BETWEEN ? AND ?", after=(to_text(earliest), to_text(latest)))
 
     @staticmethod
-    def items_by_near_keys(db: sqlite3.Connection, keys: list[int], earliest: datetime, latest: datetime,
-                           other_than_source: str, limit: int) -> list[tuple[int, int]]:
-        """(item id, keys shared) of other sources' items in the window sharing index keys, most shared first."""
-        if not keys:
-            return []
-        rows = db.execute(
-            f"SELECT k.item_id, count(*) AS shared FROM near_keys k JOIN items i ON i.id = k.item_id "
-            f"WHERE k.key IN ({','.join('?' * len(keys))}) AND k.published BETWEEN ? AND ? AND i.source_id != ? "
-            "GROUP BY k.item_id ORDER BY shared DESC, k.item_id LIMIT ?",
-            [*keys, to_text(earliest), to_text(latest), other_than_source, limit])
-        return [(r[0], r[1]) for r in rows]
+    def repeated_values(db: sqlite3.Connection, column: str, values: Iterable[str]) -> set[str]:
+        """Those of these canonical links or content hashes that one source carries on several items."""
+        assert column in ("canonical_link", "content_hash")
+        rows = _chunked(db, sorted(values), f"SELECT {column} FROM items WHERE {column} IN ({{}}) "
+                        f"GROUP BY {column}, source_id HAVING count(*) > 1")
+        return {r[0] for r in rows}
+
+    @staticmethod
+    def near_key_rows(db: sqlite3.Connection, keys: Iterable[int], earliest: datetime, latest: datetime,
+                      other_than_source: str) -> list[tuple[int, int, str]]:
+        """(key, item id, published) of other sources' items in the window holding one of these index keys."""
+        return _chunked(db, sorted(keys), "SELECT k.key, k.item_id, k.published FROM near_keys k JOIN items i "
+                        "ON i.id = k.item_id WHERE k.key IN ({}) AND k.published BETWEEN ? AND ? AND i.source_id != ?",
+                        after=(to_text(earliest), to_text(latest), other_than_source))
+
+    @staticmethod
+    def save_fingerprints(db: sqlite3.Connection, rows: list[tuple[int, int, str, bytes]]) -> None:
+        """(item id, words, blocks as JSON, shingle hashes) of items new or changed."""
+        db.cursor().executemany(
+            "INSERT INTO fingerprints (item_id, words, blocks, hashes) VALUES (?, ?, ?, ?) ON CONFLICT (item_id) "
+            "DO UPDATE SET words = excluded.words, blocks = excluded.blocks, hashes = excluded.hashes", rows)
+
+    @staticmethod
+    def add_near_keys(db: sqlite3.Connection, rows: list[tuple[int, str, int]]) -> None:
+        """(key, published, item id) rows of items new to the index."""
+        db.cursor().executemany("INSERT INTO near_keys (key, published, item_id) VALUES (?, ?, ?)", rows)
 
     @staticmethod
     def replace_near_keys(db: sqlite3.Connection, item_id: int, published: datetime, keys: list[int]) -> None:
@@ -460,14 +471,9 @@ class Store:
 
     @staticmethod
     def clear_near_keys(db: sqlite3.Connection) -> None:
+        """Drop the index and the fingerprints it was built from, before a rebuild."""
         db.execute("DELETE FROM near_keys")
-
-    @staticmethod
-    def repeated_within_a_source(db: sqlite3.Connection, column: str, value: str) -> bool:
-        """True when one source carries several items with this canonical_link or content_hash."""
-        assert column in ("canonical_link", "content_hash")
-        return db.execute(f"SELECT 1 FROM items WHERE {column} = ? GROUP BY source_id HAVING count(*) > 1 LIMIT 1",
-                          (value,)).fetchone() is not None
+        db.execute("DELETE FROM fingerprints")
 
     @staticmethod
     def copy_rows(db: sqlite3.Connection, item_ids: list[int]) -> list[sqlite3.Row]:
@@ -476,7 +482,8 @@ class Store:
             return []
         return db.execute(
             "SELECT id, story_id, source_id, title, title_key, title_keys, canonical_link, content_hash, content, summary, "
-            f"published FROM items WHERE id IN ({','.join('?' * len(item_ids))}) ORDER BY id", item_ids).fetchall()
+            "published, f.words, f.blocks, f.hashes FROM items LEFT JOIN fingerprints f ON f.item_id = items.id "
+            f"WHERE id IN ({','.join('?' * len(item_ids))}) ORDER BY id", item_ids).fetchall()
 
     @staticmethod
     def stories_carrying(db: sqlite3.Connection, story_ids: list[int], source_id: str) -> set[int]:
@@ -497,10 +504,11 @@ class Store:
         return {r[0]: from_text(r[1]) for r in rows}
 
     @staticmethod
-    def recent_titles(db: sqlite3.Connection, source_id: str, limit: int) -> list[str]:
-        rows = db.execute("SELECT title FROM items WHERE source_id = ? ORDER BY published DESC LIMIT ?",
+    def latest_items(db: sqlite3.Connection, source_id: str, limit: int) -> list[tuple[str, str, str]]:
+        """(key, raw hash, title) of the source's latest published items, newest first."""
+        rows = db.execute("SELECT key, raw_hash, title FROM items WHERE source_id = ? ORDER BY published DESC LIMIT ?",
                           (source_id, limit))
-        return [r[0] for r in rows]
+        return [tuple(r) for r in rows]
 
     @staticmethod
     def meta(db: sqlite3.Connection, name: str) -> str | None:
@@ -568,6 +576,16 @@ def _enter_wal(db: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or attempt == 99:
                 raise
             time.sleep(0.01)
+
+
+def _chunked(db: sqlite3.Connection, values: list, sql: str, before: tuple = (), after: tuple = (),
+             size: int = 500) -> list[tuple]:
+    """The rows of `sql` (its IN list written `{}`) over all values, a few hundred parameters at a time."""
+    rows: list[tuple] = []
+    for start in range(0, len(values), size):
+        chunk = values[start:start + size]
+        rows += [tuple(r) for r in db.execute(sql.format(",".join("?" * len(chunk))), [*before, *chunk, *after])]
+    return rows
 
 
 def _column_value(value):

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import load_config, parse_duration, parse_size
+from ruamel.yaml import YAML
+
+from aggregator.config import _Loader, load_config, parse_duration, parse_size
 from aggregator.errors import ConfigError
 from conftest import ROOT, run_cli
 
@@ -148,3 +150,14 @@ def test_shipped_default_config_is_valid():
     config = load_config(ROOT / "config" / "aggregator.yaml")
     assert config.sources and all(s.url.startswith("file:") for s in config.sources)
     assert all(Path(s.url[len("file://"):]).exists() for s in config.sources)
+
+
+@pytest.mark.parametrize("config", ["good", "shipped"])
+def test_the_fast_reader_gives_what_the_line_numbered_reader_gives(tmp_path, config):
+    """Valid configs are read by libyaml's parser; only one with problems is read again for line numbers."""
+    path = write(tmp_path, GOOD) if config == "good" else ROOT / "config" / "aggregator.yaml"
+    text = path.read_text(encoding="utf-8")
+    fast = _Loader(path, YAML(typ="safe").load(text)).load()
+    numbered = _Loader(path, YAML(typ="rt").load(text)).load()
+    assert repr(fast) == repr(numbered)
+    assert load_config(path) == fast

@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from aggregator import dedupe
+from aggregator import dedupe, fingerprint
 from aggregator.config import SourceConfig
 from aggregator.parse import parse_feed
 from aggregator.pipeline import _store_entries
@@ -323,8 +323,23 @@ def test_title_leftovers_do_not_meet_in_the_index(store):
     with store.transaction() as db:
         def title_candidates(title: str) -> list[int]:
             copy = dedupe.new_copy(dedupe.SourceContext("beta"), title, None, "", NOW)
-            return [i for i, _ in Store.items_by_near_keys(db, copy.title_lookup_keys(), NOW - 9 * DAY,
-                                                           NOW + DAY, "beta", 20)]
+            return sorted({i for _, i, _ in Store.near_key_rows(db, copy.title_lookup_keys(), NOW - 9 * DAY,
+                                                                NOW + DAY, "beta")})
         assert title_candidates("Parks budget approved | Example Wire") == []
         assert title_candidates("Frog found in Amazon") == [1]
         assert title_candidates("Report: Frog found in Amazon | Example Wire") == [1]
+
+
+def test_a_stored_copy_is_judged_on_the_fingerprint_kept_with_it(store):
+    """The fingerprint kept in the store is the one its HTML gives; an item stored without one still has it."""
+    poll(store, "alpha", rss("Alpha", ORIGINAL, dict(ORIGINAL, guid="a2", link="https://alpha.example/2",
+                                                    title="Another story", text=html(STORY[:2]))))
+    with store.transaction() as db:
+        db.execute("DELETE FROM fingerprints WHERE item_id = 2")
+        rows = Store.copy_rows(db, [1, 2])
+    assert [r["hashes"] is None for r in rows] == [False, True]
+    for row in rows:
+        kept = dedupe.stored_copy(row).text
+        made, _ = fingerprint.text_fingerprint(dedupe.text_of(row["content"], row["summary"]))
+        assert (kept.words, kept.blocks, kept.hashes.tolist()) == (made.words, made.blocks, made.hashes.tolist())
+        assert kept.words > 20

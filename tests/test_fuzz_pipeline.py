@@ -155,18 +155,15 @@ def test_generated_items_with_any_characters(items, as_references):
     assert result.outcome != "error", result.error  # odd characters cost at most themselves, never the feed
 
 
-def test_a_bug_met_by_one_source_is_recorded_on_it_and_costs_nothing_else(monkeypatch):
+def test_a_bug_met_by_one_source_is_recorded_on_it_and_costs_nothing_else():
     """The safety net under the fuzzed properties: an unexpected exception becomes that source's error."""
-    import aggregator.pipeline
-
     fresh = _pipelines["bug"] = Pipeline()
     fresh.feed.write_bytes(b'<rss version="2.0"><channel><title>t</title></channel></rss>')
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(aggregator.pipeline, "parse_feed", broken)
-    result = poll(fresh.store, fresh.config, fresh.config.sources[0], fresh.limiter)
+    result = poll(fresh.store, fresh.config, fresh.config.sources[0], fresh.limiter, prepare=broken)
     assert result.outcome == "error"
     assert result.error == "aggregator: internal error on this source's data: RuntimeError: boom second line; please report it"
     assert fresh.store.source_state("fuzz").state == "failing"

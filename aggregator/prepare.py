@@ -1,0 +1,131 @@
+"""The per-item work that needs no stored state, done where both cores can help.
+
+Parsing a changed feed and, for each item new or changed since the last poll,
+sanitising its HTML and taking its text's fingerprint and index keys is most
+of what a cold poll costs. None of it reads the store, so a pool of worker
+processes does it while the polling process fetches, deduplicates and stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import dedupe
+from .models import Entry, ParsedFeed
+from .parse import parse_feed
+from .sanitize import clean_html
+from .store import to_text
+
+#: Below this many sources a run is over before worker processes would have started.
+POOL_MIN_SOURCES = 8
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedItem:
+    """An entry's sanitised HTML and the copy dedupe compares, with the hash that says when to redo them."""
+
+    raw_hash: str
+    summary: str | None
+    content: str | None
+    copy: dedupe.Copy  # published as the source dates it (else now): a stored first date replaces it
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedFeed:
+    feed: ParsedFeed
+    context: dedupe.SourceContext
+    items: dict[str, PreparedItem]  # by entry key: each entry whose raw hash was not the one known
+
+
+def raw_hash(entry: Entry) -> str:
+    """Changes whenever anything the source says about the item changes."""
+    parts = (entry.title, entry.link, entry.summary, entry.content, entry.authors, entry.categories,
+             to_text(entry.published), to_text(entry.updated), entry.language)
+    return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def prepare_item(entry: Entry, context: dedupe.SourceContext, now: datetime, digest: str | None = None) -> PreparedItem:
+    summary, content = clean_html(entry.summary, entry.link), clean_html(entry.content, entry.link)
+    copy = dedupe.new_copy(context, entry.title, dedupe.page_link(entry), dedupe.text_of(content, summary),
+                           entry.published or entry.updated or now)
+    return PreparedItem(digest or raw_hash(entry), summary, content, copy)
+
+
+def prepare_feed(body: bytes, headers: dict[str, str], url: str, now: datetime, max_entries: int,
+                 source_id: str, latest: list[tuple[str, str, str]]) -> PreparedFeed:
+    """Parse the feed, learn its source's title habits, and prepare the entries new or changed since `latest`.
+
+    `latest` is the source's latest stored items, (key, raw hash, title), newest
+    first; as a list of what is known it is a hint: an entry it wrongly calls
+    unchanged is prepared later, in place, by whoever finds it missing.
+    """
+    feed = parse_feed(body, headers, url=url, now=now, max_entries=max_entries)
+    context = dedupe.source_context(source_id, feed, [title for _, _, title in latest])
+    known = {key: digest for key, digest, _ in latest}
+    items: dict[str, PreparedItem] = {}
+    seen: set[str] = set()
+    for entry in feed.entries:
+        if entry.key in seen:
+            continue  # the first occurrence of a key is the one stored
+        seen.add(entry.key)
+        digest = raw_hash(entry)
+        if known.get(entry.key) != digest:
+            items[entry.key] = prepare_item(entry, context, now, digest)
+    return PreparedFeed(feed, context, items)
+
+
+def _quiet_worker() -> None:
+    """Ctrl-C in a terminal reaches the whole process group; the parent decides how to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Preparer:
+    """Runs prepare_feed in worker processes (one per core), or in place when there is one core.
+
+    Workers start from a fork server, so the pool may be made while threads
+    run. A pool that breaks (a worker killed) is replaced on the next call,
+    and the call that met it is done in place.
+    """
+
+    def __init__(self, processes: int | None = None):
+        self.processes = processes if processes is not None else (os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, *args) -> PreparedFeed:
+        """prepare_feed(*args), in a worker process when there is a pool."""
+        pool = self._ensure_pool()
+        if pool is None:
+            return prepare_feed(*args)
+        try:
+            return pool.submit(prepare_feed, *args).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            return prepare_feed(*args)
+
+    def _ensure_pool(self) -> ProcessPoolExecutor | None:
+        if self.processes < 2:
+            return None
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["aggregator.prepare"])
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_quiet_worker)
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+

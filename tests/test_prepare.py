@@ -1,0 +1,80 @@
+"""Items prepared in worker processes are stored exactly as items prepared in place."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import load_config
+from aggregator.pipeline import HostLimiter, poll
+from aggregator.prepare import Preparer, prepare_feed, raw_hash
+from aggregator.store import Store
+from conftest import write_config
+
+FEEDS = sorted((Path(__file__).parent / "fixtures" / "corpus" / "real" / "feedjira-2008").glob("*.xml"))
+NOW = datetime(2008, 12, 1, tzinfo=timezone.utc)
+
+
+def stored(tmp_path: Path, name: str, prepare) -> tuple[list, list]:
+    """Items, story groups and index keys after polling every feed once."""
+    folder = tmp_path / name
+    folder.mkdir()
+    sources = [{"id": path.stem.lower(), "url": path.as_uri()} for path in FEEDS]
+    config = load_config(write_config(folder, sources))
+    store = Store(config.state)
+    try:
+        outcomes = [poll(store, config, source, HostLimiter(), now=NOW, prepare=prepare).outcome
+                    for source in config.sources]
+        assert outcomes.count("new") == len(FEEDS) - 1  # JoomlapoweredSite.xml is an HTML page
+        items = store.query(
+            "SELECT i.source_id, i.key, i.title, i.summary, i.content, i.canonical_link, i.title_key, i.title_keys, "
+            "i.content_hash, i.published, i.raw_hash, s.uid FROM items i JOIN stories s ON s.id = i.story_id "
+            "ORDER BY i.source_id, i.key")
+        keys = store.query("SELECT i.source_id, i.key, k.key FROM near_keys k JOIN items i ON i.id = k.item_id "
+                           "ORDER BY 1, 2, 3")
+    finally:
+        store.close()
+    return [tuple(r) for r in items], [tuple(r) for r in keys]
+
+
+def test_worker_processes_store_what_preparing_in_place_stores(tmp_path):
+    preparer = Preparer(processes=2)
+    try:
+        in_workers = stored(tmp_path, "workers", preparer)
+    finally:
+        preparer.close()
+    in_place = stored(tmp_path, "in-place", prepare_feed)
+    assert len(in_place[0]) > 200 and in_place[1]
+    assert in_workers == in_place
+    stories = {row[-1] for row in in_place[0]}
+    assert len(stories) < len(in_place[0])  # the planet feed repeats posts of the blogs: some stories merged
+
+
+def test_only_entries_new_or_changed_since_the_latest_stored_are_prepared():
+    body = FEEDS[0].read_bytes()
+    first = prepare_feed(body, {}, FEEDS[0].as_uri(), NOW, 500, "a", [])
+    entries = list(first.feed.entries)
+    assert set(first.items) == {e.key for e in entries}
+    latest = [(e.key, raw_hash(e), e.title) for e in entries[1:]]
+    latest[0] = (latest[0][0], "an older version", latest[0][2])
+    again = prepare_feed(body, {}, FEEDS[0].as_uri(), NOW, 500, "a", latest)
+    assert set(again.items) == {entries[0].key, entries[1].key}
+
+
+@pytest.mark.skipif(os.cpu_count() == 1, reason="a pool needs two cores")
+def test_a_killed_worker_costs_no_poll():
+    preparer = Preparer(processes=2)
+    body = FEEDS[1].read_bytes()
+    try:
+        expected = preparer(body, {}, FEEDS[1].as_uri(), NOW, 500, "a", [])
+        for pid in list(preparer._pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        again = preparer(body, {}, FEEDS[1].as_uri(), NOW, 500, "a", [])  # done in place, the pool replaced
+        assert [e.key for e in again.feed.entries] == [e.key for e in expected.feed.entries]
+        assert preparer(body, {}, FEEDS[1].as_uri(), NOW, 500, "a", []).items.keys() == expected.items.keys()
+    finally:
+        preparer.close()
