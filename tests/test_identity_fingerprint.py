@@ -44,3 +44,16 @@ def test_index_keys_are_the_same_in_every_process():
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(runs) == 1
     assert runs.pop().strip() == str(fingerprint.index_keys(fingerprint.fingerprint(WORDS))).replace("'", '"')
+
+
+def test_the_minhash_permutations_are_datasketchs_so_stored_keys_stay_valid():
+    from datasketch import MinHash
+
+    expected = MinHash(num_perm=fingerprint.NUM_PERM, seed=fingerprint.MINHASH_SEED, scheme="affine32").permutations
+    assert (fingerprint._PERMUTATIONS == expected).all() and fingerprint._PERMUTATIONS.dtype == expected.dtype
+
+
+def test_the_daemon_does_not_import_scipy():
+    """datasketch's package imports scipy: about 50 MB in every process of `run` for no use."""
+    code = "import sys, aggregator.cli, aggregator.daemon; print(sorted({'scipy', 'datasketch'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
