@@ -52,6 +52,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -63,8 +64,8 @@ from aggregator import archive  # noqa: E402
 from aggregator.config import load_config  # noqa: E402
 from aggregator.fingerprint import INDEX_VERSION  # noqa: E402
 from aggregator.identity import canonical_link  # noqa: E402
-from aggregator.parse import parse_feed  # noqa: E402
-from aggregator.pipeline import item_values, raw_hash  # noqa: E402
+from aggregator.pipeline import item_values  # noqa: E402
+from aggregator.prepare import prepare_feed  # noqa: E402
 from aggregator.select import recent, story_refs  # noqa: E402
 from aggregator.store import Store, story_uid, to_text  # noqa: E402
 
@@ -175,16 +176,17 @@ def _parse_served(job: tuple[int, str]) -> tuple:
     with urllib.request.urlopen(url, timeout=60) as answer:
         body, etag = answer.read(), answer.headers.get("ETag")
     now = datetime.now(timezone.utc)
-    feed = parse_feed(body, {"content-type": "application/xml"}, url=url, now=now)
-    entries = list({e.key: e for e in reversed(feed.entries)}.values())[::-1]
+    prepared = prepare_feed(body, {"content-type": "application/xml"}, url, now, 500, f"feed{f}", [])
+    entries = list({e.key: e for e in reversed(prepared.feed.entries)}.values())[::-1]  # as _store_entries
     rows = []
     for entry in entries:
-        values = item_values(entry, raw_hash(entry), now, None)
-        rows.append((entry.key, values["guid"], values["link"], canonical_link(values["link"]), values["title"],
-                     values["summary"], values["content"], json.dumps(list(values["authors"])),
-                     json.dumps(list(values["categories"])), values["language"], to_text(values["published"]),
-                     to_text(values["updated"]), to_text(values["published"]), values["raw_hash"]))
-    info = feed.info
+        item = prepared.items[entry.key]
+        values = {"key": entry.key, **item_values(entry, item, now, None)}
+        values["first_seen"] = values["published"]  # first seen when it was published, long ago
+        values.update(replace(item.copy, published=values["published"]).columns())
+        rows.append({k: to_text(v) if isinstance(v, datetime) else json.dumps(list(v), ensure_ascii=False)
+                     if isinstance(v, (tuple, list)) else v for k, v in values.items()})
+    info = prepared.feed.info
     updated = info.updated or max((e.updated or e.published for e in entries if e.updated or e.published),
                                   default=None)
     return f, etag, hashlib.sha256(body).hexdigest(), (info.title, info.link, info.id, to_text(updated)), rows
@@ -199,20 +201,21 @@ def _insert_feed_items(db: sqlite3.Connection, urls: list[str], next_story: int,
         for count, (f, etag, body_hash, info, rows) in enumerate(
                 pool.imap_unordered(_parse_served, enumerate(urls), chunksize=16), start=1):
             items, stories = [], []
-            for key, guid, link, canonical, title, summary, content, authors, categories, language, published, \
-                    updated, first_seen, digest in rows[:per_feed]:
+            for row in rows[:per_feed]:
+                canonical = row["canonical_link"]
                 story = story_of.get(canonical) if canonical else None
                 if story is None:
                     story, next_story = next_story, next_story + 1
-                    stories.append((story, story_uid(f"feed{f}", key), first_seen))
+                    stories.append((story, story_uid(f"feed{f}", row["key"]), row["first_seen"]))
                     if canonical:
                         story_of[canonical] = story
-                items.append((next_item, f"feed{f}", key, story, guid, link, canonical, title, summary, content,
-                              authors, categories, language, published, updated, first_seen, digest))
+                items.append({"id": next_item, "source_id": f"feed{f}", "story_id": story, **row})
                 next_item += 1
             db.executemany("INSERT INTO stories (id, uid, republished) VALUES (?, ?, ?)", stories)
-            db.executemany(f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(ITEM_COLUMNS))})",
-                           items)
+            if items:
+                columns = list(items[0])
+                db.executemany(f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                               [[item[c] for c in columns] for item in items])
             db.execute("INSERT INTO sources (id, state, configured_url, etag, body_hash, last_status, feed_title, "
                        "feed_link, feed_id, feed_updated) VALUES (?, 'ok', ?, ?, ?, 200, ?, ?, ?, ?)",
                        (f"feed{f}", urls[f], etag, body_hash, *info))
@@ -272,7 +275,40 @@ def proc_sample(pid: int) -> tuple[float, float, float] | None:
     except OSError:
         return None
     kb = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
-    return kb.get("VmRSS", 0) / 1024, kb.get("VmHWM", 0) / 1024, (int(fields[11]) + int(fields[12])) / TICK
+    return kb.get("VmRSS", 0) / 1024, kb.get("VmHWM", 0) / 1024, sum(map(int, fields[11:15])) / TICK
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes started by `pid` and by those (the aggregator's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def tree_sample(pid: int) -> tuple[float, float]:
+    """(PSS MB of the process and its descendants, their CPU seconds) — PSS splits shared pages fairly."""
+    pss = cpu = 0.0
+    for member in [pid, *descendants(pid)]:
+        try:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
+        pss += int(match.group(1)) / 1024 if match else 0
+        cpu += (int(fields[11]) + int(fields[12])) / TICK
+    return pss, cpu
 
 
 def run_daemon(code: Path, config: Path, server: FeedServer, minutes: float, change: float) -> dict:
@@ -288,7 +324,7 @@ def run_daemon(code: Path, config: Path, server: FeedServer, minutes: float, cha
             sample = proc_sample(process.pid)
             if sample is None or process.poll() is not None:
                 raise SystemExit(f"the daemon ended early; see {log_path}:\n{log_path.read_text()[-3000:]}")
-            samples.append((time.monotonic() - started, *sample))
+            samples.append((time.monotonic() - started, *sample, *tree_sample(process.pid)))
             if first_publish is None and " published " in log_path.read_text():
                 first_publish = time.monotonic() - started
             if time.monotonic() - last_change >= 60:
@@ -411,12 +447,14 @@ def main() -> None:
         samples = result["samples"]
         wall = samples[-1][0] - samples[0][0]
         cpu = (samples[-1][3] - samples[0][3]) / wall * 100 if wall else 0.0
+        tree_cpu = (samples[-1][5] - samples[0][5]) / wall * 100 if wall else 0.0
         late = [s[1] for s in samples if s[0] >= samples[-1][0] - 60]
         print(f"aggregator run, {args.minutes:g} min ({args.sources} sources, {args.items} items, "
               f"interval {args.interval:g} s, {args.change:.0%} of feeds changed a minute):")
         print(f"  peak RSS {max(s[2] for s in samples):7.0f} MB (VmHWM)   RSS in the last minute "
               f"{statistics.median(late):5.0f} MB (median)")
-        print(f"  CPU {cpu:5.1f}% of one core (mean)")
+        print(f"  with its worker processes: peak PSS {max(s[4] for s in samples):5.0f} MB (sampled every second)")
+        print(f"  CPU {cpu:5.1f}% of one core (mean), with its worker processes {tree_cpu:5.1f}%")
         marks = [next(s for s in samples if s[0] >= 60 * m) for m in range(int(samples[-1][0] // 60) + 1)]
         print("  RSS at each minute: " + ", ".join(f"{s[1]:.0f}" for s in marks) + " MB")
         first = f"{result['first_publish']:.0f} s after start" if result["first_publish"] else "none seen"
