@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from lxml import etree
 
@@ -26,7 +27,7 @@ from .documents import ARCHIVE_DIR
 from .errors import PublishError
 from .models import StoryEntry
 from .publish import ArchivePage, ArchiveUpdate, write_atomic
-from .select import StoryRef, load_entries, recent, story_refs
+from .select import CHUNK, StoryRef, StorySet, load_entries, recent, story_ids, story_refs
 from .store import Store
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -38,7 +39,7 @@ class Page:
     """An archive page as it is on disk."""
 
     number: int
-    uids: tuple[str, ...]
+    uids: tuple[str, ...] | None  # None: a full page known from the index, its ids left there until needed
     full: bool
     formats: frozenset[str]
 
@@ -65,42 +66,203 @@ def archive_dir(config: Config, output: OutputConfig) -> Path:
     return config.output_dir / ARCHIVE_DIR / output.id
 
 
-FULL_PAGES_INDEX = ".full-pages.json"
+#: One line per full page, `[number, [uid, …]]`, appended as pages fill: full pages never change, so each is
+#: parsed once, and a long archive is read a line at a time, then only as it grows.
+FULL_PAGES_INDEX = ".full-pages.jsonl"
+OLD_FULL_PAGES_INDEX = ".full-pages.json"  # one JSON object, read whole; replaced by the above
 
 
 def read_pages(directory: Path) -> list[Page]:
     """The archive pages of one output, oldest first; [] when it has none.
 
-    Full pages never change, so their story ids are kept in a small index
-    beside them and each is parsed once; only the open page is read every time.
+    Full pages listed in the index are not read; the others are parsed, and
+    those found full are added to the index.
     """
     if not directory.is_dir():
+        _INDEXES.pop(str(directory), None)
         return []
     names = set(os.listdir(directory))
     numbers = sorted(int(name[:-5]) for name in names if name.endswith(".atom") and name[:-5].isdigit())
     if numbers != list(range(1, len(numbers) + 1)):
         raise PublishError(f"archive pages in {directory} are not numbered 1..{len(numbers)}; "
                            "restore the missing ones or move the folder aside to start the archive afresh")
-    index = _full_pages_index(directory)
-    pages = []
+    index = _index(directory)
+    if not index.numbers <= set(numbers):  # pages were taken away: forget them
+        _rewrite_index(directory, set(numbers))
+        index = _index(directory)
+    pages, found = [], []
     for number in numbers:
         formats = frozenset(fmt for fmt in FORMATS if f"{number}.{fmt}" in names)
-        if str(number) in index:
-            pages.append(Page(number, tuple(index[str(number)]), True, formats))
-        else:
-            pages.append(_read_page(directory, number, names))
-    full = {str(p.number): list(p.uids) for p in pages if p.full}
-    if full != index:
-        write_atomic(directory / FULL_PAGES_INDEX, json.dumps(full, separators=(",", ":")).encode())
+        if number in index.numbers:
+            pages.append(Page(number, None, True, formats))
+            continue
+        page = _read_page(directory, number, names)
+        pages.append(page)
+        if page.full:
+            found.append(page)
+    if found or OLD_FULL_PAGES_INDEX in names:
+        _append_index(directory, found)
     return pages
 
 
-def _full_pages_index(directory: Path) -> dict[str, list[str]]:
+def archived_stories(store: Store, directory: Path, pages: list[Page]) -> StorySet:
+    """The ids of the stories the pages hold (the store's ids of their uids).
+
+    What the index says is remembered per store as it is read, so a publish
+    only looks up the uids of pages indexed since the last one, and of the
+    pages it read itself (the open one).
+    """
+    stories = StorySet()
+    index = _INDEXES.get(str(directory))
+    if index is not None:
+        known = index.archived.get(store)
+        if known is None:
+            known = index.archived[store] = _Archived(0, StorySet(), set())
+        if known.offset < index.offset:
+            for uids in _chunks(uid for _, page, _ in _index_lines(directory, known.offset, index.offset)
+                                for uid in page):
+                found = story_ids(store, uids)
+                for story_id in found.values():
+                    known.stories.add(story_id)
+                known.unresolved.update(uid for uid in uids if uid not in found)
+            known.offset = index.offset
+        if known.unresolved:  # archived elsewhere before this store held them: look again, they may be here now
+            for uids in _chunks(list(known.unresolved)):
+                for uid, story_id in story_ids(store, uids).items():
+                    known.stories.add(story_id)
+                    known.unresolved.discard(uid)
+        stories = known.stories.copy()
+    for uids in _chunks(uid for page in pages if page.uids is not None for uid in page.uids):
+        for story_id in story_ids(store, uids).values():
+            stories.add(story_id)
+    return stories
+
+
+@dataclass
+class _Archived:
+    offset: int  # the bytes of the index read into `stories`
+    stories: StorySet
+    unresolved: set[str]  # uids of the index that the store does not hold
+
+
+@dataclass
+class _Index:
+    identity: tuple[int, int]  # device and inode of the index file
+    offset: int  # the bytes read, whole lines
+    tail: bytes  # the last bytes read: a file grown from what was read ends the same way there
+    numbers: set[int]
+    archived: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)  # Store → _Archived
+
+
+_INDEXES: dict[str, _Index] = {}
+_TAIL = 64
+
+
+def _index(directory: Path) -> _Index:
+    """What the index lists, read whole the first time, then only the lines appended since."""
+    path = directory / FULL_PAGES_INDEX
     try:
-        index = json.loads((directory / FULL_PAGES_INDEX).read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return index if isinstance(index, dict) else {}
+        stat = path.stat()
+    except OSError:
+        index = _INDEXES[str(directory)] = _Index((0, 0), 0, b"", set())
+        return index
+    index = _INDEXES.get(str(directory))
+    if index is not None and (index.identity != (stat.st_dev, stat.st_ino) or stat.st_size < index.offset
+                              or _bytes(path, index.offset - len(index.tail), len(index.tail)) != index.tail):
+        index = None
+    if index is None:
+        index = _INDEXES[str(directory)] = _Index((stat.st_dev, stat.st_ino), 0, b"", set())
+    if stat.st_size > index.offset:
+        end = index.offset
+        for number, _, end in _index_lines(directory, index.offset, stat.st_size):
+            if number is not None:
+                index.numbers.add(number)
+        if end > index.offset:  # up to the last whole line: a line being appended is read next time
+            index.offset = end
+            index.tail = _bytes(path, max(end - _TAIL, 0), min(_TAIL, end))
+    return index
+
+
+def _bytes(path: Path, start: int, size: int) -> bytes:
+    if size <= 0:
+        return b""
+    with path.open("rb") as f:
+        f.seek(start)
+        return f.read(size)
+
+
+def _index_lines(directory: Path, start: int, end: int) -> Iterator[tuple[int | None, list[str], int]]:
+    """(number, uids, offset after the line) of the whole lines between two offsets, a line at a time;
+    number None for a line that is not well formed (torn by a crash), which is skipped."""
+    with (directory / FULL_PAGES_INDEX).open("rb") as f:
+        f.seek(start)
+        position = start
+        for line in f:
+            position += len(line)
+            if position > end or not line.endswith(b"\n"):
+                return
+            try:
+                number, uids = json.loads(line)
+            except ValueError:
+                number, uids = None, []
+            if not isinstance(number, int) or not isinstance(uids, list):
+                number, uids = None, []
+            yield number, uids, position
+
+
+def _index_uids(directory: Path, numbers: set[int]) -> dict[int, tuple[str, ...]]:
+    """The uids the index lists for these pages."""
+    found = {}
+    for number, uids, _ in _index_lines(directory, 0, _index(directory).offset):
+        if number in numbers:
+            found[number] = tuple(uids)
+    return found
+
+
+def _line(number: int, uids: Iterable[str]) -> bytes:
+    return json.dumps([number, list(uids)], separators=(",", ":")).encode() + b"\n"
+
+
+def _append_index(directory: Path, pages: list[Page]) -> None:
+    """Add full pages to the index; a torn line left by a crash only makes its page be parsed again."""
+    path = directory / FULL_PAGES_INDEX
+    try:
+        if pages:
+            with path.open("ab") as f:
+                f.write(b"".join(_line(page.number, page.uids) for page in pages))
+                f.flush()
+                os.fsync(f.fileno())
+        (directory / OLD_FULL_PAGES_INDEX).unlink(missing_ok=True)
+    except OSError as exc:
+        raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _rewrite_index(directory: Path, keep: set[int]) -> None:
+    """The index without the pages no longer on disk, written beside and renamed over it."""
+    path = directory / FULL_PAGES_INDEX
+    temporary = directory / f".{FULL_PAGES_INDEX}.tmp"
+    try:
+        with temporary.open("wb") as f:
+            for number, uids, _ in _index_lines(directory, 0, _index(directory).offset):
+                if number in keep:
+                    f.write(_line(number, uids))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    _INDEXES.pop(str(directory), None)
+
+
+def _chunks(uids: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
+    chunk = []
+    for uid in uids:
+        chunk.append(uid)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _read_page(directory: Path, number: int, names: set[str]) -> Page:
@@ -148,9 +310,13 @@ def prepare(store: Store, config: Config, output: OutputConfig,
             now: datetime | None = None) -> tuple[list[StoryEntry], ArchiveUpdate]:
     """The current document's entries and the archive pages to write for one output."""
     now = now or datetime.now(timezone.utc)
-    pages = read_pages(archive_dir(config, output))
-    archived = frozenset(uid for page in pages for uid in page.uids)
-    refs = story_refs(store, config, output, skip_uids=archived)
+    directory = archive_dir(config, output)
+    pages = read_pages(directory)
+    refs = story_refs(store, config, output, skip=archived_stories(store, directory, pages))
+    unread = {p.number for p in pages if p.uids is None and set(output.formats) - p.formats}
+    if unread:  # a format added to the output: those pages are written again, with the stories they hold
+        uids = _index_uids(directory, unread)
+        pages = [replace(p, uids=uids.get(p.number, ())) if p.number in unread else p for p in pages]
     result = plan(pages, refs, recent(output, refs, now)[:output.limit], output.limit, output.formats)
     entries = load_entries(store, config, list(result.current))
     return entries, ArchiveUpdate(result.newest, _pages(store, config, output, result.pages))

@@ -12,7 +12,6 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
-from datasketch import MinHash
 
 from .identity import STOPWORDS, text_words
 
@@ -24,7 +23,18 @@ MINHASH_SEED = 20240927
 #: Changes whenever the keys below would come out differently; the store rebuilds its index then.
 INDEX_VERSION = f"minhash-affine32-{NUM_PERM}-{BANDS}x{ROWS}-lead{LEAD_WORDS}-shingle{SHINGLE_WORDS}-v2"
 _MULTIPLIERS = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint64)
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme="affine32").permutations
+
+
+def affine32_permutations(seed: int, count: int) -> np.ndarray:
+    """datasketch's affine32 MinHash permutations for this seed, rows a (odd) and b: the same keys without
+    importing datasketch, whose package pulls in scipy (about 50 MB of every process's memory)."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, count, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, count, dtype=np.uint32)
+    return np.array([a, b])
+
+
+_PERMUTATIONS = affine32_permutations(MINHASH_SEED, NUM_PERM)
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,8 +7,10 @@ story's other copies become related links.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Iterable, Iterator
 
 from .config import Config, OutputConfig, SourceConfig
 from .pipeline import polled_url
@@ -17,6 +19,7 @@ from .sanitize import plain_text
 from .store import Store, from_text
 
 BATCH = 200
+CHUNK = 500  # ids per IN (...) list
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -75,46 +78,139 @@ def matches_filters(output: OutputConfig, item: StoredItem) -> bool:
     return True
 
 
-def story_refs(store: Store, config: Config, output: OutputConfig, *, skip_uids: frozenset[str] = frozenset(),
+class StorySet:
+    """Story ids as a bitmap: a million archived stories cost 125 KB, not the 100 MB of a set of their ids."""
+
+    def __init__(self, bits: bytes = b""):
+        self.bits = bytearray(bits)
+
+    def add(self, story_id: int) -> None:
+        byte = story_id >> 3
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(byte + 1 - len(self.bits) + len(self.bits) // 4))
+        self.bits[byte] |= 1 << (story_id & 7)
+
+    def __contains__(self, story_id: int) -> bool:
+        byte = story_id >> 3
+        return byte < len(self.bits) and bool(self.bits[byte] >> (story_id & 7) & 1)
+
+    def copy(self) -> StorySet:
+        return StorySet(self.bits)
+
+
+def story_refs(store: Store, config: Config, output: OutputConfig, *, skip: StorySet | None = None,
                only_uids: frozenset[str] | None = None, filtered: bool = True,
                stop_after: int | None = None) -> list[StoryRef]:
     """Every story of this output as its best copy, newest `published` first.
 
-    Stories in `skip_uids` (already archived) are dropped before any text is
+    Stories in `skip` (already archived) are dropped before any text is
     loaded; `only_uids` restricts to those stories; `filtered=False` ignores
     include/exclude/languages (an archive page keeps what it once showed);
     `stop_after` ends the scan once that many stories passed the filters.
+    Only (id, story, source, date) of each copy is read, a batch at a time,
+    and only the stories not skipped are kept, so a long history stays small.
     """
     sources = {s.id: s for s in config.sources_for(output)}
     if not sources:
         return []
-    best: dict[int, tuple] = {}
     rank_of = {sid: (-src.priority, src.order) for sid, src in sources.items()}
-    rows = store.query(
-        "SELECT items.id, items.story_id, items.source_id, items.published, stories.uid FROM items "
-        f"JOIN stories ON stories.id = items.story_id WHERE items.source_id IN ({','.join('?' * len(sources))})",
-        list(sources))
-    for item_id, story_id, source_id, published, uid in rows:
-        if uid in skip_uids or (only_uids is not None and uid not in only_uids):
+    best: dict[int, tuple] = {}
+    if only_uids is not None:
+        rows = _copies_of(store, list(story_ids(store, only_uids).values()))
+    else:
+        rows = _copies(store, list(sources), every_source=len(sources) == len(config.sources))
+    bits = (skip or StorySet()).bits
+    size = len(bits)
+    for item_id, story_id, source_id, published in rows:
+        byte = story_id >> 3
+        if byte < size and bits[byte] >> (story_id & 7) & 1:
             continue
-        priority, order = rank_of[source_id]
-        rank = (priority, published, order)  # stored times are fixed-width RFC 3339: they sort as text
-        if story_id not in best or rank < best[story_id][0]:
-            best[story_id] = (rank, item_id, uid)
+        ranked = rank_of.get(source_id)
+        if ranked is None:
+            continue
+        rank = (ranked[0], published, ranked[1])  # stored times are fixed-width RFC 3339: they sort as text
+        held = best.get(story_id)
+        if held is None or rank < held[0] or (rank == held[0] and item_id < held[1]):
+            best[story_id] = (rank, item_id)
+    uids = _uids(store, list(best))
     ordered = sorted(best.items(), key=lambda kv: (kv[1][0][1], kv[0]), reverse=True)
-    ordered = [StoryRef(story_id, item_id, uid, from_text(rank[1])) for story_id, (rank, item_id, uid) in ordered]
+    ordered = [StoryRef(story_id, item_id, uids[story_id], from_text(rank[1]))
+               for story_id, (rank, item_id) in ordered]
     if not filtered or not (output.include or output.exclude or output.languages):
         return ordered[:stop_after] if stop_after is not None else ordered
+    return _passing(store, output, ordered, stop_after)
+
+
+#: Store → output filters → item id → raw hash of the copies found not to pass them. A story whose copy
+#: fails the filters is never archived, so without this every publish would load and test its text again.
+_REJECTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _passing(store: Store, output: OutputConfig, refs: list[StoryRef], stop_after: int | None) -> list[StoryRef]:
+    """The refs whose copy passes the output's filters; a copy that failed them before and has not changed
+    since (same raw hash) is not loaded again."""
+    filters = (output.id, tuple(p.text for p in output.include), tuple(p.text for p in output.exclude),
+               output.languages)
+    rejected = _REJECTED.setdefault(store, {}).setdefault(filters, {})
+    still: dict[int, str] = {}
     kept: list[StoryRef] = []
-    for start in range(0, len(ordered), BATCH):
-        chunk = ordered[start:start + BATCH]
-        by_id = {i.id: i for i in _items(store, [r.item_id for r in chunk])}
+    for start in range(0, len(refs), BATCH):
+        chunk = refs[start:start + BATCH]
+        marks = ",".join("?" * len(chunk))
+        digests = {r[0]: r[1] for r in store.query(f"SELECT id, raw_hash FROM items WHERE id IN ({marks})",
+                                                   [r.item_id for r in chunk])}
+        known = {r.item_id for r in chunk if rejected.get(r.item_id, "") == digests.get(r.item_id)}
+        by_id = {i.id: i for i in _items(store, [r.item_id for r in chunk if r.item_id not in known])}
         for ref in chunk:
-            if matches_filters(output, by_id[ref.item_id]):
-                kept.append(ref)
-                if stop_after is not None and len(kept) >= stop_after:
-                    return kept
+            if ref.item_id in known or not matches_filters(output, by_id[ref.item_id]):
+                still[ref.item_id] = digests[ref.item_id]
+                continue
+            kept.append(ref)
+            if stop_after is not None and len(kept) >= stop_after:
+                rejected.update(still)
+                return kept
+    rejected.clear()  # a whole pass: forget copies no longer in question
+    rejected.update(still)
     return kept
+
+
+def _copies(store: Store, source_ids: list[str], every_source: bool) -> Iterator[tuple]:
+    """(item id, story id, source id, published) of every copy the sources hold, streamed."""
+    columns = "SELECT id, story_id, source_id, published FROM items"
+    if every_source:  # one pass over the table; copies of sources no longer configured are dropped by the caller
+        yield from store.stream(columns)
+        return
+    for start in range(0, len(source_ids), CHUNK):
+        chunk = source_ids[start:start + CHUNK]
+        yield from store.stream(f"{columns} WHERE source_id IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def _copies_of(store: Store, story_ids: list[int]) -> list[tuple]:
+    rows = []
+    for start in range(0, len(story_ids), CHUNK):
+        chunk = story_ids[start:start + CHUNK]
+        rows += store.query("SELECT id, story_id, source_id, published FROM items "
+                            f"WHERE story_id IN ({','.join('?' * len(chunk))})", chunk)
+    return rows
+
+
+def story_ids(store: Store, uids: Iterable[str]) -> dict[str, int]:
+    """uid → id of the stories with these uids that the store holds."""
+    uids, ids = list(uids), {}
+    for start in range(0, len(uids), CHUNK):
+        chunk = uids[start:start + CHUNK]
+        rows = store.query(f"SELECT uid, id FROM stories WHERE uid IN ({','.join('?' * len(chunk))})", chunk)
+        ids.update((r[0], r[1]) for r in rows)
+    return ids
+
+
+def _uids(store: Store, story_ids: list[int]) -> dict[int, str]:
+    uids = {}
+    for start in range(0, len(story_ids), CHUNK):
+        chunk = story_ids[start:start + CHUNK]
+        rows = store.query(f"SELECT id, uid FROM stories WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        uids.update((r[0], r[1]) for r in rows)
+    return uids
 
 
 def recent(output: OutputConfig, refs: list[StoryRef], now: datetime) -> list[StoryRef]:
@@ -150,12 +246,13 @@ def _items(store: Store, item_ids: list[int]) -> list[StoredItem]:
 def _story_entries(store: Store, config: Config, chosen: list[StoredItem]) -> list[StoryEntry]:
     if not chosen:
         return []
-    states = store.source_states()
     configured = {s.id: s for s in config.sources}
-    metas = {sid: source_meta(src, states.get(sid)) for sid, src in configured.items()}
     story_ids = [i.story_id for i in chosen]
     stories = store.story_rows(story_ids)
     copies = _other_copies(store, configured, chosen)
+    shown = {i.source_id for i in chosen} | {c.source_id for held in copies.values() for c in held}
+    states = store.source_states(only=shown)
+    metas = {sid: source_meta(configured[sid], states.get(sid)) for sid in shown}
     entries = []
     for item in chosen:
         source = configured[item.source_id]
@@ -193,8 +290,8 @@ def _other_copies(store: Store, configured: dict[str, SourceConfig], chosen: lis
     have one copy, the chosen one, already loaded.
     """
     copies: dict[int, list[_Copy]] = {}
-    for start in range(0, len(chosen), 500):
-        chunk = chosen[start:start + 500]
+    for start in range(0, len(chosen), CHUNK):
+        chunk = chosen[start:start + CHUNK]
         marks = ",".join("?" * len(chunk))
         rows = store.query("SELECT id, story_id, source_id, title, link, published FROM items "
                            f"WHERE story_id IN ({marks}) AND id NOT IN ({marks}) ORDER BY id",

@@ -304,6 +304,23 @@ class Store:
             except self._errors as exc:
                 raise StoreError(self._explain(exc, self.path)) from exc
 
+    def stream(self, sql: str, params: Iterable = (), batch: int = 2000) -> Iterator[tuple]:
+        """The rows of one query a batch at a time, for scans too long to hold in memory at once.
+
+        The store is held until the last row is read (or the iterator is closed).
+        """
+        with self._lock:
+            self._reconnect_if_dropped()
+            try:
+                cursor = self.db.cursor()
+                if self.dialect == "sqlite":
+                    cursor.row_factory = None  # plain tuples: lighter than Rows, for many of them
+                cursor.execute(sql, tuple(params))
+                while rows := cursor.fetchmany(batch):
+                    yield from rows
+            except self._errors as exc:
+                raise StoreError(self._explain(exc, self.path)) from exc
+
     @staticmethod
     def lock(db: sqlite3.Connection, scope: str, keys: Iterable[str]) -> None:
         """Hold these keys until the transaction ends, so writers of the same keys take turns.
@@ -332,9 +349,20 @@ class Store:
 
     # sources
 
-    def source_states(self) -> dict[str, SourceState]:
-        counts = {r[0]: r[1] for r in self.query("SELECT source_id, count(*) FROM items GROUP BY source_id")}
-        return {row["id"]: _source_state(row, counts.get(row["id"], 0)) for row in self.query("SELECT * FROM sources")}
+    def source_states(self, only: Iterable[str] | None = None) -> dict[str, SourceState]:
+        """Every source's state, or those of the sources in `only` (without counting everyone's items)."""
+        if only is None:
+            counts = {r[0]: r[1] for r in self.query("SELECT source_id, count(*) FROM items GROUP BY source_id")}
+            return {row["id"]: _source_state(row, counts.get(row["id"], 0))
+                    for row in self.query("SELECT * FROM sources")}
+        ids, states = list(only), {}
+        for start in range(0, len(ids), 500):
+            chunk, marks = ids[start:start + 500], ",".join("?" * len(ids[start:start + 500]))
+            counts = {r[0]: r[1] for r in self.query(
+                f"SELECT source_id, count(*) FROM items WHERE source_id IN ({marks}) GROUP BY source_id", chunk)}
+            states.update((row["id"], _source_state(row, counts.get(row["id"], 0)))
+                          for row in self.query(f"SELECT * FROM sources WHERE id IN ({marks})", chunk))
+        return states
 
     def source_state(self, source_id: str) -> SourceState:
         rows = self.query("SELECT * FROM sources WHERE id = ?", (source_id,))

@@ -71,3 +71,14 @@ def test_index_keys_are_the_bands_of_datasketch_minhashes():
                 digest = hashlib.blake2b(rows, digest_size=8, person=band.to_bytes(2, "little")).digest()
                 expected.add(int.from_bytes(digest, "little") >> 1)
         assert fingerprint.index_keys(print_) == sorted(expected)
+
+
+def test_the_minhash_permutations_are_datasketchs_so_stored_keys_stay_valid():
+    expected = MinHash(num_perm=fingerprint.NUM_PERM, seed=fingerprint.MINHASH_SEED, scheme="affine32").permutations
+    assert (fingerprint._PERMUTATIONS == expected).all() and fingerprint._PERMUTATIONS.dtype == expected.dtype
+
+
+def test_the_daemon_does_not_import_scipy():
+    """datasketch's package imports scipy: about 50 MB in every process of `run` for no use."""
+    code = "import sys, aggregator.cli, aggregator.daemon; print(sorted({'scipy', 'datasketch'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

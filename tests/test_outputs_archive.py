@@ -4,6 +4,7 @@ is in exactly one document (current or one archive page) — none lost, none rep
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -172,3 +173,29 @@ def test_a_page_that_fills_exactly_links_a_new_empty_open_page(tmp_path):
         stale.unlink()
     site.publish(list(range(1, 9)))
     assert site.pages() == [1, 2] and ids(site.atom("archive/news/2.atom")) == []
+
+
+def test_the_index_of_full_pages_survives_a_torn_line_and_a_folder_moved_aside(tmp_path):
+    site = Site(tmp_path)
+    site.publish(list(range(1, 15)))  # pages 1-2 full, page 3 open
+    site.publish(list(range(1, 15)))  # the full pages are read once, into the index
+    index = site.out / "archive" / "news" / ".full-pages.jsonl"
+    index.write_bytes(index.read_bytes() + b'[3,["urn:uu')  # a crash in the middle of adding a page
+    site.publish(list(range(1, 19)))  # page 3 fills
+    site.publish(list(range(1, 19)))
+    check_invariants(site, {f"Story {n}" for n in range(1, 19)})
+    shutil.move(site.out / "archive" / "news", tmp_path / "aside")
+    site.publish(list(range(1, 19)))  # the same store in the same process: the archive starts afresh
+    assert site.pages() == [1, 2, 3, 4]
+    check_invariants(site, {f"Story {n}" for n in range(1, 19)})
+
+
+def test_a_copy_the_filters_left_out_is_shown_once_it_changes_to_pass_them(tmp_path):
+    site = Site(tmp_path, include=["climate"])
+    site.publish([1, 2])
+    site.publish([1, 2])  # the left-out copies are remembered as such
+    assert titles(site.atom("news.atom")) == []
+    site.feed.write_text(atom_feed([1, 2]).replace("Text of story 2", "Text of story 2, on climate"))
+    poll(site.store, site.config, site.config.sources[0], HostLimiter())
+    publish_outputs(site.store, site.config)
+    assert titles(site.atom("news.atom")) == ["Story 2"]
