@@ -187,6 +187,10 @@ _SOURCE_TIMES = {"last_poll", "last_success", "next_poll", "retry_after", "feed_
 _SOURCE_COLUMNS = [f.name for f in fields(SourceState) if f.name not in ("id", "entries")]
 
 
+CACHE_KIB = 64 * 1024  # SQLite's page cache per connection, filled only as pages are read
+WAL_CHECKPOINT_PAGES = 20_000  # fewer, larger checkpoints: each one syncs the database file
+
+
 class Store:
     """The state, in a SQLite file or a PostgreSQL database; one connection, one transaction at a time."""
 
@@ -215,6 +219,10 @@ class Store:
             db.row_factory = sqlite3.Row
             _enter_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
+            # The near-duplicate index takes ~35 random inserts per new item: with SQLite's default 2 MB
+            # page cache most of them read their page again (400 cold feeds: 82 s; with 64 MB: 34 s).
+            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             db.execute("PRAGMA foreign_keys=ON")
             return db
         except sqlite3.DatabaseError as exc:
