@@ -14,8 +14,8 @@ from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import PollResult
-from .pipeline import HostLimiter, poll, publish_outputs
-from .prepare import POOL_MIN_SOURCES, Preparer
+from .pipeline import HostLimiter, poll, polled_url, publish_outputs
+from .prepare import Preparer
 from .status import advice, output_rows, render_table, rfc3339, source_rows
 from .store import Store
 
@@ -128,7 +128,7 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
         todo.append(source)
     limiter = HostLimiter()
     progress = _progress(len(todo))
-    preparer = Preparer() if len(todo) >= POOL_MIN_SOURCES else Preparer(processes=1)
+    preparer = Preparer.for_sources(len(todo))
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(todo)))) as pool:
             futures = {pool.submit(poll, store, config, source, limiter, prepare=preparer): source for source in todo}

@@ -137,3 +137,12 @@ def test_index_opml_lists_every_output(tmp_path):
     assert outlines[0]["description"] == "From everywhere" and outlines[1]["language"] == "en"
     assert [o.title for o in read_outlines((tmp_path / "out" / "index.opml").read_bytes())] == ["World news",
                                                                                                    "Technology"]
+
+
+def test_export_after_a_poll_names_each_source_with_the_site_it_learnt(tmp_path):
+    """Export reads the state when there is one: the feed's site link from its last poll."""
+    shutil.copy(FIXTURES / "feeds" / "republisher.rss", tmp_path / "feed.xml")
+    config = write_config(tmp_path, [{"id": "rep", "url": "file:feed.xml"}])
+    run_cli("once", config=config, check=True)
+    [outline] = exported(config)
+    assert outline["xmlUrl"] == (tmp_path / "feed.xml").as_uri() and outline.get("htmlUrl", "").startswith("http")
