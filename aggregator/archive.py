@@ -26,7 +26,7 @@ from .config import FORMATS, Config, OutputConfig
 from .documents import ARCHIVE_DIR
 from .errors import PublishError
 from .models import StoryEntry
-from .publish import ArchivePage, ArchiveUpdate, write_atomic
+from .publish import ArchivePage, ArchiveUpdate
 from .select import CHUNK, StoryRef, StorySet, load_entries, recent, story_ids, story_refs
 from .store import Store
 

@@ -36,7 +36,7 @@ from .errors import AggregatorError, ConfigError
 from .hosts import NetworkWatch, PoliteLimiter, no_answer
 from .models import PollResult, SourceState
 from .pipeline import poll, polled_url, publish_outputs
-from .prepare import POOL_MIN_SOURCES, Preparer
+from .prepare import Preparer
 from .publisher import Publisher
 from .schedule import next_poll_after_failure, resume_at
 from .server import App, Server
@@ -117,8 +117,7 @@ class Daemon:
         self.app: App | None = None
         self.publisher: Publisher | None = None
         self.worker = None  # on a PostgreSQL state: this process as one of several workers (workers.py)
-        enabled = sum(1 for source in config.sources if source.enabled)
-        self.preparer = Preparer() if enabled >= POOL_MIN_SOURCES else Preparer(processes=1)
+        self.preparer = Preparer.for_sources(sum(1 for source in config.sources if source.enabled))
         self.scheduler = BackgroundScheduler(
             timezone=timezone.utc, executors={"default": ThreadPoolExecutor(WORKERS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})

@@ -192,11 +192,6 @@ def _fingerprint_row(item_id: int, copy: Copy) -> tuple[int, int, str, bytes]:
     return item_id, text.words, json.dumps(text.blocks), text.hashes.astype("<u4").tobytes()
 
 
-def find_story(db: sqlite3.Connection, copy: Copy, window: float) -> Match | None:
-    """The story this copy is another copy of, if the evidence is strong enough."""
-    return find_stories(db, [copy], window)[0]
-
-
 def find_stories(db: sqlite3.Connection, copies: list[Copy], window: float) -> list[Match | None]:
     """For each of one source's new copies, in order, the story it is another copy of, if any.
 

@@ -100,6 +100,11 @@ class Preparer:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_sources(cls, count: int) -> Preparer:
+        """Worker processes only for runs of enough sources to repay starting them."""
+        return cls() if count >= POOL_MIN_SOURCES else cls(processes=1)
+
     def __call__(self, *args) -> PreparedFeed:
         """prepare_feed(*args), in a worker process when there is a pool."""
         pool = self._ensure_pool()
