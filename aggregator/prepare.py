@@ -26,6 +26,8 @@ from .store import to_text
 
 #: Below this many sources a run is over before worker processes would have started.
 POOL_MIN_SOURCES = 8
+#: A feed smaller than this is parsed and prepared in place sooner than a worker would get it.
+POOL_MIN_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,9 +107,10 @@ class Preparer:
         """Worker processes only for runs of enough sources to repay starting them."""
         return cls() if count >= POOL_MIN_SOURCES else cls(processes=1)
 
-    def __call__(self, *args) -> PreparedFeed:
-        """prepare_feed(*args), in a worker process when there is a pool."""
-        pool = self._ensure_pool()
+    def __call__(self, body: bytes, *args) -> PreparedFeed:
+        """prepare_feed(body, *args), in a worker process when the feed is large enough to be worth it."""
+        args = (body, *args)
+        pool = self._ensure_pool() if len(body) >= POOL_MIN_BYTES else None
         if pool is None:
             return prepare_feed(*args)
         try:

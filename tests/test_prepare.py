@@ -45,6 +45,7 @@ def test_worker_processes_store_what_preparing_in_place_stores(tmp_path):
     preparer = Preparer(processes=2)
     try:
         in_workers = stored(tmp_path, "workers", preparer)
+        assert preparer._pool is not None  # the feeds of 32 KB or more went to the workers
     finally:
         preparer.close()
     in_place = stored(tmp_path, "in-place", prepare_feed)
