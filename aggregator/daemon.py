@@ -14,6 +14,7 @@ the worker holding the publishing lock renders the outputs.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import logging
 import os
@@ -59,7 +60,24 @@ class DaemonError(AggregatorError):
 def run(config: Config) -> int:
     """Run until SIGTERM/SIGINT; 0 on a clean stop."""
     _setup_logging()
+    _fewer_malloc_arenas()
     return Daemon(config).run()
+
+
+def _fewer_malloc_arenas() -> None:
+    """At most two glibc malloc arenas, unless the operator set MALLOC_ARENA_MAX.
+
+    glibc gives each thread that allocates an arena of its own (up to eight per
+    core), and each keeps what it freed: with sixteen poll threads, mostly
+    waiting on the network and the GIL, that is memory the daemon holds and
+    never uses again (about 8 MB at 10,000 sources). Elsewhere: nothing.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
 
 
 def _setup_logging() -> None:

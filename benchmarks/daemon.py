@@ -401,7 +401,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="how long the daemon runs")
     parser.add_argument("--interval", type=float, default=240.0, help="every source's poll interval, seconds")
     parser.add_argument("--change", type=float, default=0.01, help="share of the feeds gaining an item each minute")
-    parser.add_argument("--hosts", type=int, default=100,
+    parser.add_argument("--hosts", type=int, default=1000,
                         help="ports the feeds are spread over (each a host to the politeness rules: 1 request/s)")
     parser.add_argument("--keep", type=Path, help="keep the generated store in this folder and reuse it")
     parser.add_argument("--code", type=Path, default=ROOT,
