@@ -41,7 +41,7 @@ from .prepare import Preparer
 from .publisher import Publisher
 from .schedule import next_poll_after_failure, resume_at
 from .server import App, Server
-from .store import Store
+from .store import DAEMON_CACHE_KIB, Store
 
 log = logging.getLogger("aggregator")
 
@@ -151,7 +151,7 @@ class Daemon:
     def run(self) -> int:
         self.lock.acquire()
         try:
-            self.store = Store(self.config.state)
+            self.store = Store(self.config.state, cache_kib=DAEMON_CACHE_KIB)
             if self.store.dialect == "postgresql":
                 from .workers import Worker
 
@@ -355,7 +355,7 @@ class Daemon:
         if config.listen is None:
             return
         if self.app is None:
-            self.app = App(lambda: self.config, Store(config.state), self.health)
+            self.app = App(lambda: self.config, Store(config.state, cache_kib=DAEMON_CACHE_KIB), self.health)
         self.server = Server(self.app, config.listen).start()
 
     def _serving(self) -> str:
