@@ -189,7 +189,7 @@ _SOURCE_COLUMNS = [f.name for f in fields(SourceState) if f.name not in ("id", "
 
 #: SQLite's page cache per connection (it fills only as pages are read): a batch run ingesting many
 #: items wants a large one, the long-running daemon a small one for its memory's sake.
-BATCH_CACHE_KIB, DAEMON_CACHE_KIB = 64 * 1024, 16 * 1024
+BATCH_CACHE_KIB, DAEMON_CACHE_KIB = 64 * 1024, 8 * 1024
 WAL_CHECKPOINT_PAGES = 20_000  # fewer, larger checkpoints: each one syncs the database file
 
 
