@@ -179,6 +179,7 @@ class Daemon:
         finally:
             abandoned = self._shutdown()
         if abandoned:
+            self.preparer.close(wait=False)
             logging.shutdown()
             os._exit(0)  # in-flight requests cannot be interrupted; their transactions never committed
         return 0

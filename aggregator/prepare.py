@@ -131,9 +131,15 @@ class Preparer:
                 self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_quiet_worker)
             return self._pool
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers: after their current feed, or (wait=False) at once, for a process about to exit
+        with polls abandoned, whose workers would otherwise outlive it."""
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        if not wait:
+            for process in list(pool._processes.values()):  # the executor offers no way to kill its workers
+                process.kill()
+        pool.shutdown(wait=wait, cancel_futures=True)
 

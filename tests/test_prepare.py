@@ -79,3 +79,15 @@ def test_a_killed_worker_costs_no_poll():
         assert preparer(body, {}, FEEDS[1].as_uri(), NOW, 500, "a", []).items.keys() == expected.items.keys()
     finally:
         preparer.close()
+
+
+@pytest.mark.skipif(os.cpu_count() == 1, reason="a pool needs two cores")
+def test_closing_without_waiting_kills_the_workers_at_once():
+    """What `run` does before exiting with polls abandoned: no worker may outlive it."""
+    preparer = Preparer(processes=2)
+    preparer(FEEDS[1].read_bytes(), {}, FEEDS[1].as_uri(), NOW, 500, "a", [])
+    processes = list(preparer._pool._processes.values())
+    preparer.close(wait=False)
+    for process in processes:
+        process.join(5)
+        assert process.exitcode == -signal.SIGKILL
