@@ -102,6 +102,15 @@ def write_config(folder: Path, urls: list[str], interval: float) -> Path:
 
 # generating the store
 
+def served(holder: dict):
+    """The feed server, once the thread starting it has put it (or its failure) in `holder`."""
+    while "server" not in holder:
+        if "error" in holder:
+            raise SystemExit(f"the feed server did not start: {holder['error']}")
+        time.sleep(0.5)
+    return holder["server"]
+
+
 def seed(folder: Path, server_holder: dict, sources: int, items: int, interval: float) -> None:
     started = time.perf_counter()
     state = folder / "state.db"
@@ -113,11 +122,7 @@ def seed(folder: Path, server_holder: dict, sources: int, items: int, interval: 
     filler = per_source - feed_items
     next_story = _insert_filler(db, sources, filler)
     print(f"  {sources * filler} older items stored in {time.perf_counter() - started:.0f} s", flush=True)
-    while "server" not in server_holder:
-        if "error" in server_holder:
-            raise SystemExit(f"the feed server did not start: {server_holder['error']}")
-        time.sleep(0.5)
-    server = server_holder["server"]
+    server = served(server_holder)
     print(f"  feeds served after {time.perf_counter() - started:.0f} s", flush=True)
     _insert_feed_items(db, server.urls(), next_story, sources * filler + 1, feed_items)
     db.execute("INSERT INTO dedup_meta (name, value) VALUES ('near_index', ?) "
@@ -431,11 +436,7 @@ def main() -> None:
             seeded.mkdir(parents=True)
             seed(seeded, holder, args.sources, args.items, args.interval)
             (seeded / "done").write_text("ok\n")
-        while "server" not in holder:
-            if "error" in holder:
-                raise SystemExit(f"the feed server did not start: {holder['error']}")
-            time.sleep(0.5)
-        server = holder["server"]
+        server = served(holder)
         print(f"ready after {time.perf_counter() - began:.0f} s", flush=True)
         run = work / "run"
         shutil.copytree(seeded, run)
