@@ -90,4 +90,8 @@ def test_closing_without_waiting_kills_the_workers_at_once():
     preparer.close(wait=False)
     for process in processes:
         process.join(5)
-        assert process.exitcode == -signal.SIGKILL
+        assert process.exitcode is not None
+        # The exit code itself is unreliable here: the executor's own thread may read the fork server's
+        # report first, leaving 255 ("unknown") to this join. That the process is gone is what counts.
+        with pytest.raises(ProcessLookupError):
+            os.kill(process.pid, 0)
