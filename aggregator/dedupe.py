@@ -173,7 +173,7 @@ def stored_copy(row: sqlite3.Row) -> Copy:
 
 def index(db: sqlite3.Connection, item_id: int, copy: Copy) -> None:
     """Add (or refresh) an item's near-duplicate keys (text bands and titles) and fingerprint in the store."""
-    Store.replace_near_keys(db, item_id, copy.published, sorted({*copy.keys, *copy.title_index_keys()}))
+    Store.replace_near_keys(db, item_id, sorted({*copy.keys, *copy.title_index_keys()}))
     Store.save_fingerprints(db, [_fingerprint_row(item_id, copy)])
 
 
@@ -181,8 +181,7 @@ def index_new(db: sqlite3.Connection, copies: list[tuple[int, Copy]]) -> None:
     """Add the near-duplicate keys of items just stored, (item id, copy) each, in one statement."""
     rows = []
     for item_id, copy in copies:
-        when = to_text(copy.published)
-        rows += [(key, when, item_id) for key in sorted({*copy.keys, *copy.title_index_keys()})]
+        rows += [(key, item_id) for key in sorted({*copy.keys, *copy.title_index_keys()})]
     Store.add_near_keys(db, rows)
     Store.save_fingerprints(db, [_fingerprint_row(item_id, copy) for item_id, copy in copies])
 

@@ -34,6 +34,7 @@ _DDL = [
     (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
     (re.compile(r"\bBLOB\b"), "BYTEA"),
     (re.compile(r"\bTEXT\b"), 'TEXT COLLATE "C"'),
+    (re.compile(r"\)\s*WITHOUT ROWID"), ")"),  # a SQLite storage choice; PostgreSQL's tables are heaps anyway
 ]
 
 

@@ -151,6 +151,19 @@ MIGRATIONS: list[str] = [
         file TEXT NOT NULL
     );
     """,
+    # 8: the near-duplicate index as one B-tree of (key, item id), the window checked on the item it joins:
+    # a fifth of the size, and one random insert per key instead of two (a cold poll's commit rewrote ~2,000 pages)
+    """
+    ALTER TABLE near_keys RENAME TO near_keys_before;
+    CREATE TABLE near_keys (
+        key INTEGER NOT NULL,
+        item_id INTEGER NOT NULL,
+        PRIMARY KEY (key, item_id)
+    ) WITHOUT ROWID;
+    INSERT INTO near_keys (key, item_id) SELECT DISTINCT key, item_id FROM near_keys_before ORDER BY key, item_id;
+    DROP TABLE near_keys_before;
+    CREATE INDEX near_keys_item ON near_keys (item_id);
+    """,
 ]
 
 
@@ -465,8 +478,8 @@ class Store:
     def near_key_rows(db: sqlite3.Connection, keys: Iterable[int], earliest: datetime, latest: datetime,
                       other_than_source: str) -> list[tuple[int, int, str]]:
         """(key, item id, published) of other sources' items in the window holding one of these index keys."""
-        return _chunked(db, sorted(keys), "SELECT k.key, k.item_id, k.published FROM near_keys k JOIN items i "
-                        "ON i.id = k.item_id WHERE k.key IN ({}) AND k.published BETWEEN ? AND ? AND i.source_id != ?",
+        return _chunked(db, sorted(keys), "SELECT k.key, k.item_id, i.published FROM near_keys k JOIN items i "
+                        "ON i.id = k.item_id WHERE k.key IN ({}) AND i.published BETWEEN ? AND ? AND i.source_id != ?",
                         after=(to_text(earliest), to_text(latest), other_than_source))
 
     @staticmethod
@@ -477,16 +490,14 @@ class Store:
             "DO UPDATE SET words = excluded.words, blocks = excluded.blocks, hashes = excluded.hashes", rows)
 
     @staticmethod
-    def add_near_keys(db: sqlite3.Connection, rows: list[tuple[int, str, int]]) -> None:
-        """(key, published, item id) rows of items new to the index."""
-        db.cursor().executemany("INSERT INTO near_keys (key, published, item_id) VALUES (?, ?, ?)", rows)
+    def add_near_keys(db: sqlite3.Connection, rows: list[tuple[int, int]]) -> None:
+        """(key, item id) rows of items new to the index."""
+        db.cursor().executemany("INSERT INTO near_keys (key, item_id) VALUES (?, ?)", rows)
 
     @staticmethod
-    def replace_near_keys(db: sqlite3.Connection, item_id: int, published: datetime, keys: list[int]) -> None:
+    def replace_near_keys(db: sqlite3.Connection, item_id: int, keys: list[int]) -> None:
         db.execute("DELETE FROM near_keys WHERE item_id = ?", (item_id,))
-        when = to_text(published)
-        db.cursor().executemany("INSERT INTO near_keys (key, published, item_id) VALUES (?, ?, ?)",
-                       [(key, when, item_id) for key in keys])
+        Store.add_near_keys(db, [(key, item_id) for key in keys])
 
     @staticmethod
     def clear_near_keys(db: sqlite3.Connection) -> None:

@@ -176,6 +176,29 @@ def test_the_near_duplicate_index_survives_a_restart(tmp_path):
     store.close()
 
 
+def test_an_index_kept_in_the_layout_before_migration_8_is_carried_over(tmp_path):
+    """Migration 8 moved the index into a (key, item id) B-tree: the keys stored before still find their items."""
+    store = Store(tmp_path / "state.db")
+    poll(store, "alpha", rss("Alpha News", ORIGINAL))
+    before = sorted(tuple(r) for r in store.query("SELECT key, item_id FROM near_keys"))
+    with store.transaction() as db:  # back to the layout of migration 4, as a state of an earlier version has it
+        db.execute("CREATE TABLE near_keys_4 (key INTEGER NOT NULL, published TEXT NOT NULL, "
+                   "item_id INTEGER NOT NULL REFERENCES items(id))")
+        db.execute("INSERT INTO near_keys_4 SELECT k.key, i.published, k.item_id FROM near_keys k "
+                   "JOIN items i ON i.id = k.item_id")
+        db.execute("DROP TABLE near_keys")
+        db.execute("ALTER TABLE near_keys_4 RENAME TO near_keys")
+        db.execute("CREATE INDEX near_keys_lookup ON near_keys (key, published)")
+        db.execute("CREATE INDEX near_keys_item ON near_keys (item_id)")
+        db.execute("DELETE FROM schema_migrations WHERE version = 8")
+    store.close()
+    store = Store(tmp_path / "state.db")
+    assert sorted(tuple(r) for r in store.query("SELECT key, item_id FROM near_keys")) == before
+    poll(store, "gamma", rss("Gamma", REWORDED))  # no shared link, title or hash: only the index finds it
+    assert stories(store)["a1"] == stories(store)["c1"]
+    store.close()
+
+
 def test_the_index_is_rebuilt_from_the_store_when_it_was_made_another_way(store):
     poll(store, "alpha", rss("Alpha News", ORIGINAL))
     with store.transaction() as db:
