@@ -323,8 +323,14 @@ def prepare(store: Store, config: Config, output: OutputConfig,
 
 
 def _pages(store: Store, config: Config, output: OutputConfig, plans: tuple[PagePlan, ...]) -> Iterator[ArchivePage]:
-    """Loaded one page at a time, so a first publish over a long history stays small in memory."""
+    """Loaded one page at a time, so a first publish over a long history stays small in memory.
+
+    A page written full is indexed once written, so the next publish need not parse it."""
+    directory = archive_dir(config, output)
     for page in plans:
         kept_refs = story_refs(store, config, output, only_uids=frozenset(page.kept), filtered=False) if page.kept else []
         refs = sorted([*kept_refs, *page.added], key=lambda r: (r.published, r.uid), reverse=True)
-        yield ArchivePage(page.number, tuple(load_entries(store, config, refs)), page.full, page.formats)
+        entries = tuple(load_entries(store, config, refs))
+        yield ArchivePage(page.number, entries, page.full, page.formats)
+        if page.full and page.number not in _index(directory).numbers:
+            _append_index(directory, [Page(page.number, tuple(e.uid for e in entries), True, frozenset(page.formats))])

@@ -175,6 +175,18 @@ def test_a_page_that_fills_exactly_links_a_new_empty_open_page(tmp_path):
     assert site.pages() == [1, 2] and ids(site.atom("archive/news/2.atom")) == []
 
 
+def test_pages_written_full_are_indexed_at_once_with_the_ids_they_hold(tmp_path):
+    """The next publish (a new process after `once`) then parses none of them: 600 pages took 0.3 s."""
+    site = Site(tmp_path)
+    site.publish(list(range(1, 15)))  # pages 1-2 written full, page 3 open
+    index = site.out / "archive" / "news" / ".full-pages.jsonl"
+    lines = [json.loads(line) for line in index.read_text().splitlines()]
+    assert lines == [[n, ids(site.atom(f"archive/news/{n}.atom"))] for n in (1, 2)]
+    site.publish(list(range(1, 19)))  # page 3 fills: added once, after 1 and 2
+    assert [json.loads(line)[0] for line in index.read_text().splitlines()] == [1, 2, 3]
+    check_invariants(site, {f"Story {n}" for n in range(1, 19)})
+
+
 def test_the_index_of_full_pages_survives_a_torn_line_and_a_folder_moved_aside(tmp_path):
     site = Site(tmp_path)
     site.publish(list(range(1, 15)))  # pages 1-2 full, page 3 open
