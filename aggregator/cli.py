@@ -130,7 +130,7 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
     progress = _progress(len(todo))
     preparer = Preparer.for_sources(len(todo))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(todo)))) as pool:
+        with store.grouped_commits(), ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(todo)))) as pool:
             futures = {pool.submit(poll, store, config, source, limiter, prepare=preparer): source for source in todo}
             for future in as_completed(futures):
                 results.append(future.result())

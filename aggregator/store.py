@@ -212,6 +212,8 @@ class Store:
     def __init__(self, path: str | Path, cache_kib: int = BATCH_CACHE_KIB):
         self._lock = threading.RLock()
         self._cache_kib = cache_kib
+        self._group_seconds: float | None = None  # grouped_commits: how far apart the commits are
+        self._group_began: float | None = None  # when the open group's transaction began
         if is_postgresql(path):
             from . import postgres
 
@@ -284,14 +286,67 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; everything in it lands together or not at all."""
+        if self._group_seconds is not None:
+            with self._in_group() as db:
+                yield db
+            return
         with self._within("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN") as db:
             yield db
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: every query in it sees the same state, whatever other writers commit meanwhile."""
+        if self._group_seconds is not None:  # the group holds the only write lock: nobody else commits meanwhile
+            with self._in_group() as db:
+                yield db
+            return
         with self._within("BEGIN" if self.dialect == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as db:
             yield db
+
+    @contextmanager
+    def grouped_commits(self, seconds: float = 1.0) -> Iterator[None]:
+        """Transactions inside commit together, one commit at most `seconds` apart (SQLite only).
+
+        A cold poll's commit rewrites every index page it touched; polls sharing
+        a commit share most of those pages. Each transaction is still whole or
+        absent: a kill loses at most the last `seconds` of them, sources' states
+        included, so those sources are simply polled again. Not for PostgreSQL,
+        whose workers coordinate through their commits.
+        """
+        if self.dialect != "sqlite":
+            yield
+            return
+        self._group_seconds = seconds
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._group_seconds = None
+                self._end_group()
+
+    @contextmanager
+    def _in_group(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._group_began is None:
+                self._execute("BEGIN IMMEDIATE")
+                self._group_began = time.monotonic()
+            with self._within("SAVEPOINT grouped", "RELEASE grouped", "ROLLBACK TO grouped") as db:
+                yield db
+            if time.monotonic() - self._group_began >= self._group_seconds:
+                self._end_group()
+
+    def _end_group(self) -> None:
+        if self._group_began is None:
+            return
+        self._group_began = None
+        with self._within(None):  # the COMMIT, or a ROLLBACK and a StoreError when it fails
+            pass
+
+    def _execute(self, statement: str) -> None:
+        try:
+            self.db.execute(statement)
+        except self._errors as exc:
+            raise StoreError(self._explain(exc, self.path)) from exc
 
     def _reconnect_if_dropped(self) -> None:
         """A connection the server dropped (a restart, a failover) fails its transaction; the next one reconnects."""
@@ -301,19 +356,20 @@ class Store:
             self.db = connect(self._url)
 
     @contextmanager
-    def _within(self, begin: str) -> Iterator[sqlite3.Connection]:
+    def _within(self, begin: str | None, commit: str = "COMMIT", rollback: str = "ROLLBACK"
+                ) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._reconnect_if_dropped()
-            try:
-                self.db.execute(begin)
-            except self._errors as exc:
-                raise StoreError(self._explain(exc, self.path)) from exc
+            if begin:
+                self._execute(begin)
             try:
                 yield self.db
-                self.db.execute("COMMIT")
+                self.db.execute(commit)
             except BaseException as exc:
                 try:
-                    self.db.execute("ROLLBACK")
+                    self.db.execute(rollback)
+                    if rollback != "ROLLBACK":
+                        self.db.execute(commit)  # a savepoint rolled back to is still open
                 except self._errors:
                     pass  # the connection is gone; the server discards the transaction
                 if isinstance(exc, self._errors):

@@ -202,3 +202,31 @@ def test_processes_opening_a_new_state_together_migrate_it_once(state_location):
     finally:
         for store in opened:
             store.close()
+
+
+def test_grouped_transactions_land_whole_and_together(tmp_path):
+    """`once` groups its polls' commits: each transaction is still all or nothing, and the group lands at the end."""
+    store, reader = Store(tmp_path / "state.db"), Store(tmp_path / "state.db")
+    with store.grouped_commits(seconds=3600):
+        new_item(store, "a", "k1", "https://a.test/1", NOW)
+        with pytest.raises(RuntimeError):
+            with store.transaction() as db:
+                Store.save_source_state(db, SourceState(id="a", etag='"lost"'))
+                raise RuntimeError("a poll failing half way")
+        new_item(store, "a", "k2", "https://a.test/2", NOW)
+        with store.snapshot() as db:  # what this process reads includes what it has written
+            assert db.execute("SELECT count(*) FROM items").fetchone()[0] == 2
+        assert reader.query("SELECT count(*) FROM items")[0][0] == 0  # not committed yet
+    assert [r[0] for r in reader.query("SELECT key FROM items ORDER BY key")] == ["k1", "k2"]
+    assert reader.source_state("a").etag is None  # the failed transaction left nothing
+    store.close()
+    reader.close()
+
+
+def test_a_group_commits_once_its_time_is_up(tmp_path):
+    store, reader = Store(tmp_path / "state.db"), Store(tmp_path / "state.db")
+    with store.grouped_commits(seconds=0):
+        new_item(store, "a", "k1", "https://a.test/1", NOW)
+        assert reader.query("SELECT count(*) FROM items")[0][0] == 1
+    store.close()
+    reader.close()
