@@ -332,8 +332,8 @@ class Store:
                 self._group_began = time.monotonic()
             with self._within("SAVEPOINT grouped", "RELEASE grouped", "ROLLBACK TO grouped") as db:
                 yield db
-            if time.monotonic() - self._group_began >= self._group_seconds:
-                self._end_group()
+            if self._group_seconds is None or time.monotonic() - self._group_began >= self._group_seconds:
+                self._end_group()  # (None: the group ended while this transaction waited for the lock)
 
     def _end_group(self) -> None:
         if self._group_began is None:
