@@ -121,10 +121,6 @@ class EntryWriter(BaseExtension):
 
 def _atom_entry(feed, output: OutputConfig, entry: StoryEntry, source_element) -> None:
     title, body = xml_safe(entry.title), entry_body(output, entry)
-    if not title:
-        raise ValueError("Required fields not set")  # feedgen refused such entries; so do we, for now
-    if not body and not entry.link:
-        raise ValueError("Entry must contain an alternate link or a content element.")
     element = SubElement(feed, "entry")
     SubElement(element, "id").text = entry.uid
     SubElement(element, "title").text = title
@@ -133,8 +129,8 @@ def _atom_entry(feed, output: OutputConfig, entry: StoryEntry, source_element) -
         name = xml_safe(name)
         if name:
             SubElement(SubElement(element, "author"), "name").text = name
-    if body:
-        SubElement(element, "content", type="html").text = body
+    if body or not entry.link:  # RFC 4287 §4.1.1: without an alternate link, a content element, empty or not
+        SubElement(element, "content", type="html").text = body or None
     if entry.link:
         SubElement(element, "link", href=entry.link)  # no rel: a bare Atom link is rel="alternate"
     if entry.summary and entry.content:
@@ -168,11 +164,8 @@ def _atom_source(source: SourceMeta, with_author: bool):
 def _rss_item(channel, output: OutputConfig, entry: StoryEntry) -> None:
     title, body = xml_safe(entry.title), entry_body(output, entry)
     description = xml_safe(entry.summary) if entry.summary and entry.content else None
-    if not (title or description or body):
-        raise ValueError("Required fields not set")  # what feedgen raised
     item = SubElement(channel, "item")
-    if title:
-        SubElement(item, "title").text = title
+    SubElement(item, "title").text = title
     if entry.link:
         SubElement(item, "link").text = entry.link
     if description and body:  # RSS has no summary: the summary is the description, the body content:encoded

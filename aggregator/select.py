@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 from .config import Config, OutputConfig, SourceConfig
 from .pipeline import polled_url
 from .models import RelatedCopy, SourceMeta, SourceState, StoredItem, StoryEntry
-from .sanitize import plain_text
+from .sanitize import plain_text, xml_safe
 from .store import Store, from_text
 
 BATCH = 200
@@ -262,7 +262,7 @@ def _story_entries(store: Store, config: Config, chosen: list[StoredItem]) -> li
             republished=from_text(stories[item.story_id]["republished"]),
             published=item.published,
             updated=max(item.updated, item.published),
-            title=item.title or "(untitled)",
+            title=xml_safe(item.title) or "(untitled)",  # a title of nothing XML allows is no title
             link=item.link,
             summary=item.summary,
             content=item.content,

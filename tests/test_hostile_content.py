@@ -10,6 +10,7 @@ import html
 import re
 
 import pytest
+from lxml import etree
 
 from aggregator.sanitize import clean_html, plain_text
 from conftest import run_cli, status_json, write_config
@@ -136,3 +137,29 @@ def test_deeply_nested_markup_is_sanitised_in_bounded_time(tmp_path):
     entries = output_entries(tmp_path / "out" / "all.atom")
     assert sorted(e.findtext(f"{ATOM}title") for e in entries) == ["Deep 0", "Deep 1", "Deep 2"]
     assert all(unsafe_html(e.findtext(f"{ATOM}content")) == [] for e in entries)
+
+
+def test_an_item_with_nothing_but_a_guid_is_published_in_every_format(tmp_path):
+    """No title, link or text (or a title of nothing but forbidden characters), with and without the attribution
+    line: once exits 0 and every output lists every item, in valid documents."""
+    import json
+
+    items = ("<item><guid>bare-1</guid></item>"
+             "<item><title>\x01\x02</title><guid>bare-2</guid></item>"
+             "<item><title>Only a title</title><guid>bare-3</guid></item>")
+    (tmp_path / "bare.xml").write_bytes(rss(items))
+    formats = ["atom", "rss", "json"]
+    config = write_config(tmp_path, [{"id": "bare", "url": "file:bare.xml"}],
+                          [{"id": "with", "title": "With", "formats": formats},
+                           {"id": "plain", "title": "Plain", "attribution": False, "formats": formats}])
+    result = run_cli("once", config=config)
+    assert result.returncode == 0, result.stderr
+    for output in ("with", "plain"):
+        entries = output_entries(tmp_path / "out" / f"{output}.atom")
+        assert sorted(e.findtext(f"{ATOM}title") for e in entries) == ["(untitled)", "(untitled)", "Only a title"]
+        for entry in entries:  # RFC 4287 4.1.1: no alternate link, so a content element
+            assert entry.find(f"{ATOM}content") is not None or entry.find(f"{ATOM}link[@rel='alternate']") is not None
+        rss_items = etree.parse(str(tmp_path / "out" / f"{output}.rss")).getroot().findall("channel/item")
+        assert len(rss_items) == 3
+        items_json = json.loads((tmp_path / "out" / f"{output}.json").read_text())["items"]
+        assert len(items_json) == 3 and all("content_html" in i or "content_text" in i for i in items_json)
