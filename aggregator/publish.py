@@ -129,8 +129,10 @@ def _atom_entry(feed, output: OutputConfig, entry: StoryEntry, source_element) -
         name = xml_safe(name)
         if name:
             SubElement(SubElement(element, "author"), "name").text = name
-    if body or not entry.link:  # RFC 4287 §4.1.1: without an alternate link, a content element, empty or not
-        SubElement(element, "content", type="html").text = body or None
+    if body:
+        SubElement(element, "content", type="html").text = body
+    elif not entry.link:  # RFC 4287 §4.1.1 wants a content element then: the title, as JSON Feed's content_text
+        SubElement(element, "content", type="text").text = title
     if entry.link:
         SubElement(element, "link", href=entry.link)  # no rel: a bare Atom link is rel="alternate"
     if entry.summary and entry.content:
