@@ -100,7 +100,7 @@ def cmd_once(args) -> int:
         print(f"total: {len(results)} sources, {sum(r.new for r in results)} new entries, "
               f"{sum(r.updated for r in results)} updated, {counts['unchanged']} unchanged, "
               f"{counts['error']} failed, {counts['skipped']} skipped")
-        written = publish_outputs(store, config)
+        written = publish_outputs(store, config, unless_unchanged=True)
         print(f"published {len(config.outputs)} outputs, {len(written)} files rewritten")
     finally:
         store.close()

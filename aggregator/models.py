@@ -143,6 +143,7 @@ class SourceState:
     entries: int = 0
     skip_hours: str | None = None  # RSS skipHours as "0 1 2" (GMT hours)
     skip_days: str | None = None  # RSS skipDays as "saturday sunday"
+    changed_bodies: int = 0  # polls that brought a new body: publishing's inputs from this source may have changed
 
 
 @dataclass(frozen=True)

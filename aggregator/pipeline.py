@@ -98,7 +98,7 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
     feed = prepared.feed
     min_interval = max(filter(None, (feed.info.ttl, result.max_age)), default=None)
     base = replace(
-        base, body_hash=body_hash, feed_title=feed.info.title, feed_link=feed.info.link,
+        base, body_hash=body_hash, changed_bodies=state.changed_bodies + 1, feed_title=feed.info.title, feed_link=feed.info.link,
         feed_id=feed.info.id, min_interval=min_interval,
         feed_updated=feed.info.updated or max((e.updated or e.published for e in feed.entries
                                                if e.updated or e.published), default=state.feed_updated),
@@ -220,19 +220,24 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
 
 
 def publish_outputs(store: Store, config: Config, now: datetime | None = None,
-                    only: set[str] | None = None) -> list:
+                    only: set[str] | None = None, unless_unchanged: bool = False) -> list:
     """Render every output (or those named in `only`): all formats and archive pages; the files rewritten.
 
     One output that cannot be written (a full disk) does not stop the others:
     its old files stay, the failure is recorded for `status`, and a
     PublishError naming it is raised once every output has been tried. Hubs
-    are pinged about each current document that changed.
+    are pinged about each current document that changed. `unless_unchanged`:
+    nothing is read when nothing publishing depends on changed since the last
+    complete publish (selecting the stories of a large state costs seconds).
     """
     from . import archive, websub
     from .publish import Rendered, publish_output, publish_site
 
     written, errors = [], []
     rendered = Rendered(store, config)
+    inputs = rendered.inputs()  # first: a poll committing while this publish reads counts as a change next time
+    if unless_unchanged and rendered.nothing_to_publish(config, inputs, store.published_inputs()):
+        return []
     try:
         written += publish_site(config)
     except PublishError as exc:
@@ -258,6 +263,8 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise PublishError(errors[0].removeprefix("publish: ") + more)
+    if only is None:
+        store.set_published_inputs(inputs)
     return written
 
 

@@ -34,7 +34,7 @@ from feedgen.feed import FeedGenerator
 from . import NAMESPACE, PROJECT_URL, __version__, jsonfeed
 from .config import Config, OutputConfig
 from .errors import PublishError
-from .documents import (MEDIA_TYPES, STYLESHEET, Document, entry_body, feed_url, rfc3339,
+from .documents import (ARCHIVE_DIR, MEDIA_TYPES, STYLESHEET, Document, entry_body, feed_url, rfc3339,
                         updated_of)
 from .models import SourceMeta, StoryEntry
 from .sanitize import xml_safe
@@ -339,6 +339,26 @@ class Rendered:
         digest = hashlib.blake2b(self._settings + self._entries[1], digest_size=20)
         digest.update(repr((fmt, document.output.id, document.page, document.full, document.prev_archive)).encode())
         return digest.hexdigest()
+
+    def inputs(self) -> str:
+        """A digest of what every document depends on besides time: this code, the config, and how many new
+        bodies each source has had (every change to the stories comes with one) and where it lives."""
+        digest = hashlib.blake2b(self._settings, digest_size=20)
+        digest.update(repr(self._store.body_changes()).encode())
+        return digest.hexdigest()
+
+    def nothing_to_publish(self, config: Config, inputs: str, published_inputs: str | None) -> bool:
+        """Whether publishing everything again would write nothing: the inputs of the last complete publish,
+        no output that ages stories out (`since`), and every file of every output as it was written."""
+        if inputs != published_inputs or any(o.since for o in config.outputs):
+            return False
+        files = self._store.rendered_files()
+        current = {str(config.output_dir / Document(o).name(fmt)) for o in config.outputs for fmt in o.formats}
+        pages = tuple(f"{config.output_dir / ARCHIVE_DIR / o.id}{os.sep}" for o in config.outputs)
+        return (current <= files.keys()
+                and all(_signature(Path(path)) == signature for path, signature in files.items()
+                        if path in current or path.startswith(pages))
+                and all((config.output_dir / name).is_file() for name in (STYLESHEET, "index.opml")))
 
     def unchanged(self, path: Path, digest: str) -> bool:
         if self._store is None:

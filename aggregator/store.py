@@ -164,6 +164,11 @@ MIGRATIONS: list[str] = [
     DROP TABLE near_keys_before;
     CREATE INDEX near_keys_item ON near_keys (item_id);
     """,
+    # 9: how many polls brought a source a new body (what publishing reads of it may have changed since), so
+    # `once` can tell that nothing did since the last publish; counted up, so a body changing back still counts
+    """
+    ALTER TABLE sources ADD COLUMN changed_bodies INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -624,6 +629,24 @@ class Store:
             else:
                 db.execute("INSERT INTO output_failures VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                            "failed_at = excluded.failed_at, error = excluded.error", (output_id, to_text(when), error))
+
+    def body_changes(self) -> list[tuple]:
+        """(id, changed bodies, adopted url, configured url) of every source: what, besides the config and time,
+        publishing's inputs change with."""
+        return [tuple(r) for r in self.query("SELECT id, changed_bodies, url, configured_url FROM sources ORDER BY id")]
+
+    def published_inputs(self) -> str | None:
+        """publish.Rendered.inputs() of the last publish of every output that went through without a failure."""
+        rows = self.query("SELECT value FROM dedup_meta WHERE name = 'published_inputs'")
+        return rows[0][0] if rows else None
+
+    def set_published_inputs(self, inputs: str) -> None:
+        with self.transaction() as db:
+            Store.set_meta(db, "published_inputs", inputs)
+
+    def rendered_files(self) -> dict[str, str]:
+        """Every file publishing recorded writing, with its signature (size, times, inode) then."""
+        return {r[0]: r[1] for r in self.query("SELECT path, file FROM rendered")}
 
     def rendered(self, path: str) -> tuple[str, str] | None:
         """(digest, file signature) recorded when publishing last wrote `path`, or None."""
