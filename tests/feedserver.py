@@ -40,6 +40,8 @@ class FeedServer:
         self.requests: list[SeenRequest] = []
         self.lock = threading.Lock()
         self.delay = 0.0
+        self.gate = threading.Event()  # answers wait while it is cleared (to start several clients together)
+        self.gate.set()
         self.in_flight: dict[str, int] = {}
         self.overlaps: list[str] = []
         self.peak = 0
@@ -76,6 +78,7 @@ class FeedServer:
                 with server.lock:
                     server.requests.append(seen)
                     route = server.routes.get(self.path.split("?")[0])
+                server.gate.wait(30)
                 if server.delay:
                     time.sleep(server.delay)
                 if route is None:

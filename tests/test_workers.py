@@ -95,7 +95,13 @@ def test_three_workers_share_the_sources_without_polling_one_twice(tmp_path, ser
         if n % 20 == 0:
             sources[-1]["interval"] = 0.2
     config = write_config(tmp_path, sources, state=postgres_url, defaults={"interval": 2})
+    for host in hosts:  # no answers until all three are up: a worker started late on a busy machine found the
+        host.gate.clear()  # first 60 feeds polled by the others, and no sharing to check
     workers = start_workers(daemons, config)
+    for worker in workers:
+        worker.wait_log("sharing")
+    for host in hosts:
+        host.gate.set()
 
     def polled(times: int) -> bool:
         return all(len(hosts[n % 20].seen(f"/f{n}.xml")) >= times for n in range(200))
