@@ -98,8 +98,8 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
     feed = prepared.feed
     min_interval = max(filter(None, (feed.info.ttl, result.max_age)), default=None)
     base = replace(
-        base, body_hash=body_hash, changed_bodies=state.changed_bodies + 1, feed_title=feed.info.title, feed_link=feed.info.link,
-        feed_id=feed.info.id, min_interval=min_interval,
+        base, body_hash=body_hash, changed_bodies=state.changed_bodies + 1, feed_title=feed.info.title,
+        feed_link=feed.info.link, feed_id=feed.info.id, min_interval=min_interval,
         feed_updated=feed.info.updated or max((e.updated or e.published for e in feed.entries
                                                if e.updated or e.published), default=state.feed_updated),
         skip_hours=" ".join(map(str, sorted(feed.info.skip_hours))) or None,
