@@ -109,7 +109,7 @@ def cmd_once(args) -> int:
 
 def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> list[PollResult]:
     now = datetime.now(timezone.utc)
-    states = store.source_states()
+    states = store.source_states(count_entries=False)
     todo, results = [], []
     for source in config.sources:
         if only and source.id not in only:

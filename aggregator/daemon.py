@@ -233,7 +233,7 @@ class Daemon:
     def _schedule_all(self, config: Config, previous: Config | None) -> None:
         """Add, move or drop each source's job after a start or a reload."""
         now = datetime.now(timezone.utc)
-        states = self.store.source_states()
+        states = self.store.source_states(count_entries=False)
         for source in config.sources:
             if previous is not None and previous.source(source.id) == source:
                 continue

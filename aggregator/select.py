@@ -251,7 +251,7 @@ def _story_entries(store: Store, config: Config, chosen: list[StoredItem]) -> li
     stories = store.story_rows(story_ids)
     copies = _other_copies(store, configured, chosen)
     shown = {i.source_id for i in chosen} | {c.source_id for held in copies.values() for c in held}
-    states = store.source_states(only=shown)
+    states = store.source_states(only=shown, count_entries=False)
     metas = {sid: source_meta(configured[sid], states.get(sid)) for sid in shown}
     entries = []
     for item in chosen:

@@ -230,7 +230,7 @@ class SharedLimiter(PoliteLimiter):
 
 def register(store: Store, config: Config, now: datetime) -> None:
     """Put the enabled sources on the shared schedule: a new one due now, another sooner if resume_at says so."""
-    states = store.source_states()
+    states = store.source_states(count_entries=False)
     fresh, sooner = [], []
     for source in config.sources:
         state = states.get(source.id)
