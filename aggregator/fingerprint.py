@@ -64,11 +64,8 @@ def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
     if count < SHINGLE_WORDS:
         return Fingerprint(count, np.zeros(0, dtype=np.uint32), blocks)
     # Each token's CRC-32, with bit 32 set for a stopword: one pass over the tokens gives both.
-    stopword, crc32 = _STOPWORD_IDS.get, zlib.crc32
-    try:
-        ids = np.array([stopword(t) or crc32(t.encode()) for t in tokens], dtype=np.uint64)
-    except UnicodeEncodeError:  # a lone surrogate
-        ids = np.array([stopword(t) or crc32(t.encode("utf-8", "surrogatepass")) for t in tokens], dtype=np.uint64)
+    known = _TOKEN_IDS
+    ids = np.array([known.get(t) or _token_id(t) for t in tokens], dtype=np.uint64)
     n = count - SHINGLE_WORDS + 1
     crcs = ids.astype(np.uint32)
     # 32-bit products wrap as the masked 64-bit ones did.
@@ -86,6 +83,18 @@ def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
 _MULTIPLIERS32 = _MULTIPLIERS.astype(np.uint32)
 _STOPWORD_BIT = 1 << 32
 _STOPWORD_IDS = {w: zlib.crc32(w.encode("utf-8")) | _STOPWORD_BIT for w in STOPWORDS}
+#: Token ids already computed: most words of a text were seen in earlier ones, and a lookup costs a
+#: fifth of encoding and hashing. Started again from the stopwords when it reaches MAX_KNOWN_TOKENS.
+_TOKEN_IDS = dict(_STOPWORD_IDS)
+MAX_KNOWN_TOKENS = 200_000
+
+
+def _token_id(token: str) -> int:
+    if len(_TOKEN_IDS) >= MAX_KNOWN_TOKENS:
+        _TOKEN_IDS.clear()
+        _TOKEN_IDS.update(_STOPWORD_IDS)
+    value = _TOKEN_IDS[token] = zlib.crc32(token.encode("utf-8", "surrogatepass"))
+    return value
 
 
 def text_fingerprint(fragment: str | None) -> tuple[Fingerprint, list[str]]:

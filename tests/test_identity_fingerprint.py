@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import zlib
 
 from datasketch import MinHash
 
@@ -47,6 +48,20 @@ def test_index_keys_are_the_same_in_every_process():
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(runs) == 1
     assert runs.pop().strip() == str(fingerprint.index_keys(fingerprint.fingerprint(WORDS))).replace("'", '"')
+
+
+def test_shingle_hashes_are_each_tokens_crc32_whether_or_not_the_token_was_seen_before(monkeypatch):
+    """Stored fingerprints were made without the token cache: a cached, or evicted, token must hash the same."""
+    first = fingerprint.fingerprint(WORDS).hashes.copy()
+    monkeypatch.setattr(fingerprint, "MAX_KNOWN_TOKENS", len(fingerprint._STOPWORD_IDS) + 5)
+    fingerprint._TOKEN_IDS.clear()
+    fingerprint._TOKEN_IDS.update(fingerprint._STOPWORD_IDS)
+    again = fingerprint.fingerprint(WORDS).hashes
+    assert again.tolist() == first.tolist()
+    crc = [zlib.crc32(w.encode()) for w in WORDS[1:4]]  # "committee voted on", by hand
+    expected = ((crc[0] * 0x9E3779B1 & 0xFFFFFFFF ^ crc[1]) * 0x85EBCA77 & 0xFFFFFFFF ^ crc[2]) * 0xC2B2AE3D
+    assert first[1] == expected & 0xFFFFFFFF
+    assert len(fingerprint._TOKEN_IDS) <= len(fingerprint._STOPWORD_IDS) + 5
 
 
 def test_shingles_of_function_words_only_are_left_out():
