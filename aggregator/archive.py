@@ -327,10 +327,11 @@ def _pages(store: Store, config: Config, output: OutputConfig, plans: tuple[Page
 
     A page written full is indexed once written, so the next publish need not parse it."""
     directory = archive_dir(config, output)
+    metas: dict = {}
     for page in plans:
         kept_refs = story_refs(store, config, output, only_uids=frozenset(page.kept), filtered=False) if page.kept else []
         refs = sorted([*kept_refs, *page.added], key=lambda r: (r.published, r.uid), reverse=True)
-        entries = tuple(load_entries(store, config, refs))
+        entries = tuple(load_entries(store, config, refs, metas))
         yield ArchivePage(page.number, entries, page.full, page.formats)
         if page.full and page.number not in _index(directory).numbers:
             _append_index(directory, [Page(page.number, tuple(e.uid for e in entries), True, frozenset(page.formats))])

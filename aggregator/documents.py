@@ -13,15 +13,12 @@ from datetime import datetime, timezone
 from .config import Config, OutputConfig
 from .models import StoryEntry
 from .sanitize import xml_safe
+from .store import to_text as rfc3339  # noqa: F401 (every output writes dates as the store does)
 
 EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MEDIA_TYPES = {"atom": "application/atom+xml", "rss": "application/rss+xml", "json": "application/feed+json"}
 STYLESHEET = "feed.xsl"
 ARCHIVE_DIR = "archive"
-
-
-def rfc3339(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def feed_url(config: Config, name: str) -> str:

@@ -229,10 +229,16 @@ def select_entries(store: Store, config: Config, output: OutputConfig,
     return load_entries(store, config, recent(output, refs, now)[:output.limit])
 
 
-def load_entries(store: Store, config: Config, refs: list[StoryRef]) -> list[StoryEntry]:
-    """The StoryEntries of these refs, in the same order."""
+def load_entries(store: Store, config: Config, refs: list[StoryRef],
+                 metas: dict[str, SourceMeta] | None = None) -> list[StoryEntry]:
+    """The StoryEntries of these refs, in the same order.
+
+    `metas`: the sources' metadata already read, by source id, added to as more are read; callers loading
+    many pages in one publish pass the same dict, so each source's state is read once, not once a page.
+    """
     by_id = {i.id: i for i in _items(store, [r.item_id for r in refs])}
-    return _story_entries(store, config, [by_id[r.item_id] for r in refs if r.item_id in by_id])
+    return _story_entries(store, config, [by_id[r.item_id] for r in refs if r.item_id in by_id],
+                          {} if metas is None else metas)
 
 
 def _items(store: Store, item_ids: list[int]) -> list[StoredItem]:
@@ -243,7 +249,8 @@ def _items(store: Store, item_ids: list[int]) -> list[StoredItem]:
     return items
 
 
-def _story_entries(store: Store, config: Config, chosen: list[StoredItem]) -> list[StoryEntry]:
+def _story_entries(store: Store, config: Config, chosen: list[StoredItem],
+                   metas: dict[str, SourceMeta]) -> list[StoryEntry]:
     if not chosen:
         return []
     configured = {s.id: s for s in config.sources}
@@ -251,8 +258,9 @@ def _story_entries(store: Store, config: Config, chosen: list[StoredItem]) -> li
     stories = store.story_rows(story_ids)
     copies = _other_copies(store, configured, chosen)
     shown = {i.source_id for i in chosen} | {c.source_id for held in copies.values() for c in held}
-    states = store.source_states(only=shown, count_entries=False)
-    metas = {sid: source_meta(configured[sid], states.get(sid)) for sid in shown}
+    if missing := shown - metas.keys():
+        states = store.source_states(only=missing, count_entries=False)
+        metas.update((sid, source_meta(configured[sid], states.get(sid))) for sid in missing)
     entries = []
     for item in chosen:
         source = configured[item.source_id]

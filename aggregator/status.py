@@ -7,14 +7,10 @@ from datetime import datetime, timezone
 from .config import Config
 from .models import SourceState
 from .pipeline import polled_url
-from .store import Store
+from .store import Store, to_text as rfc3339
 
 COLUMNS = ["id", "state", "last_poll", "last_success", "last_status", "errors", "next_poll", "entries", "url",
            "last_error"]
-
-
-def rfc3339(when: datetime | None) -> str | None:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
 
 
 def source_rows(store: Store, config: Config) -> list[dict]:

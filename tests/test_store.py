@@ -13,7 +13,7 @@ from aggregator.identity import canonical_link
 from aggregator.models import Entry, SourceState
 from aggregator.pipeline import item_values
 from aggregator.prepare import prepare_item
-from aggregator.store import MIGRATIONS, Store, story_uid, to_text
+from aggregator.store import MIGRATIONS, Store, from_text, story_uid, to_text
 
 NOW = datetime(2021, 9, 28, 10, 0, tzinfo=timezone.utc)
 
@@ -230,3 +230,11 @@ def test_a_group_commits_once_its_time_is_up(tmp_path):
         assert reader.query("SELECT count(*) FROM items")[0][0] == 1
     store.close()
     reader.close()
+
+
+def test_stored_times_are_utc_rfc3339_that_read_back_and_sort_as_time():
+    east = timezone(timedelta(hours=2))
+    assert to_text(datetime(2026, 11, 30, 10, 5, 3, 999999, tzinfo=east)) == "2026-11-30T08:05:03Z"
+    early = datetime(5, 1, 2, 3, 4, 5, tzinfo=timezone.utc)  # strftime("%Y") wrote "5": unreadable, misordered
+    assert to_text(early) == "0005-01-02T03:04:05Z" and from_text(to_text(early)) == early
+    assert to_text(early) < to_text(datetime(1970, 1, 1, tzinfo=timezone.utc))
