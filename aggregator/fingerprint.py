@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -51,7 +52,12 @@ class Fingerprint:
 
     def shingles(self, upto_words: int | None = None) -> np.ndarray:
         """The distinct shingles of the whole text, or of its first `upto_words` words."""
-        return self.span(0, self.words if upto_words is None else upto_words)
+        return self.distinct if upto_words is None else self.span(0, upto_words)
+
+    @cached_property
+    def distinct(self) -> np.ndarray:
+        """The whole text's distinct shingles, sorted: kept, since a stored copy may be judged against many."""
+        return self.span(0, self.words)
 
     def span(self, start: int, end: int) -> np.ndarray:
         """The distinct shingles lying wholly within words [start, end)."""

@@ -720,10 +720,12 @@ def _chunked(db: sqlite3.Connection, values: list, sql: str, before: tuple = (),
 
 
 def _column_value(value):
+    if value is None or type(value) is str:  # most columns: checked first
+        return value
     if isinstance(value, datetime):
         return to_text(value)
     if isinstance(value, (tuple, list)):
-        return json.dumps(list(value), ensure_ascii=False)
+        return json.dumps(list(value), ensure_ascii=False) if value else "[]"
     return value
 
 
