@@ -136,12 +136,13 @@ def _store_entries(db, source: SourceConfig, feed: ParsedFeed, now: datetime, wi
         context = prepared.context if prepared else dedupe.source_context(
             source.id, feed, [title for _, _, title in Store.latest_items(db, source.id, dedupe.RECENT_TITLES)])
     ready = prepared.items if prepared and prepared.context is context else {}
+    hashes = prepared.hashes if prepared else {}
     updated = 0
     fresh: list[tuple[Entry, dict, dedupe.Copy]] = []
     for entry in entries:
         item = ready.get(entry.key)
         stored = known.get(entry.key)
-        if stored and stored[1] == (item.raw_hash if item else raw_hash(entry)):
+        if stored and stored[1] == (item.raw_hash if item else hashes.get(entry.key) or raw_hash(entry)):
             continue
         item = item or prepare_item(entry, context, now)
         values = item_values(entry, item, now, stored[2] if stored else None)

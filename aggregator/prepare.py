@@ -15,7 +15,7 @@ import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import dedupe
@@ -42,9 +42,10 @@ class PreparedItem:
 
 @dataclass(frozen=True, eq=False)
 class PreparedFeed:
-    feed: ParsedFeed
+    feed: ParsedFeed  # the entries in `items` without their raw HTML: what crosses from a worker is half the size
     context: dedupe.SourceContext
     items: dict[str, PreparedItem]  # by entry key: each entry whose raw hash was not the one known
+    hashes: dict[str, str]  # every entry's raw hash, by key
 
 
 def raw_hash(entry: Entry) -> str:
@@ -73,15 +74,15 @@ def prepare_feed(body: bytes, headers: dict[str, str], url: str, now: datetime, 
     context = dedupe.source_context(source_id, feed, [title for _, _, title in latest])
     known = {key: digest for key, digest, _ in latest}
     items: dict[str, PreparedItem] = {}
-    seen: set[str] = set()
+    hashes: dict[str, str] = {}
     for entry in feed.entries:
-        if entry.key in seen:
+        if entry.key in hashes:
             continue  # the first occurrence of a key is the one stored
-        seen.add(entry.key)
-        digest = raw_hash(entry)
+        digest = hashes[entry.key] = raw_hash(entry)
         if known.get(entry.key) != digest:
             items[entry.key] = prepare_item(entry, context, now, digest)
-    return PreparedFeed(feed, context, items)
+    entries = tuple(replace(e, summary=None, content=None) if e.key in items else e for e in feed.entries)
+    return PreparedFeed(replace(feed, entries=entries), context, items, hashes)
 
 
 def _quiet_worker() -> None:

@@ -59,11 +59,18 @@ def test_only_entries_new_or_changed_since_the_latest_stored_are_prepared():
     body = FEEDS[0].read_bytes()
     first = prepare_feed(body, {}, FEEDS[0].as_uri(), NOW, 500, "a", [])
     entries = list(first.feed.entries)
-    assert set(first.items) == {e.key for e in entries}
-    latest = [(e.key, raw_hash(e), e.title) for e in entries[1:]]
+    assert set(first.items) == set(first.hashes) == {e.key for e in entries}
+    latest = [(e.key, first.hashes[e.key], e.title) for e in entries[1:]]
     latest[0] = (latest[0][0], "an older version", latest[0][2])
     again = prepare_feed(body, {}, FEEDS[0].as_uri(), NOW, 500, "a", latest)
     assert set(again.items) == {entries[0].key, entries[1].key}
+    # Prepared entries come back without their raw HTML (the sanitised copy is in items); the others keep
+    # theirs, for the poll that finds one of them changed after all, and every entry's raw hash comes back.
+    assert again.hashes == first.hashes
+    for entry in again.feed.entries:
+        assert (entry.summary is None and entry.content is None) == (entry.key in again.items)
+        if entry.key not in again.items:
+            assert raw_hash(entry) == first.hashes[entry.key]
 
 
 @pytest.mark.skipif(os.cpu_count() == 1, reason="a pool needs two cores")
