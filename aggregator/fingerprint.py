@@ -19,7 +19,8 @@ from .identity import STOPWORDS, text_words
 SHINGLE_WORDS = 3
 LEAD_WORDS = 40  # the opening a summary shares with its full text
 MIN_INDEXED_WORDS = 20
-NUM_PERM, BANDS, ROWS = 32, 8, 4  # P(two texts share a key) = 1 - (1 - J**4)**8: 0.40 at J=0.5, 0.87 at J=0.7, 0.98 at J=0.8
+# P(two texts share a key) = 1 - (1 - J**4)**8: 0.40 at J=0.5, 0.87 at J=0.7, 0.98 at J=0.8
+NUM_PERM, BANDS, ROWS = 32, 8, 4
 MINHASH_SEED = 20240927
 #: Changes whenever the keys below would come out differently; the store rebuilds its index then.
 INDEX_VERSION = f"minhash-affine32-{NUM_PERM}-{BANDS}x{ROWS}-lead{LEAD_WORDS}-shingle{SHINGLE_WORDS}-v2"
