@@ -155,6 +155,7 @@ def _read_response(response: requests.Response, url: str, permanent: str | None,
     status = response.status_code
     headers = {k.lower(): v for k, v in response.headers.items()}
     if status == 304:
+        _ = response.content  # a 304 has no body: read, it releases the connection for the next poll to reuse
         response.close()
         return FetchResult(url=url, status=304, body=None, headers=headers, permanent_url=permanent,
                            etag=headers.get("etag"), last_modified=headers.get("last-modified"),

@@ -32,6 +32,7 @@ class SeenRequest:
     headers: dict[str, str]
     time: float
     status: int = 0
+    peer: tuple = ()  # the client's address and port: one per connection
 
 
 class FeedServer:
@@ -74,7 +75,8 @@ class FeedServer:
                     self._counted = None
 
             def _answer(self):
-                seen = SeenRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, time.time())
+                seen = SeenRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, time.time(),
+                                   peer=self.client_address[:2])
                 with server.lock:
                     server.requests.append(seen)
                     route = server.routes.get(self.path.split("?")[0])

@@ -82,6 +82,19 @@ def test_entries_carry_full_atom_source_and_sanitised_content(two_sources, feed_
     assert not entry.findtext(f"{A}id").startswith("tag:dates.test")
 
 
+def test_conditional_polls_reuse_kept_alive_connections(tmp_path, feed_server):
+    """A 304 leaves the connection open for the next poll of that host: 40 sources, 16 polling threads."""
+    feed = fixture_bytes("feeds/dates.atom")
+    config = write_config(tmp_path, [{"id": f"s{i}", "url": feed_server.serve(f"/s{i}.atom", feed)} for i in range(40)])
+    run_cli("once", config=config, check=True)
+    warm_from = len(feed_server.requests)
+    second = run_cli("once", config=config, check=True)
+    assert second.stdout.count("unchanged (304)") == 40
+    warm = feed_server.requests[warm_from:]
+    assert [r.status for r in warm] == [304] * 40
+    assert len({r.peer for r in warm}) <= 16
+
+
 def test_same_story_from_two_sources_is_one_entry_with_a_related_link(two_sources):
     run_cli("once", config=two_sources, check=True)
     entries = entries_by_title(two_sources.parent / "out" / "all.atom")
