@@ -131,7 +131,8 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
     preparer = Preparer.for_sources(len(todo))
     try:
         with store.grouped_commits(), ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(todo)))) as pool:
-            futures = {pool.submit(poll, store, config, source, limiter, prepare=preparer): source for source in todo}
+            futures = {pool.submit(poll, store, config, source, limiter, prepare=preparer, state=states.get(source.id))
+                       for source in todo}
             for future in as_completed(futures):
                 results.append(future.result())
                 progress.update(1)

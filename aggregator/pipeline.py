@@ -51,10 +51,13 @@ def polled_url(source: SourceConfig, state: SourceState) -> str:
 
 
 def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimiter,
-         now: datetime | None = None, prepare: Prepare = prepare_feed) -> PollResult:
-    """Fetch, parse and store one source; never raises for a source's own failure."""
+         now: datetime | None = None, prepare: Prepare = prepare_feed, state: SourceState | None = None) -> PollResult:
+    """Fetch, parse and store one source; never raises for a source's own failure.
+
+    `state` is the source's stored state when the caller has just read it (`once` reads every source's at its start).
+    """
     now = now or datetime.now(timezone.utc)
-    state = store.source_state(source.id)
+    state = state or store.source_state(source.id)
     url = polled_url(source, state)
     try:
         if url.startswith("file:"):
