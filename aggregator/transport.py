@@ -172,11 +172,16 @@ class Watch:
         """Check the address a request is about to go to (new or reused connection)."""
         if not self.check_addresses or sock is None:
             return
-        try:
-            peer = sock.getpeername()[0]
-        except OSError:
-            return  # not connected: the request fails on its own
-        internal = self.policy.is_internal(peer)
+        vetted = getattr(connection, "_vetted", None)  # a kept-alive socket's peer does not change
+        if vetted is not None and vetted[0] is sock and vetted[1] == self.policy:
+            internal, peer = vetted[2], vetted[3]
+        else:
+            try:
+                peer = sock.getpeername()[0]
+            except OSError:
+                return  # not connected: the request fails on its own
+            internal = self.policy.is_internal(peer)
+            connection._vetted = (sock, self.policy, internal, peer)
         if self.hop == 0:
             self.allow_internal = self.allow_internal or internal
         elif internal and not self.allow_internal:
