@@ -15,11 +15,12 @@ from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import PollResult
 from .pipeline import HostLimiter, poll, polled_url, publish_outputs
-from .prepare import Preparer
+from .pollers import poll_in_processes
+from .prepare import POOL_MIN_SOURCES
 from .status import advice, output_rows, render_table, rfc3339, source_rows
 from .store import Store
 
-MAX_WORKERS = 16
+MAX_WORKERS = 16  # polling threads (shared out between the poller processes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,18 +127,18 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
                                           error=f"Retry-After until {state.retry_after.isoformat()}"))
                 continue
         todo.append(source)
-    limiter = HostLimiter()
     progress = _progress(len(todo))
-    preparer = Preparer.for_sources(len(todo))
-    try:
-        with store.grouped_commits(), ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(todo)))) as pool:
-            futures = {pool.submit(poll, store, config, source, limiter, prepare=preparer, state=states.get(source.id))
-                       for source in todo}
-            for future in as_completed(futures):
-                results.append(future.result())
-                progress.update(1)
-    finally:
-        preparer.close()
+    with store.grouped_commits():
+        if len(todo) >= POOL_MIN_SOURCES and (os.cpu_count() or 1) > 1:
+            results += poll_in_processes(store, config, [(s, states.get(s.id)) for s in todo], MAX_WORKERS, progress)
+        else:
+            limiter = HostLimiter()
+            with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(todo)))) as pool:
+                futures = {pool.submit(poll, store, config, source, limiter, state=states.get(source.id))
+                           for source in todo}
+                for future in as_completed(futures):
+                    results.append(future.result())
+                    progress.update(1)
     progress.close()
     order = {s.id: s.order for s in config.sources}
     return sorted(results, key=lambda r: order[r.source_id])

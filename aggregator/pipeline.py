@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from . import dedupe
 from .config import Config, SourceConfig
-from .errors import AggregatorError, FetchError, PublishError, StoreError
+from .errors import AggregatorError, PublishError, StoreError
 from .fetch import fetch, host_key, retry_after
 from .models import Entry, FetchResult, ParsedFeed, PollResult, SourceState
 from .prepare import PreparedFeed, PreparedItem, prepare_feed, prepare_item, raw_hash
@@ -59,28 +59,52 @@ def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimite
     now = now or datetime.now(timezone.utc)
     state = state or store.source_state(source.id)
     url = polled_url(source, state)
+    return _recorded(store, source, state, url, now, lambda: _ingest(
+        store, config, source, state, fetch_source(source, state, url, limiter), now, prepare))
+
+
+def fetch_source(source: SourceConfig, state: SourceState, url: str, limiter: HostLimiter) -> FetchResult:
+    """The conditional GET of a poll, in one of the host's slots (a file: URL needs neither)."""
+    if url.startswith("file:"):
+        return fetch(url, timeout=source.timeout, max_bytes=source.max_bytes)
+    with limiter.slot(url):
+        return fetch(url, etag=state.etag, last_modified=state.last_modified,
+                     timeout=source.timeout, max_bytes=source.max_bytes)
+
+
+def store_fetched(store: Store, config: Config, source: SourceConfig, state: SourceState, url: str,
+                  now: datetime, outcome: FetchResult | AggregatorError, body_hash: str | None = None,
+                  prepared: PreparedFeed | None = None) -> PollResult:
+    """poll's second half, for a fetch and its preparing done elsewhere (`outcome`: the response, body
+    emptied once hashed and prepared, or the failure)."""
+    def ingest() -> PollResult:
+        if isinstance(outcome, AggregatorError):
+            raise outcome
+        return _ingest(store, config, source, state, outcome, now, lambda *_: prepared, body_hash)
+    return _recorded(store, source, state, url, now, ingest)
+
+
+def internal_error(exc: Exception) -> AggregatorError:
+    """A bug met by hostile input, as a failure of this source only, not of the run (SPEC §7)."""
+    return AggregatorError(f"internal error on this source's data: {exc.__class__.__name__}: "
+                           f"{' '.join(str(exc).split())[:200]}; please report it")
+
+
+def _recorded(store: Store, source: SourceConfig, state: SourceState, url: str, now: datetime,
+              step: Callable[[], PollResult]) -> PollResult:
+    """step's result, or its failure recorded on the source."""
     try:
-        if url.startswith("file:"):
-            result = fetch(url, timeout=source.timeout, max_bytes=source.max_bytes)
-        else:
-            with limiter.slot(url):
-                result = fetch(url, etag=state.etag, last_modified=state.last_modified,
-                               timeout=source.timeout, max_bytes=source.max_bytes)
-        return _ingest(store, config, source, state, result, now, prepare)
-    except FetchError as exc:
-        return _record_failure(store, source, state, url, exc, now)
+        return step()
     except StoreError:
         raise
     except AggregatorError as exc:
         return _record_failure(store, source, state, url, exc, now)
-    except Exception as exc:  # a bug met by hostile input must cost this source only, not the run (SPEC §7)
-        error = AggregatorError(f"internal error on this source's data: {exc.__class__.__name__}: "
-                                f"{' '.join(str(exc).split())[:200]}; please report it")
-        return _record_failure(store, source, state, url, error, now)
+    except Exception as exc:  # noqa: BLE001
+        return _record_failure(store, source, state, url, internal_error(exc), now)
 
 
 def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceState,
-            result: FetchResult, now: datetime, prepare: Prepare) -> PollResult:
+            result: FetchResult, now: datetime, prepare: Prepare, body_hash: str | None = None) -> PollResult:
     base = replace(
         state, state="ok", last_poll=now, last_success=now, last_status=result.status, errors=0,
         last_error=None, retry_after=None,
@@ -89,7 +113,8 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         url=result.permanent_url or (state.url if state.configured_url == source.url else None),
         configured_url=source.url,
     )
-    body_hash = hashlib.sha256(result.body).hexdigest() if result.body is not None else state.body_hash
+    if body_hash is None:
+        body_hash = hashlib.sha256(result.body).hexdigest() if result.body is not None else state.body_hash
     if result.not_modified or body_hash == state.body_hash:
         with store.transaction() as db:
             final = _scheduled(db, source, base, result.max_age, now)

@@ -24,7 +24,7 @@ from .parse import parse_feed
 from .sanitize import clean_html
 from .store import to_text
 
-#: Below this many sources a run is over before worker processes would have started.
+#: Below this many sources a run is over before worker (or poller) processes would have started.
 POOL_MIN_SOURCES = 8
 #: A feed smaller than this is parsed and prepared in place sooner than a worker would get it.
 POOL_MIN_BYTES = 32 * 1024
