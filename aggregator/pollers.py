@@ -72,12 +72,12 @@ def fetch_and_prepare(store: Store, source: SourceConfig, state: SourceState, li
 
 
 def poll_in_processes(store: Store, config: Config, jobs: list[tuple[SourceConfig, SourceState | None]],
-                      threads: int, progress, processes: int | None = None) -> list[PollResult]:
+                      threads: int, progress) -> list[PollResult]:
     """Poll every (source, state) in `jobs`: fetched and prepared by the pollers (`threads` between them),
     stored here."""
     context = multiprocessing.get_context("fork")  # the config as it is: started before any thread of ours
     jobs = [(source, state or SourceState(id=source.id)) for source, state in jobs]
-    processes = min(processes or os.cpu_count() or 1, PER_HOST)
+    processes = min(os.cpu_count() or 1, PER_HOST)
     pollers, started = {}, []
     for shard in (jobs[i::processes] for i in range(processes)):
         if not shard:
