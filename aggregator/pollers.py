@@ -47,8 +47,13 @@ class Fetched:
     prepared: PreparedFeed | None = None
 
 
-def fetch_and_prepare(store: Store, source: SourceConfig, state: SourceState, limiter: HostLimiter) -> Fetched:
-    """A poll up to what only the store's writer may do: fetch, hash, and prepare a changed body."""
+def fetch_and_prepare(store: Store, source: SourceConfig, state: SourceState, limiter: HostLimiter,
+                      preparing: threading.Lock) -> Fetched:
+    """A poll up to what only the store's writer may do: fetch, hash, and prepare a changed body.
+
+    One thread of a poller prepares at a time (`preparing`): the others fetch meanwhile, and no two
+    CPU-bound threads take turns at the GIL (cold 1,000 feeds: 90 and 100 s against 98 and 103 s).
+    """
     now = datetime.now(timezone.utc)
     url = polled_url(source, state)
     try:
@@ -63,7 +68,9 @@ def fetch_and_prepare(store: Store, source: SourceConfig, state: SourceState, li
                 latest = Store.latest_items(db, source.id, KNOWN_HINT)
         except AggregatorError:
             latest = []  # only a hint: without it every entry is prepared
-        prepared = prepare_feed(result.body, result.headers, result.url, now, source.max_entries, source.id, latest)
+        with preparing:
+            prepared = prepare_feed(result.body, result.headers, result.url, now, source.max_entries, source.id,
+                                    latest)
         return Fetched(source.id, url, now, replace(result, body=b""), body_hash, prepared)
     except AggregatorError as exc:
         return Fetched(source.id, url, now, exc)
@@ -123,10 +130,10 @@ def _poller(config: Config, shard: list[tuple[SourceConfig, SourceState]], per_h
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent decides
     try:
         store = Store(config.state, cache_kib=DAEMON_CACHE_KIB)  # read only: the latest items' hashes
-        limiter, lock = HostLimiter(per_host), threading.Lock()
+        limiter, lock, preparing = HostLimiter(per_host), threading.Lock(), threading.Lock()
 
         def poll(job: tuple[SourceConfig, SourceState]) -> None:
-            fetched = fetch_and_prepare(store, *job, limiter)
+            fetched = fetch_and_prepare(store, *job, limiter, preparing)
             with lock:
                 writer.send(fetched)
 
