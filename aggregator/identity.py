@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from itertools import chain
 from typing import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -141,6 +141,7 @@ def title_shape(text: str) -> str:
     return _DIGITS.sub("#", _fold(text))
 
 
+@lru_cache(maxsize=4096)  # a title is split while learning its source's habits, stripping it and keying it
 def split_affix(text: str, position: str) -> tuple[str, str] | None:
     """(affix, rest) when the title has a prefix (or suffix) set off by a separator or brackets."""
     for pattern in _PREFIXES if position == "prefix" else _SUFFIXES:
