@@ -13,12 +13,15 @@ from pathlib import Path
 from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
-from .models import PollResult
-from .pipeline import HostLimiter, poll, polled_url, publish_outputs
-from .pollers import poll_in_processes
-from .prepare import POOL_MIN_SOURCES
-from .status import advice, output_rows, render_table, rfc3339, source_rows
+from .models import Outcome, PollResult, SourceStatus, polled_url
+from .output.publish import publish_outputs
+from .reader.hosts import HostLimiter
+from .run.pipeline import poll
+from .run.pollers import poll_in_processes
+from .run.prepare import POOL_MIN_SOURCES
+from .run.status import advice, output_rows, render_table, rfc3339, source_rows
 from .store import Store
+from .store.backend import is_postgresql
 
 MAX_WORKERS = 16  # polling threads (shared out between the poller processes)
 
@@ -97,10 +100,10 @@ def cmd_once(args) -> int:
         results = _poll_all(store, config, args.source, args.force)
         for result in results:
             print(_summary_line(result))
-        counts = {k: sum(1 for r in results if r.outcome == k) for k in ("new", "updated", "unchanged", "error", "skipped")}
+        counts = {k: sum(1 for r in results if r.outcome == k) for k in Outcome}
         print(f"total: {len(results)} sources, {sum(r.new for r in results)} new entries, "
-              f"{sum(r.updated for r in results)} updated, {counts['unchanged']} unchanged, "
-              f"{counts['error']} failed, {counts['skipped']} skipped")
+              f"{sum(r.updated for r in results)} updated, {counts[Outcome.UNCHANGED]} unchanged, "
+              f"{counts[Outcome.ERROR]} failed, {counts[Outcome.SKIPPED]} skipped")
         written = publish_outputs(store, config, unless_unchanged=True)
         print(f"published {len(config.outputs)} outputs, {len(written)} files rewritten")
     finally:
@@ -119,11 +122,11 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
             continue
         state = states.get(source.id)
         if state and not force:
-            if state.state == "gone":
-                results.append(PollResult(source.id, "skipped", error="gone (HTTP 410); use --force to poll it"))
+            if state.state == SourceStatus.GONE:
+                results.append(PollResult(source.id, Outcome.SKIPPED, error="gone (HTTP 410); use --force to poll it"))
                 continue
             if state.retry_after and state.retry_after > now:
-                results.append(PollResult(source.id, "skipped",
+                results.append(PollResult(source.id, Outcome.SKIPPED,
                                           error=f"Retry-After until {state.retry_after.isoformat()}"))
                 continue
         todo.append(source)
@@ -155,11 +158,11 @@ def _progress(total: int):
 
 
 def _summary_line(result: PollResult) -> str:
-    if result.outcome == "error":
+    if result.outcome == Outcome.ERROR:
         return f"{result.source_id}: error: {result.error}"
-    if result.outcome == "skipped":
+    if result.outcome == Outcome.SKIPPED:
         return f"{result.source_id}: skipped: {result.error}"
-    if result.outcome == "unchanged":
+    if result.outcome == Outcome.UNCHANGED:
         return f"{result.source_id}: unchanged" + (" (304)" if result.status == 304 else "")
     return f"{result.source_id}: {result.outcome}: {result.new} new, {result.updated} updated"
 
@@ -196,7 +199,7 @@ def _opml_parser(commands) -> None:
 
 
 def cmd_opml_import(args) -> int:
-    from .opml import OpmlError, plan_import, read_outlines, sources_yaml, write_sources
+    from .output.opml import OpmlError, plan_import, read_outlines, sources_yaml, write_sources
 
     config = _config(args)
     try:
@@ -225,11 +228,11 @@ def cmd_opml_import(args) -> int:
 
 
 def cmd_opml_export(args) -> int:
-    from .opml import sources_opml
+    from .output.opml import sources_opml
 
     config = _config(args)
     site_links, urls = {}, {}
-    if "://" not in config.state and Path(config.state).exists():
+    if not is_postgresql(config.state) and Path(config.state).exists():
         store = Store(config.state)
         try:
             for source in config.sources:
@@ -244,13 +247,13 @@ def cmd_opml_export(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .daemon import run
+    from .run.daemon import run
 
     return run(_config(args))
 
 
 def cmd_migrate_state(args) -> int:
-    from .copystate import describe, migrate_state
+    from .store.copy import describe, migrate_state
 
     try:
         copied = migrate_state(args.source, args.target)
@@ -263,7 +266,7 @@ def cmd_migrate_state(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .identity import canonical_link
+    from .dedup.links import canonical_link
 
     config = _config(args)
     store = Store(config.state)
@@ -282,11 +285,11 @@ def cmd_explain(args) -> int:
 
 def _explain_story(store: Store, config: Config, story_id: int) -> list[str]:
     """The story's copies, the shown one first, then how each copy joined it and on what evidence."""
-    from .select import copy_rank, source_meta
+    from .output.select import copy_rank, source_meta
 
     story = store.story_rows([story_id])[story_id]
     sources, states = {s.id: s for s in config.sources}, store.source_states()
-    items = store.items("story_id = ?", [story_id])
+    items = store.items_of_story(story_id)
     ranked = sorted(items, key=lambda i: copy_rank(sources[i.source_id], i.published) if i.source_id in sources
                     else (float("inf"), i.published, len(sources)))
     name = {i.id: (source_meta(sources[i.source_id], states.get(i.source_id)).title if i.source_id in sources

@@ -6,7 +6,50 @@ Datetimes are always timezone-aware UTC; parse.py guarantees it at the boundary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import SourceConfig
+
+
+def to_text(when: datetime | None) -> str | None:
+    """RFC 3339 in UTC to the second, the form every stored and published time has (text order is time order)."""
+    if when is None:
+        return None
+    if when.tzinfo is not timezone.utc:
+        when = when.astimezone(timezone.utc)
+    return when.isoformat(timespec="seconds")[:19] + "Z"  # a third faster than strftime, and years < 1000 keep 4 digits
+
+
+def from_text(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None  # C-fast; reads the trailing Z as UTC
+
+
+class Outcome(StrEnum):
+    """How one poll of one source went."""
+
+    NEW = "new"  # it brought new entries
+    UPDATED = "updated"  # known entries changed, none new
+    UNCHANGED = "unchanged"
+    ERROR = "error"
+    SKIPPED = "skipped"  # not polled: gone, or inside a Retry-After window
+
+    @property
+    def changed(self) -> bool:
+        """Whether the outputs carrying this source may have to be published again."""
+        return self in (Outcome.NEW, Outcome.UPDATED)
+
+
+class SourceStatus(StrEnum):
+    """A source's state as `status` shows it (SPEC §2)."""
+
+    NEW = "new"  # never polled
+    OK = "ok"
+    FAILING = "failing"
+    GONE = "gone"  # answered 410: no longer polled
+    DISABLED = "disabled"  # `enabled: false` in the config (never stored)
 
 
 @dataclass(frozen=True)
@@ -109,7 +152,7 @@ class PollResult:
     """How one poll of one source went, for the CLI summary and the scheduler."""
 
     source_id: str
-    outcome: str  # new, updated, unchanged, error, skipped
+    outcome: Outcome
     new: int = 0
     updated: int = 0
     status: int | None = None
@@ -122,7 +165,7 @@ class SourceState:
     """What the store remembers about polling one source."""
 
     id: str
-    state: str = "new"  # new, ok, failing, gone
+    state: SourceStatus = SourceStatus.NEW
     configured_url: str | None = None  # the config's URL when `url` was adopted
     url: str | None = None  # adopted after a 301/308; None = the configured URL
     etag: str | None = None
@@ -172,3 +215,10 @@ class StoredItem:
     published: datetime
     updated: datetime
     first_seen: datetime
+
+
+def polled_url(source: SourceConfig, state: SourceState) -> str:
+    """The adopted URL after a permanent redirect, unless the operator has since changed the config."""
+    if state.url and state.configured_url == source.url:
+        return state.url
+    return source.url

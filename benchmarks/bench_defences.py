@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from aggregator import fetch as fetch_module  # noqa: E402
-from aggregator.parse import check_entities, drop_bad_charrefs, parse_feed  # noqa: E402
-from aggregator.publish import _remove_stale_temporaries  # noqa: E402
-from aggregator.sanitize import _CLEANER, _TAG_STRIPPER, bounded_depth, clean_html, plain_text  # noqa: E402
+from aggregator.reader import fetch as fetch_module  # noqa: E402
+from aggregator.reader.parse import check_entities, drop_bad_charrefs, parse_feed  # noqa: E402
+from aggregator.output.files import _remove_stale_temporaries  # noqa: E402
+from aggregator.reader.sanitize import _CLEANER, _TAG_STRIPPER, bounded_depth, clean_html, plain_text  # noqa: E402
 from hostile import quadratic_blowup  # noqa: E402
 
 FEEDS = [p.read_bytes() for p in sorted((ROOT / "tests" / "fixtures" / "corpus").rglob("*"))

@@ -60,14 +60,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from feeds import BASE_TIME, FeedServer  # noqa: E402
 
-from aggregator import archive  # noqa: E402
+from aggregator.output import archive  # noqa: E402
 from aggregator.config import load_config  # noqa: E402
-from aggregator.fingerprint import INDEX_VERSION  # noqa: E402
-from aggregator.identity import canonical_link  # noqa: E402
-from aggregator.pipeline import item_values  # noqa: E402
-from aggregator.prepare import prepare_feed  # noqa: E402
-from aggregator.select import recent, story_refs  # noqa: E402
-from aggregator.store import Store, story_uid, to_text  # noqa: E402
+from aggregator.dedup.fingerprint import INDEX_VERSION  # noqa: E402
+from aggregator.dedup.links import canonical_link  # noqa: E402
+from aggregator.run.pipeline import item_values  # noqa: E402
+from aggregator.run.prepare import prepare_feed  # noqa: E402
+from aggregator.output.select import recent, story_refs  # noqa: E402
+from aggregator.models import to_text
+from aggregator.store import Store, story_uid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -369,9 +370,9 @@ def timed_cli(code: Path, config: Path, *args: str) -> tuple[float, float]:
 
 IN_CODE = """
 import json, statistics, sys, time
-from aggregator import archive
+from aggregator.output import archive
 from aggregator.config import load_config
-from aggregator.pipeline import publish_outputs
+from aggregator.output.publish import publish_outputs
 from aggregator.store import Store
 config = load_config(sys.argv[2])
 if sys.argv[1] == "index":  # the archive index as this code writes it

@@ -30,11 +30,12 @@ from xml.sax.saxutils import escape
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aggregator import dedupe  # noqa: E402
+from aggregator.dedup import copies  # noqa: E402
 from aggregator.config import SourceConfig  # noqa: E402
-from aggregator.parse import parse_feed  # noqa: E402
-from aggregator.pipeline import _store_entries  # noqa: E402
-from aggregator.store import Store, from_text, story_uid  # noqa: E402
+from aggregator.reader.parse import parse_feed  # noqa: E402
+from aggregator.run.pipeline import store_entries  # noqa: E402
+from aggregator.models import from_text
+from aggregator.store import Store, story_uid  # noqa: E402
 
 WINDOW = 14 * 86400.0
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -54,10 +55,10 @@ def rss(source_title: str, item: dict) -> bytes:
     ).encode("utf-8")
 
 
-def ingest(db, source_id: str, order: int, document: bytes, context) -> None:
+def ingest(store, db, source_id: str, order: int, document: bytes, context) -> None:
     feed = parse_feed(document, now=NOW)
     source = SourceConfig(id=source_id, url=f"https://{source_id}.example/feed", order=order)
-    _store_entries(db, source, feed, NOW, WINDOW, context)
+    store_entries(store, db, source, feed, NOW, WINDOW, context)
 
 
 def judge_pair(pair: dict, sources: dict, contexts: dict, folder: Path, sides: str = "ab") -> tuple[bool, str]:
@@ -66,7 +67,7 @@ def judge_pair(pair: dict, sources: dict, contexts: dict, folder: Path, sides: s
         with store.transaction() as db:
             for order, side in enumerate(sides):
                 item = pair[side]
-                ingest(db, item["source"], order, rss(sources[item["source"]]["title"], item),
+                ingest(store, db, item["source"], order, rss(sources[item["source"]]["title"], item),
                        contexts[item["source"]])
         rows = store.query("SELECT i.story_id, m.evidence FROM items i LEFT JOIN merges m ON m.item_id = i.id "
                            "ORDER BY i.id")
@@ -78,7 +79,7 @@ def judge_pair(pair: dict, sources: dict, contexts: dict, folder: Path, sides: s
 def evaluate(path: Path, verbose: bool, sides: str = "ab") -> dict:
     pairs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     sources = json.loads(path.with_suffix(".sources.json").read_text(encoding="utf-8"))
-    contexts = {sid: dedupe.learn_context(sid, s["title"], s["titles"], s.get("links", []))
+    contexts = {sid: copies.learn_context(sid, s["title"], s["titles"], s.get("links", []))
                 for sid, s in sources.items()}
     counts = Counter()
     by_kind: dict[str, Counter] = {}
@@ -140,20 +141,20 @@ class Synthetic:
 
 def fill(db, synthetic: Synthetic, start: int, stop: int, span: timedelta) -> None:
     """Stories straight into the store (all distinct), indexed as the pipeline indexes them."""
-    dedupe.ensure_index(db)
+    Store.ensure_index(db)
     contexts = {}
     for number in range(start, stop):
         source = f"bulk{number % 50}"
-        context = contexts.setdefault(source, dedupe.SourceContext(source))
+        context = contexts.setdefault(source, copies.SourceContext(source))
         published = NOW - span * synthetic.rng.random()
         item = synthetic.story(number, source, published)
-        copy = dedupe.new_copy(context, item["title"], item["link"], item["content"], published)
+        copy = copies.new_copy(context, item["title"], item["link"], item["content"], published)
         story = Store.create_story(db, story_uid(source, item["guid"]), NOW)
         item_id = Store.insert_item(db, story, source, {
             "key": "guid:" + item["guid"], "guid": item["guid"], "link": item["link"], "title": item["title"],
             "content": item["content"], "published": published, "updated": published, "first_seen": NOW,
             "raw_hash": str(number), **copy.columns()})
-        dedupe.index(db, item_id, copy)
+        Store.index(db, item_id, copy)
 
 
 def new_items(synthetic: Synthetic, db, count: int) -> list[dict]:
@@ -182,7 +183,7 @@ def per_item_cost(store: Store, synthetic: Synthetic, count: int = 1000) -> tupl
         documents = [(item["source"], rss(item["source"], item)) for item in items]
         started = time.perf_counter()
         for source, document in documents:
-            ingest(db, source, 0, document, dedupe.SourceContext(source))
+            ingest(store, db, source, 0, document, copies.SourceContext(source))
         elapsed = time.perf_counter() - started
         merged = db.execute("SELECT count(*) FROM merges").fetchone()[0] - merged_before
     finally:

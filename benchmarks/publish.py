@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import write_config  # noqa: E402
 from feedgen.feed import FeedGenerator  # noqa: E402
 
-from aggregator import archive, publish  # noqa: E402
+from aggregator.output import archive, publish  # noqa: E402
 from aggregator.config import load_config  # noqa: E402
-from aggregator.documents import Document  # noqa: E402
-from aggregator.pipeline import publish_outputs  # noqa: E402
+from aggregator.output.documents import Document  # noqa: E402
+from aggregator.output.publish import publish_outputs  # noqa: E402
 from aggregator.store import Store, story_uid  # noqa: E402
 
 START = datetime(2020, 1, 1, tzinfo=timezone.utc)

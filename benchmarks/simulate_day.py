@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator.config import load_config, parse_duration  # noqa: E402
-from aggregator.pipeline import HostLimiter, poll  # noqa: E402
+from aggregator.reader.hosts import HostLimiter
+from aggregator.run.pipeline import poll  # noqa: E402
 from aggregator.store import Store  # noqa: E402
 
 START = datetime(2024, 3, 4, 0, 0, tzinfo=timezone.utc)  # the aggregator's first start, a Monday

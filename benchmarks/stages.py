@@ -27,12 +27,14 @@ from feedgen.feed import FeedGenerator
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from feeds import FeedSet  # noqa: E402
 
-from aggregator import identity, pipeline  # noqa: E402
+from aggregator.dedup import titles
+from aggregator.output.publish import publish_outputs  # noqa: E402
+from aggregator.run import pipeline  # noqa: E402
 from aggregator.config import load_config  # noqa: E402
 from aggregator.models import FetchResult  # noqa: E402
-from aggregator.parse import parse_feed  # noqa: E402
-from aggregator.prepare import prepare_feed  # noqa: E402
-from aggregator.sanitize import clean_html  # noqa: E402
+from aggregator.reader.parse import parse_feed  # noqa: E402
+from aggregator.run.prepare import prepare_feed  # noqa: E402
+from aggregator.reader.sanitize import clean_html  # noqa: E402
 from aggregator.store import Store  # noqa: E402
 
 HEADERS = {"content-type": "application/xml"}
@@ -63,7 +65,7 @@ def naive(bodies: list[bytes]) -> None:
 def one_round(bodies: list[bytes]) -> dict[str, float]:
     count, now = len(bodies), datetime.now(timezone.utc)
     urls = [f"http://127.0.0.1:9/feed/{f}" for f in range(count)]
-    identity.split_affix.cache_clear()
+    titles.split_affix.cache_clear()
     folder = Path(tempfile.mkdtemp(prefix="bench-stages-"))
     (folder / "aggregator.yaml").write_text(
         "state: state.db\noutput:\n  dir: out\nsources:\n"
@@ -94,7 +96,7 @@ def one_round(bodies: list[bytes]) -> dict[str, float]:
                                    hashlib.sha256(body).hexdigest(), ready)
     figures["store"] = cpu_ms_per_feed(store_all, count)
     figures["publish (first: every archive page)"] = cpu_ms_per_feed(
-        lambda: pipeline.publish_outputs(store, config, now), count)
+        lambda: publish_outputs(store, config, now), count)
     store.close()
     return figures
 

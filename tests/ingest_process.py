@@ -15,8 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aggregator.config import load_config
-from aggregator.parse import parse_feed
-from aggregator.pipeline import _store_entries
+from aggregator.reader.parse import parse_feed
+from aggregator.run.pipeline import store_entries
 from aggregator.store import Store
 
 
@@ -28,7 +28,7 @@ def main(config_path: str, source_id: str, hold: bool) -> None:
     store = Store(config.state)
     print(f"pid {store.db.info.backend_pid}", flush=True)
     with store.transaction() as db:
-        new, updated = _store_entries(db, source, feed, now, config.dedup_window)
+        new, updated = store_entries(store, db, source, feed, now, config.dedup_window)
         print(f"stored {new} {updated}", flush=True)
         if hold:
             sys.stdin.readline()

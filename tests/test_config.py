@@ -8,7 +8,8 @@ import pytest
 
 from ruamel.yaml import YAML
 
-from aggregator.config import _Loader, load_config, parse_duration, parse_size
+from aggregator.config import load_config, parse_duration, parse_size
+from aggregator.config.loader import _Loader
 from aggregator.errors import ConfigError
 from conftest import ROOT, run_cli
 

@@ -190,7 +190,7 @@ def test_kill_9_during_run(tmp_path):
 
 
 def test_a_temporary_file_left_by_a_killed_writer_is_swept_later(tmp_path):
-    from aggregator.publish import write_atomic
+    from aggregator.output.files import write_atomic
 
     target = tmp_path / "all.atom"
     stale, fresh = tmp_path / ".all.atom.k1ll3d.tmp", tmp_path / ".all.atom.w0rk1ng.tmp"

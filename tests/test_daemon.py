@@ -395,7 +395,7 @@ def test_run_reports_a_bad_config_or_a_busy_port_in_one_line(tmp_path, feed_serv
 
 
 def test_a_burst_of_changes_is_published_once():
-    from aggregator.publisher import Publisher
+    from aggregator.run.publisher import Publisher
 
     calls, done = [], threading.Event()
     publisher = Publisher(lambda outputs: (calls.append(outputs), done.set()))

@@ -10,10 +10,10 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from aggregator import dedupe, fingerprint
+from aggregator.dedup import copies, fingerprint, match
 from aggregator.config import SourceConfig
-from aggregator.parse import parse_feed
-from aggregator.pipeline import _store_entries
+from aggregator.reader.parse import parse_feed
+from aggregator.run.pipeline import store_entries
 from aggregator.store import Store
 
 NOW = datetime(2021, 10, 1, 12, 0, tzinfo=timezone.utc)
@@ -56,7 +56,7 @@ def rss(feed_title: str, *items: dict) -> bytes:
 def poll(store: Store, source_id: str, document: bytes, window: float = WINDOW, now: datetime = NOW) -> None:
     feed = parse_feed(document, now=now)
     with store.transaction() as db:
-        _store_entries(db, SourceConfig(id=source_id, url=f"https://{source_id}.example/feed", order=0),
+        store_entries(store, db, SourceConfig(id=source_id, url=f"https://{source_id}.example/feed", order=0),
                        feed, now, window)
 
 
@@ -241,13 +241,13 @@ def test_two_pages_of_one_site_merge_only_on_near_identical_text(store):
 
 
 def test_judge_explains_every_rule_with_scores():
-    context = dedupe.SourceContext("beta")
-    full = dedupe.new_copy(context, "Frog found in the Amazon", "https://a.example/1", html(STORY), NOW)
-    copy = dedupe.new_copy(dedupe.SourceContext("gamma"), "Frog found in the Amazon", "https://b.example/1",
+    context = copies.SourceContext("beta")
+    full = copies.new_copy(context, "Frog found in the Amazon", "https://a.example/1", html(STORY), NOW)
+    copy = copies.new_copy(copies.SourceContext("gamma"), "Frog found in the Amazon", "https://b.example/1",
                            html(STORY[:2] + ["We thank Alpha News, whose reporting this is, for letting us share it."]),
                            NOW + DAY)
-    evidence = dedupe.judge(copy, full)
-    assert evidence.rule in dedupe.RULES
+    evidence = match.judge(copy, full)
+    assert evidence.rule in match.RULES
     assert evidence.scores["core_words"] < evidence.scores["words"]  # the thank-you line is an addition
     assert evidence.scores["containment"] == 1.0
 
@@ -270,11 +270,11 @@ SHORT = " ".join(STORY[0].split()[:30])
     ("Frog found in Amazon", html(STORY), "Frog found in Amazon", " ".join(" ".join(STORY).split()[:40]), True),
 ])
 def test_judge(title_one, text_one, title_two, text_two, merged):
-    one = dedupe.new_copy(dedupe.SourceContext("alpha"), title_one, "https://a.example/1", text_one, NOW)
-    two = dedupe.new_copy(dedupe.SourceContext("beta", identity_decorations("Beta")), title_two,
+    one = copies.new_copy(copies.SourceContext("alpha"), title_one, "https://a.example/1", text_one, NOW)
+    two = copies.new_copy(copies.SourceContext("beta", identity_decorations("Beta")), title_two,
                           "https://b.example/1", text_two, NOW + DAY)
-    assert (dedupe.judge(two, one) is not None) is merged
-    assert (dedupe.judge(one, two) is not None) is merged
+    assert (match.judge(two, one) is not None) is merged
+    assert (match.judge(one, two) is not None) is merged
 
 
 @pytest.mark.parametrize("one, two, same", [
@@ -285,23 +285,23 @@ def test_judge(title_one, text_one, title_two, text_two, merged):
     ("Open thread", "Report: Open thread", False),
 ])
 def test_same_title_compares_each_title_with_the_others_keys(one, two, same):
-    copies = [dedupe.new_copy(dedupe.SourceContext(sid), title, None, html(STORY), NOW)
-              for sid, title in (("alpha", one), ("beta", two))]
-    assert dedupe.scores(*copies)["same_title"] is same
+    pair = [copies.new_copy(copies.SourceContext(sid), title, None, html(STORY), NOW)
+            for sid, title in (("alpha", one), ("beta", two))]
+    assert match.scores(*pair)["same_title"] is same
 
 
 def identity_decorations(name: str):
-    from aggregator.identity import learn_decorations
+    from aggregator.dedup.titles import learn_decorations
 
     return learn_decorations(name, [])
 
 
 def pairs_outcome(path: Path) -> dict[str, int]:
     """Every labelled pair through the pipeline into a fresh store: original first, then the other copy."""
-    from aggregator.store import from_text
+    from aggregator.models import from_text
 
     sources = json.loads(path.with_suffix(".sources.json").read_text(encoding="utf-8"))
-    contexts = {sid: dedupe.learn_context(sid, s["title"], s["titles"], s.get("links", []))
+    contexts = {sid: copies.learn_context(sid, s["title"], s["titles"], s.get("links", []))
                 for sid, s in sources.items()}
     counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -313,7 +313,7 @@ def pairs_outcome(path: Path) -> dict[str, int]:
                 document = rss(sources[item["source"]]["title"], dict(
                     item, text=item["content"], published=from_text(item["published"])))
                 feed = parse_feed(document, now=datetime(2030, 1, 1, tzinfo=timezone.utc))
-                _store_entries(db, SourceConfig(id=item["source"], url="https://x.example/", order=order), feed,
+                store_entries(store, db, SourceConfig(id=item["source"], url="https://x.example/", order=order), feed,
                                NOW, WINDOW, contexts[item["source"]])
         merged = len({r[0] for r in store.query("SELECT story_id FROM items")}) == 1
         store.close()
@@ -345,7 +345,7 @@ def test_title_leftovers_do_not_meet_in_the_index(store):
     poll(store, "alpha", rss("Alpha", dict(ORIGINAL, title="Frog found in Amazon | Example Wire")))
     with store.transaction() as db:
         def title_candidates(title: str) -> list[int]:
-            copy = dedupe.new_copy(dedupe.SourceContext("beta"), title, None, "", NOW)
+            copy = copies.new_copy(copies.SourceContext("beta"), title, None, "", NOW)
             return sorted({i for _, i, _ in Store.near_key_rows(db, copy.title_lookup_keys(), NOW - 9 * DAY,
                                                                 NOW + DAY, "beta")})
         assert title_candidates("Parks budget approved | Example Wire") == []
@@ -362,7 +362,7 @@ def test_a_stored_copy_is_judged_on_the_fingerprint_kept_with_it(store):
         rows = Store.copy_rows(db, [1, 2])
     assert [r["hashes"] is None for r in rows] == [False, True]
     for row in rows:
-        kept = dedupe.stored_copy(row).text
-        made, _ = fingerprint.text_fingerprint(dedupe.text_of(row["content"], row["summary"]))
+        kept = copies.stored_copy(row).text
+        made, _ = fingerprint.text_fingerprint(copies.text_of(row["content"], row["summary"]))
         assert (kept.words, kept.blocks, kept.hashes.tolist()) == (made.words, made.blocks, made.hashes.tolist())
         assert kept.words > 20

@@ -9,7 +9,7 @@ from conftest import write_config
 from test_dedupe import DAY, NOW, ORIGINAL, poll, rss
 
 from aggregator.config import load_config
-from aggregator.select import select_entries
+from aggregator.output.select import select_entries
 from aggregator.store import Store
 
 REPUBLISHED = dict(ORIGINAL, guid="b1", link="https://beta.example/frog", published=ORIGINAL["published"] + DAY,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import fastparse
+from aggregator.reader import fastparse
 from aggregator.errors import ParseError
-from aggregator.parse import parse_feed
+from aggregator.reader.parse import parse_feed
 from conftest import FIXTURES, ROOT
 
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)

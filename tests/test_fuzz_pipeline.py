@@ -23,7 +23,9 @@ from lxml import etree
 
 from aggregator.config import load_config
 from aggregator.models import PollResult
-from aggregator.pipeline import HostLimiter, poll, publish_outputs
+from aggregator.output.publish import publish_outputs
+from aggregator.reader.hosts import HostLimiter
+from aggregator.run.pipeline import poll
 from aggregator.store import Store
 from conftest import FIXTURES, write_config
 from hostile import ATOM, unsafe_html

@@ -12,7 +12,7 @@ import re
 import pytest
 from lxml import etree
 
-from aggregator.sanitize import clean_html, plain_text
+from aggregator.reader.sanitize import clean_html, plain_text
 from conftest import run_cli, status_json, write_config
 from hostile import ATOM, output_entries, rss, rss_item, unsafe_html, xss_payloads
 

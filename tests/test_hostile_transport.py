@@ -171,13 +171,13 @@ def test_redirects_that_stay_on_their_side_are_followed(transport_run, source_id
     ("8.8.8.8", False), ("2606:4700::1111", False), ("64:ff9b::808:808", False), ("not-an-address", True),
 ])
 def test_which_addresses_count_as_internal(address, internal):
-    from aggregator.transport import AddressPolicy
+    from aggregator.reader.transport import AddressPolicy
 
     assert AddressPolicy().is_internal(address) is internal
 
 
 def test_networks_can_be_declared_public(monkeypatch):
-    from aggregator.transport import AddressPolicy
+    from aggregator.reader.transport import AddressPolicy
 
     monkeypatch.setenv("AGGREGATOR_PUBLIC_NETWORKS", "127.0.0.2/32, 10.9.0.0/16 not-a-network")
     policy = AddressPolicy.from_environment()

@@ -6,8 +6,9 @@ import unicodedata
 
 import pytest
 
-from aggregator import identity
-from aggregator.identity import Decorations, canonical_link, learn_decorations, normalised_title
+from aggregator.dedup import links, text, titles
+from aggregator.dedup.links import canonical_link
+from aggregator.dedup.titles import Decorations, learn_decorations, normalised_title
 
 
 @pytest.mark.parametrize("url, expected", [
@@ -30,10 +31,10 @@ def test_canonical_link_folds_what_outlets_vary(url, expected):
 
 
 def test_a_home_page_does_not_identify_a_story():
-    assert not identity.identifies_page(canonical_link("https://www.example.com/"))
-    assert not identity.identifies_page(canonical_link("https://example.com/?utm_source=rss"))
-    assert identity.identifies_page(canonical_link("https://example.com/2021/09/story"))
-    assert not identity.identifies_page(None)
+    assert not links.identifies_page(canonical_link("https://www.example.com/"))
+    assert not links.identifies_page(canonical_link("https://example.com/?utm_source=rss"))
+    assert links.identifies_page(canonical_link("https://example.com/2021/09/story"))
+    assert not links.identifies_page(None)
 
 
 def test_decorations_are_learnt_from_the_feed_title_and_recurring_affixes():
@@ -65,12 +66,12 @@ def test_normalised_title_folds_case_punctuation_and_unicode():
 
 
 def test_title_keys_also_offer_the_title_without_unlearnt_affixes():
-    keys = identity.title_keys("One Foot Tsunami: Watch: Pretty Damned Good")
+    keys = titles.title_keys("One Foot Tsunami: Watch: Pretty Damned Good")
     assert keys[0] == "one foot tsunami watch pretty damned good"
     assert "pretty damned good" in keys
-    keys = identity.title_keys("Off beat courses (via Varthabharathi : Kanrnataka's Leading Kannada News Portal)")
+    keys = titles.title_keys("Off beat courses (via Varthabharathi : Kanrnataka's Leading Kannada News Portal)")
     assert "off beat courses" in keys
-    keys = identity.title_keys("Karnataka Bank bags MSME banking excellence awards - Daily : Leading News")
+    keys = titles.title_keys("Karnataka Bank bags MSME banking excellence awards - Daily : Leading News")
     assert "karnataka bank bags msme banking excellence awards" in keys
 
 
@@ -80,11 +81,11 @@ def test_title_keys_also_offer_the_title_without_unlearnt_affixes():
     ("Bye", False), ("Apple earnings beat expectations", False), ("Giant Bombcast 512", False),
 ])
 def test_generic_titles(title, generic):
-    assert identity.is_generic_title(normalised_title(title)) is generic
+    assert titles.is_generic_title(normalised_title(title)) is generic
 
 
 def test_a_title_the_source_reuses_is_generic():
-    assert identity.is_generic_title("daily forecast for london", frozenset({"daily forecast for london"}))
+    assert titles.is_generic_title("daily forecast for london", frozenset({"daily forecast for london"}))
 
 
 ARTICLE = ("<p>Researchers working deep in the Amazon rainforest have identified a previously unknown species of "
@@ -103,24 +104,24 @@ ARTICLE = ("<p>Researchers working deep in the Amazon rainforest have identified
     "<p>To read this article in full, please click here</p>",
 ])
 def test_boilerplate_paragraphs_are_not_part_of_the_text(boilerplate):
-    plain = identity.normalised_text(ARTICLE)
-    assert identity.normalised_text(boilerplate + ARTICLE) == plain
-    assert identity.normalised_text(ARTICLE + boilerplate) == plain
+    plain = text.normalised_text(ARTICLE)
+    assert text.normalised_text(boilerplate + ARTICLE) == plain
+    assert text.normalised_text(ARTICLE + boilerplate) == plain
 
 
 def test_paragraphs_that_merely_mention_publication_stay():
-    text = ("<p>The report, originally published in 2019, found that many people were affected by the changes "
+    article = ("<p>The report, originally published in 2019, found that many people were affected by the changes "
             "in policy.</p><p>Image attribution: Creative Commons. Retrieved from the archive, this photograph of "
             "the old harbour shows the boats, the cranes, the warehouses and the people who worked there for many "
             "years before the port closed and the workers left for the new container terminal in the south.</p>")
-    assert "originally published in 2019" in identity.normalised_text(text)
-    assert "image attribution" in identity.normalised_text(text)
+    assert "originally published in 2019" in text.normalised_text(article)
+    assert "image attribution" in text.normalised_text(article)
 
 
 def test_summary_endings_are_removed():
-    assert identity.text_blocks("<p>The frog was found near the river… <a>Continue reading →</a></p>") == [
+    assert text.text_blocks("<p>The frog was found near the river… <a>Continue reading →</a></p>") == [
         "The frog was found near the river"]
-    assert identity.text_blocks("<p>The frog was found near the river [...]</p>") == ["The frog was found near the river"]
+    assert text.text_blocks("<p>The frog was found near the river [...]</p>") == ["The frog was found near the river"]
 
 
 def test_markup_changes_give_the_same_text_and_hash():
@@ -130,10 +131,10 @@ def test_markup_changes_give_the_same_text_and_hash():
         "<div class='x'><span>" + ARTICLE.replace("<p>", "").replace("</p>", "</span></div><div><span>") + "</div>",
         ARTICLE.replace("about", "<em>about</em>").replace("tree frog", "tree&nbsp;frog"),
     ]
-    texts = {identity.normalised_text(v) for v in versions}
+    texts = {text.normalised_text(v) for v in versions}
     assert len(texts) == 1
-    assert len({identity.content_hash(t) for t in texts}) == 1
-    assert identity.content_hash(texts.pop()) is not None
+    assert len({text.content_hash(t) for t in texts}) == 1
+    assert text.content_hash(texts.pop()) is not None
 
 
 @pytest.mark.parametrize("html", [
@@ -144,9 +145,9 @@ def test_markup_changes_give_the_same_text_and_hash():
 ])
 def test_words_are_found_in_all_paragraphs_as_in_each(html):
     """However the words are found, they are what the tokeniser finds in each folded paragraph."""
-    per_paragraph = [identity._TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
-                     for block in identity.text_blocks(html)]
-    assert identity.block_tokens(html) == [words for words in per_paragraph if words]
+    per_paragraph = [text._TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
+                     for block in text.text_blocks(html)]
+    assert text.block_tokens(html) == [words for words in per_paragraph if words]
 
 
 @pytest.mark.parametrize("boilerplate", [
@@ -155,12 +156,12 @@ def test_words_are_found_in_all_paragraphs_as_in_each(html):
     "<p>Credit: Ünïcödé Press</p>",
 ])
 def test_boilerplate_is_found_in_text_with_any_characters(boilerplate):
-    assert identity.normalised_text(boilerplate + ARTICLE) == identity.normalised_text(ARTICLE)
+    assert text.normalised_text(boilerplate + ARTICLE) == text.normalised_text(ARTICLE)
 
 
 def test_block_words_do_not_run_together():
-    assert identity.normalised_text("<ul><li>one</li><li>two</li></ul><p>three</p>") == "one two three"
+    assert text.normalised_text("<ul><li>one</li><li>two</li></ul><p>three</p>") == "one two three"
 
 
 def test_short_texts_have_no_content_hash():
-    assert identity.content_hash("a few words only") is None
+    assert text.content_hash("a few words only") is None

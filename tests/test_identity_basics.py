@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.identity import canonical_link, content_hash, normalised_text, normalised_title
+from aggregator.dedup.links import canonical_link
+from aggregator.dedup.text import content_hash, normalised_text
+from aggregator.dedup.titles import normalised_title
 
 SAME = [
     ("https://www.Example.ORG:443/news/story/", "http://example.org/news/story"),

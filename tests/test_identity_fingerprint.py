@@ -10,7 +10,7 @@ import zlib
 
 from datasketch import MinHash
 
-from aggregator import fingerprint
+from aggregator.dedup import fingerprint
 
 WORDS = ("the committee voted on tuesday to approve a new budget for the city parks department after months of "
          "debate about maintenance costs staffing levels and the future of several playgrounds in the northern "
@@ -42,7 +42,7 @@ def test_index_keys_find_near_duplicates_and_summaries_but_not_strangers():
 
 def test_index_keys_are_the_same_in_every_process():
     """The index lives in the store: keys made by one run must be the keys the next run makes."""
-    code = ("import json; from aggregator import fingerprint; "
+    code = ("import json; from aggregator.dedup import fingerprint; "
             f"print(json.dumps(fingerprint.index_keys(fingerprint.fingerprint({WORDS!r}))))")
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
@@ -95,5 +95,5 @@ def test_the_minhash_permutations_are_datasketchs_so_stored_keys_stay_valid():
 
 def test_the_daemon_does_not_import_scipy():
     """datasketch's package imports scipy: about 50 MB in every process of `run` for no use."""
-    code = "import sys, aggregator.cli, aggregator.daemon; print(sorted({'scipy', 'datasketch'} & set(sys.modules)))"
+    code = "import sys, aggregator.cli, aggregator.run.daemon; print(sorted({'scipy', 'datasketch'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -11,8 +11,8 @@ from lxml import etree
 from ruamel.yaml import YAML
 
 from aggregator.config import ID_PATTERN, load_config
-from aggregator.identity import canonical_link
-from aggregator.opml import read_outlines
+from aggregator.dedup.links import canonical_link
+from aggregator.output.opml import read_outlines
 from conftest import FIXTURES, ROOT, run_cli, write_config
 
 OPML = FIXTURES / "corpus" / "real" / "opml"

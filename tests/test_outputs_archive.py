@@ -11,7 +11,9 @@ from pathlib import Path
 from lxml import etree
 
 from aggregator.config import load_config
-from aggregator.pipeline import HostLimiter, poll, publish_outputs
+from aggregator.output.publish import publish_outputs
+from aggregator.reader.hosts import HostLimiter
+from aggregator.run.pipeline import poll
 from aggregator.store import Store
 from conftest import write_config
 

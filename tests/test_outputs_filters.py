@@ -8,9 +8,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from aggregator.config import load_config
-from aggregator.filters import parse_pattern
-from aggregator.pipeline import HostLimiter, poll
-from aggregator.select import select_entries
+from aggregator.config.filters import parse_pattern
+from aggregator.reader.hosts import HostLimiter
+from aggregator.run.pipeline import poll
+from aggregator.output.select import select_entries
 from aggregator.store import Store
 from conftest import run_cli, write_config
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 import pytest
 from lxml import etree
 
-from aggregator import websub
+from aggregator.output import websub
 from conftest import run_cli, write_config
 from test_outputs_archive import atom_feed
 
@@ -110,7 +110,7 @@ def test_a_failing_hub_is_retried_until_it_accepts(hub):
 
 def test_a_refusing_hub_is_not_retried_and_is_reported_in_one_line(hub, caplog):
     hub.statuses = [400]
-    with caplog.at_level(logging.WARNING, logger="aggregator.websub"):
+    with caplog.at_level(logging.WARNING, logger="aggregator.output.websub"):
         [result] = websub.ping([hub.url], ["http://feeds.test/a.atom"], delays=(0.01, 0.01))
     assert not result.ok and result.attempts == 1 and result.error == "HTTP 400"
     assert len(hub.pings) == 1

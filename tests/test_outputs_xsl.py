@@ -9,8 +9,9 @@ import shutil
 import pytest
 from lxml import etree, html
 
-from aggregator.documents import Document
-from aggregator.publish import render, stylesheet_bytes
+from aggregator.output.documents import Document
+from aggregator.output.atom import render
+from aggregator.output.publish import stylesheet_bytes
 from conftest import ROOT, run_cli
 from test_publish_formats import sample_config, sample_entries
 

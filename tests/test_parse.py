@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.errors import ParseError
-from aggregator.parse import parse_feed
+from aggregator.reader.parse import parse_feed
 from conftest import FIXTURES
 
 CASES = sorted((FIXTURES / "parse").iterdir())

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from aggregator.copystate import tables
+from aggregator.store.copy import tables
 from aggregator.errors import StoreError
 from aggregator.store import Store
 from conftest import FIXTURES, ROOT, fixture_bytes, run_cli, status_json, write_config
@@ -170,7 +170,7 @@ def test_migrate_state_refuses_a_state_that_is_not_empty(tmp_path, postgres_url)
 
 def keys_in_distinct_slots(count: int, prefix: str, taken: set[int] = frozenset()) -> tuple[list[str], set[int]]:
     """`count` story keys whose lock slots differ from each other and from `taken`; the keys and their slots."""
-    from aggregator.store import LOCK_SLOTS, _hash32
+    from aggregator.store.backend import LOCK_SLOTS, hash32 as _hash32
 
     keys, slots = [], set()
     for n in range(count * 2):
@@ -188,7 +188,7 @@ def lock_without_waiting(store: Store, keys: list[str]) -> bool:
     try:
         with store.transaction() as db:
             db.execute("SET LOCAL lock_timeout = '500ms'")
-            Store.lock(db, "story", keys)
+            store.lock(db, "story", keys)
         return True
     except StoreError as exc:
         assert "lock timeout" in str(exc)
@@ -196,18 +196,18 @@ def lock_without_waiting(store: Store, keys: list[str]) -> bool:
 
 
 def test_writers_of_different_stories_do_not_wait_for_each_other_unless_one_locks_very_many(postgres_url):
-    from aggregator.store import MAX_SLOTS
+    from aggregator.store.backend import MAX_SLOTS
 
     mine, slots = keys_in_distinct_slots(60, "link a.test/")  # a cold poll of a feed of 60 items
     theirs, _ = keys_in_distinct_slots(60, "link b.test/", slots)
     with closing(Store(postgres_url)) as first, closing(Store(postgres_url)) as second:
         with first.transaction() as db:
-            Store.lock(db, "story", mine)
+            first.lock(db, "story", mine)
             assert lock_without_waiting(second, theirs)
             assert not lock_without_waiting(second, [mine[7], theirs[0]])
         many, slots = keys_in_distinct_slots(MAX_SLOTS + 1, "link c.test/")
         with first.transaction() as db:
-            Store.lock(db, "story", many)  # past MAX_SLOTS: the whole scope, exclusively
+            first.lock(db, "story", many)  # past MAX_SLOTS: the whole scope, exclusively
             assert db.execute("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
                               "AND locktype = 'advisory'").fetchone()[0] == 1
             assert not lock_without_waiting(second, theirs)

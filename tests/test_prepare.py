@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import load_config
-from aggregator.pipeline import HostLimiter, poll
-from aggregator.prepare import Preparer, prepare_feed, raw_hash
+from aggregator.reader.hosts import HostLimiter
+from aggregator.run.pipeline import poll
+from aggregator.run.prepare import Preparer, prepare_feed, raw_hash
 from aggregator.store import Store
 from conftest import write_config
 

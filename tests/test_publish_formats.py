@@ -17,9 +17,9 @@ from lxml import etree
 
 from aggregator import NAMESPACE
 from aggregator.config import load_config
-from aggregator.documents import Document
+from aggregator.output.documents import Document
 from aggregator.models import RelatedCopy, SourceMeta, StoryEntry
-from aggregator.publish import render
+from aggregator.output.atom import render
 from conftest import write_config
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import archive, publish
+from aggregator.output import archive, publish
 from aggregator.config import load_config
-from aggregator.pipeline import HostLimiter, poll, publish_outputs
+from aggregator.output.publish import publish_outputs
+from aggregator.reader.hosts import HostLimiter
+from aggregator.run.pipeline import poll
 from aggregator.store import Store
 from conftest import write_config
 from test_outputs_archive import atom_feed

@@ -9,7 +9,7 @@ import pytest
 
 from aggregator.config import SourceConfig
 from aggregator.models import PublishingHistory, SourceState
-from aggregator.schedule import (adaptive_interval, interval_bounds, next_poll_after_failure,
+from aggregator.run.schedule import (adaptive_interval, interval_bounds, next_poll_after_failure,
                                  next_poll_after_success, resume_at, skip_forward)
 from aggregator.store import Store, story_uid
 
@@ -216,7 +216,7 @@ SKIPPING_FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>Night
 
 
 def test_skip_hours_days_and_ttl_travel_from_the_feed_to_the_stored_schedule(tmp_path, feed_server):
-    from aggregator.parse import parse_feed
+    from aggregator.reader.parse import parse_feed
     from conftest import run_cli, write_config
 
     info = parse_feed(SKIPPING_FEED.encode()).info

@@ -12,8 +12,8 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.models import SourceState
-from aggregator.publish import write_atomic
-from aggregator.server import App, Server
+from aggregator.output.files import write_atomic
+from aggregator.run.server import App, Server
 from aggregator.store import Store
 from conftest import write_config
 

@@ -7,13 +7,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from aggregator.dedupe import SourceContext
+from aggregator.dedup.copies import SourceContext
 from aggregator.errors import StoreError
-from aggregator.identity import canonical_link
+from aggregator.dedup.links import canonical_link
 from aggregator.models import Entry, SourceState
-from aggregator.pipeline import item_values
-from aggregator.prepare import prepare_item
-from aggregator.store import MIGRATIONS, Store, from_text, story_uid, to_text
+from aggregator.run.pipeline import item_values
+from aggregator.run.prepare import prepare_item
+from aggregator.models import from_text, to_text
+from aggregator.store import Store, story_uid
+from aggregator.store.migrations import MIGRATIONS
 
 NOW = datetime(2021, 9, 28, 10, 0, tzinfo=timezone.utc)
 
@@ -75,7 +77,7 @@ def test_items_are_stored_read_back_and_updated(store):
         known = Store.item_hashes(db, "wsws", ["k1", "k2"])
         Store.update_item(db, item_id, {"title": "Changed", "updated": NOW, "categories": ("x",)})
     assert set(known) == {"k1"} and known["k1"][0] == item_id and known["k1"][2] == "2021-09-27T10:00:00Z"
-    [item] = store.items("source_id = ?", ["wsws"])
+    [item] = store.items_of_story(story_id)
     assert (item.id, item.story_id, item.key, item.title) == (item_id, story_id, "k1", "Changed")
     assert (item.authors, item.categories, item.language) == (("Ann",), ("x",), "en")
     assert (item.published, item.updated, item.first_seen) == (NOW - timedelta(days=1), NOW, NOW)
@@ -161,12 +163,12 @@ def test_writers_of_one_key_take_turns(state_location):
     def writer():
         waiting.set()
         with second.transaction() as db:
-            Store.lock(db, "story", ["link x.test/a"])
+            second.lock(db, "story", ["link x.test/a"])
             seen.append(db.execute("SELECT count(*) FROM stories").fetchone()[0])
 
     try:
         with first.transaction() as db:
-            Store.lock(db, "story", ["link x.test/a"])
+            first.lock(db, "story", ["link x.test/a"])
             Store.create_story(db, "urn:uuid:first", NOW)
             thread = threading.Thread(target=writer)
             thread.start()

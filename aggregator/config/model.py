@@ -1,0 +1,78 @@
+"""The configuration as frozen values: sources, outputs and the daemon's settings, loaded once and passed on."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .filters import Pattern
+
+ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
+FORMATS = ("atom", "rss", "json")
+DEFAULT_ATTRIBUTION = "Originally published by {source} on {published:%Y-%m-%d}"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    id: str
+    url: str
+    order: int  # position in the config: the last tie-breaker between copies
+    title: str | None = None
+    tags: tuple[str, ...] = ()
+    interval: float = 1800.0
+    timeout: float = 30.0
+    max_bytes: int = 10 * 1024**2
+    max_entries: int = 500
+    priority: int = 0
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    id: str
+    title: str
+    subtitle: str | None = None
+    sources: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    include: tuple[Pattern, ...] = ()
+    exclude: tuple[Pattern, ...] = ()
+    limit: int = 100
+    formats: tuple[str, ...] = ("atom",)
+    since: float | None = None
+    languages: tuple[str, ...] = ()
+    attribution: str | None = DEFAULT_ATTRIBUTION  # None: no visible attribution line
+    icon: str | None = None
+    logo: str | None = None
+    author: str | None = None
+    rights: str | None = None
+    language: str | None = None
+
+    def selects(self, source: SourceConfig) -> bool:
+        if not self.sources and not self.tags:
+            return True
+        return source.id in self.sources or bool(set(self.tags) & set(source.tags))
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    state: str  # a SQLite file path, or a postgresql:// URL
+    output_dir: Path
+    base_url: str
+    sources: tuple[SourceConfig, ...]
+    outputs: tuple[OutputConfig, ...]
+    dedup_window: float = 14 * 86400.0
+    listen: tuple[str, int] | None = None
+    hubs: tuple[str, ...] = ()
+
+    def source(self, source_id: str) -> SourceConfig | None:
+        return next((s for s in self.sources if s.id == source_id), None)
+
+    def sources_for(self, output: OutputConfig) -> tuple[SourceConfig, ...]:
+        return tuple(s for s in self.sources if output.selects(s))
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("AGGREGATOR_CONFIG") or "config/aggregator.yaml")

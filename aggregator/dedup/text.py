@@ -1,0 +1,245 @@
+"""Text normalisation: an entry's HTML as paragraphs of folded words, boilerplate removed, and its hash.
+
+Pure functions over strings; fingerprint.py turns the words into shingles and
+index keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from functools import cache
+from itertools import chain
+
+import numpy as np
+
+from ..reader.sanitize import plain_text
+
+
+_PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
+
+
+def fold(text: str) -> str:
+    """Case, punctuation, whitespace and Unicode forms folded: what titles and paragraphs are compared as."""
+    if text.isascii():  # most text: NFKC leaves it as it is, and a table replaces punctuation faster than a regex
+        return " ".join(text.lower().translate(_ASCII_PUNCTUATION).split())
+    return " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
+
+
+_ASCII_PUNCTUATION = {c: " " for c in range(128) if _PUNCTUATION.match(chr(c))}
+
+
+_BLOCK_TAG = re.compile(
+    r"<\s*/?\s*(?:p|div|br|li|ul|ol|h[1-6]|blockquote|pre|tr|td|th|table|section|article|header|footer|"
+    r"aside|figure|figcaption|hr|dd|dt|dl|center)\b[^>]*>", re.IGNORECASE)
+_CJK = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+_TOKEN = re.compile(_CJK + r"|[^\W_]+")
+BOILERPLATE_MAX_WORDS = 60  # a longer paragraph is the article's own, whatever it says
+SHORT_BOILERPLATE_WORDS = 25
+# Paragraphs republishers and blog engines add around an article, matched on folded text: first
+# those recognisable by how they start, then short ones recognisable anywhere.
+BOILERPLATE_START = re.compile(
+    r"^(?:this (?:article|story|post|piece|report|column|essay|interview|item|entry|text) (?:was |is |has been )?"
+    r"(?:originally |first )?(?:published|posted|appeared|written|produced|republished|reprinted|syndicated)"
+    r"|(?:originally|first) (?:published|posted|appeared|ran) (?:by|on|in|at)|the post .{1,300} appeared first on"
+    r"|(?:republished|reprinted|reproduced|syndicated|crossposted|cross posted) (?:here )?(?:with|by|under|from|courtesy|on)"
+    r")\b")
+BOILERPLATE_SHORT = re.compile(
+    r"^(?:read more|continue reading|read the (?:full|rest|original|complete)|full (?:story|article)"
+    r"|view (?:the )?(?:original|full)|originally at|more at|see more|source|via|credits?|photo|image|copyright"
+    r"|share|tweet|email|print|follow us|subscribe|sign up|like us|more$)\b"
+    r"|\bclick here\b|\bread (?:this|the) (?:full )?(?:article|story|post) in full\b"
+    r"|\bappeared first on\b|\b(?:was|were|is) (?:originally|first) (?:published|posted) (?:by|on|at)\b"
+    r"|\b(?:re)?(?:published|printed|posted|produced) (?:here )?(?:with|by|under|courtesy of|from) (?:the )?"
+    r"(?:kind )?(?:permission|license|licence|agreement|arrangement|a creative commons)"
+    r"|\bcreative commons (?:license|licence)")
+_TAIL = re.compile(r"(?:\s*(?:\[\s*(?:…|\.\.\.)\s*\]|…|\.\.\.|\(more…?\)))?\s*(?:(?:read more|continue reading|read the "
+                   r"(?:full|rest of the) (?:story|article|post)|more)\s*(?:»|→|>>|\.\.\.|…)|\[\s*(?:…|\.\.\.)\s*\]|…|"
+                   r"\.\.\.|\(more…?\))\s*$", re.IGNORECASE)
+
+
+# What any _TAIL match holds one of: most paragraphs have none, and need no regex.
+_TAIL_MARKS = ("…", "...", "»", "→", ">>", "(")
+
+
+def text_blocks(fragment: str | None) -> list[str]:
+    """The paragraphs of an HTML fragment as plain text, boilerplate paragraphs removed."""
+    return _paragraphs(fragment)[0]
+
+
+def block_tokens(fragment: str | None) -> list[list[str]]:
+    """The words of each paragraph of an entry's text, folded, boilerplate removed; CJK characters count as words."""
+    return _paragraphs(fragment)[1]
+
+
+def text_words(fragment: str | None) -> tuple[list[str], tuple[int, ...]]:
+    """block_tokens in one list, and how many words each paragraph has: what a fingerprint is made of."""
+    blocks = _paragraphs(fragment)[1]
+    return list(chain.from_iterable(blocks)), tuple(map(len, blocks))
+
+
+def text_tokens(fragment: str | None) -> list[str]:
+    return text_words(fragment)[0]
+
+
+def normalised_text(fragment: str | None) -> str:
+    """The words of an entry's HTML, for hashing, similarity and filters."""
+    return " ".join(text_tokens(fragment))
+
+
+def _paragraphs(fragment: str | None) -> tuple[list[str], list[list[str]]]:
+    """The paragraphs of an HTML fragment, boilerplate removed: as plain text, and as words (those with any)."""
+    if not fragment:
+        return [], []
+    blocks = list(filter(None, map(plain_text, [p for p in _BLOCK_TAG.split(fragment) if p and not p.isspace()])))
+    words = _block_words(blocks)
+    if words is not None:
+        kept = [(block, w) for block, w in zip(blocks, words) if not _is_boilerplate(block, w)]
+    else:
+        kept = [(block, _words(block)) for block in blocks if not _is_boilerplate(block)]
+    if not kept:
+        return [], []
+    last = kept[-1][0]
+    if any(mark in last[-80:] for mark in _TAIL_MARKS):
+        end = (last[:-80] + _TAIL.sub("", last[-80:])).strip()
+        if end != last:
+            kept[-1] = (end, _words(end))
+    return [block for block, _ in kept if block], [w for _, w in kept if w]
+
+
+def _words(block: str) -> list[str]:
+    return _TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
+
+
+def _block_words(blocks: list[str]) -> list[list[str]] | None:
+    """_words of each paragraph, found in all at once; None for a text with a CJK character or one past the BMP.
+
+    Every character that is not part of a word is turned into a space with
+    one table lookup; splitting on whitespace then finds the same words as the
+    regex, which is needed only where a CJK character makes a word of its own.
+    Most texts are made only of characters NFKC leaves alone whatever their
+    neighbours: for them the lookup also case-folds, and NFKC is skipped.
+    """
+    if not blocks:
+        return []
+    unfolded, folded = _spacing()
+    text = "\n".join(blocks)
+    spaced = unfolded[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
+    if not spaced.all():
+        text = unicodedata.normalize("NFKC", text).casefold()  # folds no character into a newline
+        spaced = folded[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
+        if not spaced.all():
+            return None
+    if spaced.max() < 256:
+        text = spaced.astype(np.uint8).tobytes().decode("latin-1")
+    else:
+        text = spaced.tobytes().decode("utf-16-le")
+    return [block.split() for block in text.split("\n")]
+
+
+@cache
+def _spacing() -> tuple[np.ndarray, np.ndarray]:
+    """Two tables of what _block_words turns each UTF-16 code unit into, for unfolded and for folded text.
+
+    Folded: the unit itself if _TOKEN's [^\\W_]+ words hold it; 0 for a CJK
+    character (a word alone for _TOKEN) or half a surrogate pair; a newline
+    for a newline and a space for anything else. Unfolded: the folded entry of
+    the unit's case folding if NFKC leaves the unit as it is, alone and beside
+    anything, and case folding makes it one character; 0 otherwise (and past U+3000, where few texts need it).
+    """
+    chars = [chr(unit) for unit in range(0x10000)]
+    folded = np.full(len(chars), ord(" "), dtype=np.uint16)
+    for match in re.finditer(r"[^\W_]+", "".join(chars)):
+        folded[match.start():match.end()] = np.arange(match.start(), match.end())
+    for match in re.finditer(_CJK + "+", "".join(chars)):
+        folded[match.start():match.end()] = 0
+    folded[0xD800:0xE000] = 0
+    folded[ord("\n")] = ord("\n")
+
+    # Below U+3000 (the scripts and punctuation of most texts): each unit normalised alone, all in one call,
+    # for a newline composes and reorders with nothing.
+    chars = chars[:0x3000]
+    chars[ord("\n")] = " "
+    joined = "\n".join(chars)
+    normalised, case_folded = unicodedata.normalize("NFKC", joined).split("\n"), joined.casefold().split("\n")
+    unfolded = np.zeros(len(folded), dtype=np.uint16)
+    if len(normalised) != len(chars) or len(case_folded) != len(chars):
+        return unfolded, folded  # not the Unicode this was written for: always NFKC
+    unchanged = np.array(list(map(str.__eq__, normalised, chars)))
+    one_char = np.array([len(f) == 1 and f < "\U00010000" for f in case_folded])
+    # What may compose with or reorder around the character before it: marks (all the later characters of
+    # canonical decompositions are) and Hangul vowels and final consonants.
+    alone = np.array([category[0] != "M" for category in map(unicodedata.category, chars)])
+    alone &= np.array(list(map(unicodedata.combining, chars))) == 0
+    alone[0x1160:0x1200] = False
+    keep = np.flatnonzero(unchanged & one_char & alone).tolist()
+    unfolded[keep] = folded[[ord(case_folded[unit]) for unit in keep]]
+    unfolded[ord("\n")] = ord("\n")
+    return unfolded, folded
+
+
+# How a boilerplate paragraph too long for BOILERPLATE_SHORT can start: the words BOILERPLATE_START opens with.
+_START_WORDS = ("this", "originally", "first", "the post", "republished", "reprinted", "reproduced", "syndicated",
+                "crossposted", "cross posted")
+
+
+def _is_boilerplate(block: str, words: list[str] | None = None) -> bool:
+    """Whether a paragraph is one republishers add; `words`, when given, are its _words and hold no CJK character."""
+    spaces = block.count(" ")
+    if spaces > 2 * BOILERPLATE_MAX_WORDS:
+        return False
+    if spaces > 2 * SHORT_BOILERPLATE_WORDS and not fold(block[:80]).startswith(_START_WORDS):
+        return False  # most paragraphs: folding only their opening decides
+    folded = fold(block) if words is None else " ".join(words)  # the same, when words has no CJK character
+    count = len(folded.split()) if words is None else len(words)
+    if count > BOILERPLATE_MAX_WORDS:
+        return False
+    return bool(BOILERPLATE_START.match(folded) or (count <= SHORT_BOILERPLATE_WORDS and _short_boilerplate(folded)))
+
+
+# What BOILERPLATE_SHORT's unanchored alternatives each need to find somewhere in a paragraph.
+_SHORT_ANYWHERE = ("click here", "in full", "appeared first on", "published", "printed", "posted", "produced",
+                   "creative commons")
+
+
+def _short_boilerplate(folded: str) -> bool:
+    """BOILERPLATE_SHORT.search, without trying each alternative at each position of most paragraphs.
+
+    Past the start only the unanchored alternatives can match, and each needs
+    one of a few phrases; most paragraphs hold none of them.
+    """
+    if BOILERPLATE_SHORT.match(folded):
+        return True
+    for phrase in _SHORT_ANYWHERE:
+        if phrase in folded:
+            return bool(BOILERPLATE_SHORT.search(folded))
+    return False
+
+
+def content_hash(text: str) -> str | None:
+    """A hash of the normalised text; None for texts too short to identify a story."""
+    if len(text.split(None, 19)) < 20:  # fewer than 20 words, counting no further than that
+        return None
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+# Function words of the languages sources commonly use: they carry no meaning in titles, and a
+# shingle made only of them ("one of the") is shared by unrelated texts.
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had has
+have having he her here hers him his how i if in into is it its itself just me more most my no nor
+not now of off on once only or other our ours out over own same she should so some such than that
+the their theirs them then there these they this those through to too under until up very was we
+were what when where which while who whom why will with would you your yours s t d ll m re ve
+said says one two new also
+le la les un une des du de et est en que qui dans pour pas sur au aux avec ce ces il elle ils on
+ne se son sa ses par plus ou mais été être
+der die das den dem des ein eine einen einem einer und ist im in zu von mit auf für nicht sich es
+auch als an bei aus wie dass oder wird sind war hat
+el los las una unos unas y del al que por con para es se lo su sus como más pero o
+o os as um uma e do da dos das no na nos nas em por com para não mais ao à
+il lo gli un una e di da in con su per che non è
+het een en van de in op te dat voor met zijn niet aan er ook als bij
+""".split())

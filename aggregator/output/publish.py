@@ -1,0 +1,131 @@
+"""Publishing: every output's documents written from the store, archive pages first, then the current ones.
+
+The stage's entry is `publish_outputs`. Each output has a current document
+per format and, once entries fall out of it, numbered archive pages (RFC
+5005) that archive.py plans; atom.py and jsonfeed.py render them,
+files.write_atomic writes them, rendered.Rendered skips those unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+from ..config import Config, OutputConfig
+from ..errors import PublishError, StoreError
+from ..models import StoryEntry
+from ..store import Store
+from . import archive, websub
+from .archive import ArchiveUpdate, PublishMemory
+from .atom import render
+from .documents import STYLESHEET, Document
+from .files import write_atomic
+from .opml import outputs_opml
+from .rendered import Rendered
+
+
+def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntry],
+                   archive: ArchiveUpdate | None = None, rendered: Rendered | None = None) -> list[Path]:
+    """Write every format of one output, archive pages first; the paths actually rewritten.
+
+    Pages are written before the current document, so a crash between the two
+    can repeat an entry for one publish but never lose one. With `rendered`,
+    documents unchanged since they were last written are not rendered.
+    """
+    written: list[Path] = []
+    archive = archive or ArchiveUpdate(None)
+    rendered = rendered or Rendered(None, config)
+    try:
+        for page in archive.pages:
+            document, page_entries = Document(output, page=page.number, full=page.full), list(page.entries)
+            for fmt in page.formats:
+                _publish_document(config, document, fmt, page_entries, rendered, written)
+        current = Document(output, prev_archive=archive.newest)
+        for fmt in output.formats:
+            _publish_document(config, current, fmt, entries, rendered, written)
+    finally:
+        rendered.save()
+    return written
+
+
+def _publish_document(config: Config, document: Document, fmt: str, entries: list[StoryEntry], rendered: Rendered,
+                      written: list[Path]) -> None:
+    path = config.output_dir / document.name(fmt)
+    digest = rendered.digest(document, fmt, entries)
+    if rendered.unchanged(path, digest):
+        return
+    if write_atomic(path, render(config, document, fmt, entries)):
+        written.append(path)
+    rendered.done(path, digest)
+
+
+def stylesheet_bytes() -> bytes:
+    return resources.files(__package__).joinpath(STYLESHEET).read_bytes()
+
+
+def publish_site(config: Config) -> list[Path]:
+    """The files shared by every output: the browser stylesheet and index.opml listing the outputs."""
+    written = []
+    for name, data in ((STYLESHEET, stylesheet_bytes()), ("index.opml", outputs_opml(config))):
+        path = config.output_dir / name
+        if write_atomic(path, data):
+            written.append(path)
+    return written
+
+
+def publish_outputs(store: Store, config: Config, now: datetime | None = None,
+                    only: set[str] | None = None, unless_unchanged: bool = False,
+                    memory: PublishMemory | None = None) -> list[Path]:
+    """Render every output (or those named in `only`): all formats and archive pages; the files rewritten.
+
+    One output that cannot be written (a full disk) does not stop the others:
+    its old files stay, the failure is recorded for `status`, and a
+    PublishError naming it is raised once every output has been tried. Hubs
+    are pinged about each current document that changed. `unless_unchanged`:
+    nothing is read when nothing publishing depends on changed since the last
+    complete publish (selecting the stories of a large state costs seconds).
+    `memory`: what a process that publishes again and again keeps between publishes.
+    """
+    memory = memory or PublishMemory()
+    written, errors = [], []
+    rendered = Rendered(store, config)
+    inputs = rendered.inputs()  # first: a poll committing while this publish reads counts as a change next time
+    if unless_unchanged and rendered.nothing_to_publish(config, inputs, store.published_inputs()):
+        return []
+    try:
+        written += publish_site(config)
+    except PublishError as exc:
+        errors.append(str(exc))
+    failing = store.output_failures()
+    for output in config.outputs:
+        if only is not None and output.id not in only:
+            continue
+        try:
+            entries, update = archive.prepare(store, config, output, now, memory)
+            written += publish_output(config, output, entries, update, rendered)
+        except PublishError as exc:
+            errors.append(str(exc))
+            _record_publish(store, output.id, str(exc), now)
+            continue
+        if output.id in failing:
+            _record_publish(store, output.id, None, now)
+    if config.hubs:
+        changed = {path.relative_to(config.output_dir).as_posix() for path in written}
+        topics = [config.base_url + f"{o.id}.{fmt}" for o in config.outputs for fmt in o.formats
+                  if f"{o.id}.{fmt}" in changed]
+        websub.ping(config.hubs, topics)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise PublishError(errors[0].removeprefix("publish: ") + more)
+    if only is None:
+        store.set_published_inputs(inputs)
+    return written
+
+
+def _record_publish(store: Store, output_id: str, error: str | None, now: datetime | None) -> None:
+    """Best effort: on a really full disk the store cannot take the note either; the raised error still says it."""
+    try:
+        store.record_publish(output_id, error, now or datetime.now(timezone.utc))
+    except StoreError:
+        pass

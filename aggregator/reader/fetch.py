@@ -1,0 +1,208 @@
+"""HTTP and file: reads: conditional GET, a whole-request deadline, the decoded-size cap.
+
+All of HTTP caching, redirects and limits live here, so the rest of the pipeline
+sees one FetchResult or one FetchError.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+from urllib.request import getproxies, url2pathname
+
+import requests
+
+from .. import USER_AGENT
+from ..errors import FetchError
+from ..models import FetchResult
+from .transport import AddressPolicy, AddressRefused, Watch, WatchedAdapter
+
+MAX_REDIRECTS = 5
+CHUNK = 64 * 1024
+ACCEPT = "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+
+_local = threading.local()
+
+
+def session() -> requests.Session:
+    """One Session per worker thread: connection reuse without sharing a pool across threads."""
+    s = getattr(_local, "session", None)
+    if s is None:
+        s = requests.Session()
+        s.headers.update({"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"})
+        s.max_redirects = MAX_REDIRECTS
+        _read_environment_once(s)
+        adapter = WatchedAdapter()
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        _local.session = s
+    return s
+
+
+def _read_environment_once(s: requests.Session) -> None:
+    """requests re-reads proxies, CA bundle and netrc from the environment on every request, a third of
+    what a 304 costs; without proxies or a netrc (whose rules are per host), read the bundle once instead."""
+    if getproxies() or os.environ.get("NETRC") or os.path.exists(os.path.expanduser("~/.netrc")):
+        return
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        s.verify = bundle
+    s.trust_env = False
+
+
+def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None,
+          timeout: float = 30.0, max_bytes: int = 10 * 1024**2, policy: AddressPolicy | None = None) -> FetchResult:
+    """One source read; ``policy`` says which addresses count as internal (default: from the environment)."""
+    if url.startswith("file:"):
+        return _read_file(url, max_bytes)
+    return _fetch_http(url, etag, last_modified, timeout, max_bytes, policy)
+
+
+def _read_file(url: str, max_bytes: int) -> FetchResult:
+    path = Path(url2pathname(urlsplit(url).path))
+    try:
+        with path.open("rb") as f:
+            body = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(body) > max_bytes:
+        raise FetchError(f"{path} is larger than max_bytes ({max_bytes} bytes)")
+    return FetchResult(url=url, status=200, body=body, headers={"content-location": url})
+
+
+def _fetch_http(url: str, etag: str | None, last_modified: str | None,
+                timeout: float, max_bytes: int, policy: AddressPolicy | None = None) -> FetchResult:
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    started = time.monotonic()
+    policy = policy or AddressPolicy.from_environment()
+    watch = Watch(timeout, policy, check_addresses=not _proxied(url))
+    current, hops, all_permanent = url, 0, True
+    try:
+        with watch:
+            while True:
+                remaining = timeout - (time.monotonic() - started)
+                if remaining <= 0:
+                    raise FetchError(f"timed out after {timeout:g}s")
+                watch.hop = hops
+                response = session().get(current, headers=headers, stream=True, allow_redirects=False,
+                                         timeout=(min(remaining, 10.0), remaining))
+                if response.is_redirect:
+                    hops += 1
+                    target = urljoin(current, response.headers.get("Location", ""))
+                    response.close()
+                    if hops > MAX_REDIRECTS:
+                        raise FetchError(f"more than {MAX_REDIRECTS} redirects (last to {target})",
+                                         response.status_code)
+                    all_permanent = all_permanent and response.status_code in (301, 308)
+                    current = target
+                    continue
+                permanent = current if hops and all_permanent else None
+                return _read_response(response, current, permanent, max_bytes, watch, timeout)
+    except FetchError:
+        raise
+    except AddressRefused as exc:
+        raise FetchError(str(exc)) from exc
+    except requests.exceptions.RequestException as exc:
+        raise _request_error(exc, watch, timeout) from exc
+
+
+def _request_error(exc: requests.exceptions.RequestException, watch: Watch, timeout: float) -> FetchError:
+    """requests' exception as one line naming what went wrong (refusal and deadline first: they cause others)."""
+    if watch.refused:
+        return FetchError(watch.refused)
+    if watch.expired or isinstance(exc, (requests.exceptions.Timeout, requests.exceptions.ConnectTimeout)):
+        return FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return FetchError(f"TLS error: {_reason(exc)}")
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return FetchError(f"more than {MAX_REDIRECTS} redirects")
+    if isinstance(exc, requests.exceptions.InvalidSchema):
+        return FetchError(f"redirected to an unsupported URL scheme: {_reason(exc)}")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = _reason(exc)
+        if "failed to resolve" in text.lower():
+            return FetchError(f"DNS error: {text}; check the host name")
+        return FetchError(f"cannot connect: {text}")
+    return FetchError(f"request failed: {_reason(exc)}")
+
+
+def _proxied(url: str) -> bool:
+    """Whether requests would send this URL through a proxy (the address guard cannot see past one)."""
+    s = session()
+    proxies = s.proxies or (requests.utils.get_environ_proxies(url) if s.trust_env else {})
+    return bool(requests.utils.select_proxy(url, proxies))
+
+
+def _read_response(response: requests.Response, url: str, permanent: str | None, max_bytes: int,
+                   deadline: Watch, timeout: float) -> FetchResult:
+    status = response.status_code
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    if status == 304:
+        _ = response.content  # a 304 has no body: read, it releases the connection for the next poll to reuse
+        response.close()
+        return FetchResult(url=url, status=304, body=None, headers=headers, permanent_url=permanent,
+                           etag=headers.get("etag"), last_modified=headers.get("last-modified"),
+                           max_age=_max_age(headers))
+    if status != 200:
+        response.close()
+        raise FetchError(f"HTTP {status} {response.reason or ''}".strip(), status, headers.get("retry-after"))
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(f"body larger than max_bytes ({max_bytes} bytes); raise max_bytes if it is a real feed")
+            chunks.append(chunk)
+            if deadline.expired:
+                raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
+    finally:
+        response.close()
+    if deadline.expired:
+        raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
+    headers.setdefault("content-location", url)
+    return FetchResult(url=url, status=200, body=b"".join(chunks), headers=headers, permanent_url=permanent,
+                       etag=headers.get("etag"), last_modified=headers.get("last-modified"),
+                       max_age=_max_age(headers))
+
+
+def _max_age(headers: dict[str, str]) -> int | None:
+    match = re.search(r"max-age\s*=\s*(\d+)", headers.get("cache-control", ""))
+    return int(match.group(1)) if match else None
+
+
+def retry_after(value: str | None, now: datetime) -> datetime | None:
+    """The time a Retry-After header (seconds or an HTTP date) forbids polling before."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return now + timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost readable cause, without urllib3's retry wrapper and connection reprs."""
+    inner = exc.args[0] if exc.args else exc
+    inner = getattr(inner, "reason", None) or inner  # MaxRetryError carries the real cause
+    if isinstance(inner, Exception) and inner.args and isinstance(inner.args[0], Exception):
+        inner = inner.args[0]  # urllib3's SSLError wraps ssl's own error
+    text = str(inner)
+    text = re.sub(r"^\w+\(host='[^']*', port=\d+\):\s*", "", text)
+    text = re.sub(r"<urllib3\.[^>]*>:\s*", "", text)
+    return " ".join(text.split())[:300] or exc.__class__.__name__

@@ -1,0 +1,80 @@
+"""Per-host politeness: at most 2 requests in flight to one host:port, and spaced request starts.
+
+SPEC §5.1 allows at most 2 requests in flight to one host:port; the daemon
+also spaces request starts to one host, so fifty feeds on one site are not
+fetched in one burst.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from ..config import Config
+
+DEFAULT_SPACING = 1.0  # seconds between request starts to one host
+
+
+def host_key(url: str) -> str:
+    """host:port, the unit of politeness limits."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+class HostLimiter:
+    """At most `per_host` requests in flight to one host:port."""
+
+    def __init__(self, per_host: int = 2):
+        self.per_host = per_host
+        self._lock = threading.Lock()
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+
+    def slot(self, url: str) -> threading.BoundedSemaphore:
+        key = host_key(url)
+        with self._lock:
+            if key not in self._semaphores:
+                self._semaphores[key] = threading.BoundedSemaphore(self.per_host)
+            return self._semaphores[key]
+
+
+def host_spacing(config: Config) -> dict[str, float]:
+    """Each host's minimum spacing: a second, or half the shortest interval asked of that host if shorter.
+
+    An operator who configures sub-second intervals on a host (tests, a local
+    service) has said that host can take it.
+    """
+    spacing: dict[str, float] = {}
+    for source in config.sources:
+        if source.enabled and source.url.startswith(("http://", "https://")):
+            key = host_key(source.url)
+            spacing[key] = min(spacing.get(key, DEFAULT_SPACING), source.interval / 2)
+    return spacing
+
+
+class PoliteLimiter(HostLimiter):
+    """HostLimiter's 2-in-flight bound plus a minimum spacing between request starts to one host."""
+
+    def __init__(self, config: Config, per_host: int = 2):
+        super().__init__(per_host)
+        self._spacing = host_spacing(config)
+        self._next_start: dict[str, float] = {}
+
+    def configure(self, config: Config) -> None:
+        """Take a reloaded config's hosts; requests in flight keep their slots."""
+        with self._lock:
+            self._spacing = host_spacing(config)
+
+    @contextmanager
+    def slot(self, url: str) -> Iterator[None]:
+        key = host_key(url)
+        with super().slot(url):
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next_start.get(key, 0.0))
+                self._next_start[key] = start + self._spacing.get(key, DEFAULT_SPACING)
+            time.sleep(start - now)
+            yield

@@ -1,0 +1,314 @@
+"""Bytes → ParsedFeed. The only importer of feedparser: its dicts never leave this module."""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import io
+import re
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+from feedparser.encodings import convert_to_utf8
+from feedparser.sanitizer import replace_doctype
+from feedparser.util import FeedParserDict
+from lxml import etree
+
+from . import fastparse
+from ..errors import ParseError
+from ..models import Entry, FeedInfo, ParsedFeed
+from .sanitize import plain_text, xml_safe
+
+EARLIEST_TRUSTED = datetime(1990, 1, 1, tzinfo=timezone.utc)
+FUTURE_SLACK = timedelta(days=1)
+MAX_TITLE = 1000
+MAX_TEXT = 512 * 1024
+MAX_RAW_TEXT = 64 * 1024  # markup read to find a title or name: the cost of stripping it stays bounded
+MAX_NAMES = 50  # authors or categories kept per entry
+MAX_NAME = 200
+MAX_URL = 4096
+WEB_SCHEMES = ("http", "https")
+#: Entity expansion allowed on top of the document itself: a few real feeds declare an entity or two.
+MAX_ENTITY_EXPANSION = 1024 * 1024
+#: "ENTITY" as it appears in the encodings feedparser decodes (UTF-7 and the CJK ones are ASCII-compatible).
+ENTITY_MARKERS = tuple({"ENTITY".encode(e) for e in ("ascii", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be",
+                                                     "cp037")})
+CHARREF = re.compile(rb"&#([xX][0-9a-fA-F]+|[0-9]+);?")
+ENTITY_ERRORS = {"ERR_RESOURCE_LIMIT", "ERR_ENTITY_LOOP", "ERR_ENTITY_AMPLIFICATION"}
+UPDATE_PERIODS = {"hourly": 3600, "daily": 86400, "weekly": 604800, "monthly": 2592000, "yearly": 31536000}
+
+
+def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str = "",
+               now: datetime | None = None, max_entries: int = 500, fast: bool = True) -> ParsedFeed:
+    """Parse a feed document; raise ParseError when the bytes are not a feed at all.
+
+    Clean RSS 2.0 and Atom documents take the lxml fast path; `fast=False`
+    forces feedparser, the reference the fast path is tested against.
+    """
+    now = now or datetime.now(timezone.utc)
+    headers = dict(headers or {})
+    headers.setdefault("content-location", url)
+    quick = fastparse.read(body, headers.get("content-type", "")) if fast else None
+    if quick is not None:
+        feed, raw_entries, warning = quick["feed"], quick["entries"], None
+    else:
+        feed, raw_entries, warning = _reference(body, headers)
+    base = headers.get("content-location") or url
+    info = FeedInfo(
+        title=plain_text(str(feed.get("title") or "")[:MAX_RAW_TEXT])[:MAX_TITLE] or None,
+        link=_web_link(_absolute(base, feed.get("link"))),
+        id=xml_safe(feed.get("id") or "").strip() or None,
+        updated=_date(feed, ("updated_parsed", "published_parsed"), now),
+        language=_language(feed.get("language")),
+        ttl=_ttl(feed),
+        **_skips(body),
+    )
+    entries = tuple(_entry(raw, base, info.language, now) for raw in raw_entries[:max_entries])
+    return ParsedFeed(info=info, entries=entries, warning=warning)
+
+
+def _reference(body: bytes, headers: dict[str, str]) -> tuple[dict, list, str | None]:
+    """feedparser, for every document the fast path declines: (feed, entries, warning)."""
+    check_entities(body, headers)
+    result = _feedparser(body, headers)
+    if not result.get("version") and not result.entries:
+        reason = result.get("bozo_exception")
+        hint = "an HTML page, not a feed" if body.lstrip()[:100].lower().startswith((b"<!doctype html", b"<html")) else "not an RSS or Atom feed"
+        raise ParseError(f"{hint}" + (f" ({_one_line(reason)})" if reason else ""))
+    warning = _one_line(result.get("bozo_exception")) if result.get("bozo") else None
+    return result.feed, result.entries, warning
+
+
+def _feedparser(body: bytes, headers: dict[str, str]) -> dict:
+    """feedparser's result, with the character references it crashes on removed first."""
+    try:
+        return _feedparser_once(drop_bad_charrefs(body), headers)
+    except (UnicodeError, ValueError, OverflowError):
+        pass  # a bad reference in an encoding the byte pattern cannot see (UTF-16/32): retry from UTF-8
+    try:
+        data = drop_bad_charrefs(convert_to_utf8(headers, body, FeedParserDict()))
+        return _feedparser_once(data, {**headers, "content-type": "application/xml"})
+    except Exception as exc:  # feedparser promises bozo, but broken encodings have escaped it before
+        raise ParseError(f"unreadable feed: {exc.__class__.__name__}: {_one_line(exc)}") from exc
+
+
+def _feedparser_once(body: bytes, headers: dict[str, str]) -> dict:
+    # A stream, never bytes: feedparser opens a bytes argument as a file when one has that name.
+    return feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False,
+                            resolve_relative_uris=False)
+
+
+def drop_bad_charrefs(body: bytes) -> bytes:
+    """Remove numeric character references to code points XML forbids (&#xD800;, &#0;, &#x110000;).
+
+    feedparser's loose parser raises on surrogates and on numbers past
+    U+10FFFF, which would fail the whole feed for one character.
+    """
+    if b"&#" not in body:
+        return body
+    return CHARREF.sub(_charref_or_nothing, body)
+
+
+def _charref_or_nothing(match: re.Match) -> bytes:
+    digits = match.group(1)
+    if len(digits) > 9:
+        return b""
+    code = int(digits[1:], 16) if digits[:1] in b"xX" else int(digits)
+    allowed = code in (9, 10, 13) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF
+    return match.group(0) if allowed else b""
+
+
+def check_entities(body: bytes, headers: dict[str, str]) -> None:
+    """Refuse documents whose internal entities would expand out of bounds (billion laughs, quadratic blowup).
+
+    feedparser drops nested entity declarations but keeps plain-text ones, and
+    its loose parser expands those at every reference: one 100 KB entity used
+    20,000 times is 2 GB. This looks at the document exactly as feedparser will
+    (its own encoding conversion and DOCTYPE rewrite), then bounds both paths:
+    the loose parser's expansion is counted, and the bytes the strict parser
+    gets are parsed once by libxml2, whose amplification limit stops nesting
+    in microseconds. Documents without the word ENTITY cost six byte searches.
+    External entities and DTDs are never loaded by either parser.
+    """
+    if not any(marker in body for marker in ENTITY_MARKERS):
+        return
+    try:
+        data = convert_to_utf8(headers, body, FeedParserDict())
+        _, data, entities = replace_doctype(data)
+    except Exception:  # feedparser reports the same problem as bozo when it parses
+        return
+    expansion = sum(len(value.encode("utf-8")) * data.count(f"&{name};".encode("utf-8"))
+                    for name, value in entities.items())
+    if expansion > MAX_ENTITY_EXPANSION:
+        raise ParseError(f"the feed's XML entities expand to {expansion // 1024} KB "
+                         f"(limit {MAX_ENTITY_EXPANSION // 1024} KB): an entity-expansion attack; refused")
+    parser = etree.XMLParser(resolve_entities="internal", load_dtd=False, no_network=True, recover=True,
+                             huge_tree=False)
+    try:
+        etree.fromstring(data, parser)
+    except etree.LxmlError:
+        pass
+    bomb = next((e for e in parser.error_log if e.type_name in ENTITY_ERRORS
+                 and ("entit" in e.message.lower() or "amplification" in e.message.lower())), None)
+    if bomb is not None:
+        raise ParseError(f"the feed's XML entities expand out of bounds ({_one_line(bomb.message)}): "
+                         "an entity-expansion attack; refused")
+
+
+def entry_key(guid: str | None, link: str | None, title: str, text: str) -> str:
+    """An item's identity inside its source, first usable of:
+
+    1. its guid / atom:id, as given;
+    2. its link (absolute);
+    3. a hash of its title and text, for feeds that give neither.
+    """
+    if guid:
+        return "guid:" + guid
+    if link:
+        return "link:" + link
+    return "hash:" + hashlib.sha256(f"{title}\n{text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _entry(raw: dict, base: str, feed_language: str | None, now: datetime) -> Entry:
+    link = _item_link(_absolute(base, raw.get("link")))
+    guid = xml_safe(str(raw.get("id") or "")).strip()[:2000] or None
+    summary = _html(raw.get("summary_detail")) or None
+    content = None
+    for part in raw.get("content") or ():
+        if part.get("value"):
+            content = _html(part)
+            break
+    if content and summary and plain_text(content) == plain_text(summary):
+        summary = None
+    title = plain_text(str(raw.get("title") or "")[:MAX_RAW_TEXT])[:MAX_TITLE]
+    authors = _names(a.get("name") or a.get("email") for a in raw.get("authors") or () if isinstance(a, dict))
+    if not any(authors) and raw.get("author"):
+        authors = _names([raw.get("author")])
+    categories = _names(t.get("label") or t.get("term") for t in raw.get("tags") or () if isinstance(t, dict))
+    language = None
+    for detail in (raw.get("title_detail"), raw.get("summary_detail"), *(raw.get("content") or ())):
+        if isinstance(detail, dict) and detail.get("language"):
+            language = _language(detail["language"])
+            break
+    return Entry(
+        key=entry_key(guid, link, title, content or summary or ""),
+        title=title,
+        link=link,
+        guid=guid,
+        summary=summary,
+        content=content,
+        authors=tuple(a for a in authors if a),
+        categories=tuple(c for c in categories if c),
+        published=_date(raw, ("published_parsed", "created_parsed"), now),
+        updated=_date(raw, ("updated_parsed",), now),
+        language=language or feed_language,
+        canonical=_canonical(raw, base),
+    )
+
+
+def _canonical(raw: dict, base: str) -> str | None:
+    """The page's own canonical URL: feedburner:origLink, or a link with rel="canonical"."""
+    for link in raw.get("links") or ():
+        if isinstance(link, dict) and link.get("rel") == "canonical" and link.get("href"):
+            return _web_link(_absolute(base, link["href"]))
+    return _web_link(_absolute(base, raw.get("feedburner_origlink")))
+
+
+def _html(detail: dict | None) -> str | None:
+    """Content as HTML: plain-text parts are escaped, over-long ones truncated."""
+    if not isinstance(detail, dict) or not detail.get("value"):
+        return None
+    value = xml_safe(str(detail["value"]))[:MAX_TEXT]
+    if detail.get("type") == "text/plain":
+        value = html.escape(value).replace("\n\n", "<br><br>")
+    return value
+
+
+def _date(node: dict, keys: tuple[str, ...], now: datetime) -> datetime | None:
+    """The first trustworthy date: not before 1990, not more than a day ahead."""
+    for key in keys:
+        parsed = dict.get(node, key)  # not node.get: feedparser would answer updated_parsed with the published date
+        if not parsed:
+            continue
+        try:
+            when = datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
+        except (OverflowError, ValueError, OSError):
+            continue
+        if EARLIEST_TRUSTED <= when <= now + FUTURE_SLACK:
+            return when
+    return None
+
+
+def _absolute(base: str, link: str | None) -> str | None:
+    if not link:
+        return None
+    link = xml_safe(str(link)).strip()
+    return urljoin(base, link) if base and not base.startswith("file:") else link
+
+
+def _names(values) -> tuple[str, ...]:
+    """Distinct plain-text names, each and their number bounded: a feed cannot make an entry huge this way."""
+    names = dict.fromkeys(plain_text(str(v or "")[:MAX_RAW_TEXT])[:MAX_NAME] for v in values)
+    return tuple(name for name in names if name)[:MAX_NAMES]
+
+
+def _item_link(link: str | None) -> str | None:
+    """An item's link as readers will follow it: http(s) or relative; javascript:, data:, file: … are dropped."""
+    if not link or len(link) > MAX_URL:
+        return None
+    try:
+        scheme = urlsplit(link).scheme.lower()
+    except ValueError:
+        return None
+    return link if scheme in WEB_SCHEMES or not scheme else None
+
+
+def _web_link(link: str | None) -> str | None:
+    return link if link and link.lower().startswith(("http://", "https://")) else None
+
+
+def _language(value: str | None) -> str | None:
+    value = (value or "").strip().lower().replace("_", "-")
+    return value[:35] or None
+
+
+def _ttl(feed: dict) -> int | None:
+    """The shortest poll interval the feed itself asks for (RSS ttl, sy:updatePeriod/Frequency)."""
+    asks = []
+    try:
+        if feed.get("ttl"):
+            asks.append(int(float(feed["ttl"])) * 60)
+    except (TypeError, ValueError):
+        pass
+    period = UPDATE_PERIODS.get(str(feed.get("sy_updateperiod", "")).strip().lower())
+    if period:
+        try:
+            frequency = max(1, int(feed.get("sy_updatefrequency") or 1))
+        except (TypeError, ValueError):
+            frequency = 1
+        asks.append(period // frequency)
+    return max(asks) if asks else None
+
+
+_SKIP_HOURS = re.compile(rb"<skipHours\b[^>]*>(.*?)</skipHours\s*>", re.S | re.I)
+_SKIP_DAYS = re.compile(rb"<skipDays\b[^>]*>(.*?)</skipDays\s*>", re.S | re.I)
+_HOUR = re.compile(rb"<hour\b[^>]*>\s*(\d{1,2})\s*</hour", re.I)
+_DAY = re.compile(rb"<day\b[^>]*>\s*([A-Za-z]+)\s*</day", re.I)
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _skips(body: bytes) -> dict:
+    """RSS 2.0 skipHours/skipDays, read from the bytes: feedparser keeps only the last <hour> of them."""
+    hours = _SKIP_HOURS.search(body)
+    days = _SKIP_DAYS.search(body)
+    return {
+        "skip_hours": frozenset(int(h) for h in _HOUR.findall(hours.group(1)) if int(h) < 24) if hours else frozenset(),
+        "skip_days": frozenset(d.decode().lower() for d in _DAY.findall(days.group(1))
+                               if d.decode().lower() in DAY_NAMES) if days else frozenset(),
+    }
+
+
+def _one_line(exc: object) -> str:
+    return " ".join(str(exc).split())[:300]

@@ -1,0 +1,232 @@
+"""Poll one source end to end: the one place that joins I/O to the pure stages.
+
+fetch → parse → (per new or changed item) sanitise, identify, dedupe → store,
+all of a poll's writes in one transaction, and every failure recorded on the
+source instead of raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from ..config import Config, SourceConfig
+from ..dedup import copies as dedup_copies, match as dedup_match
+from ..errors import AggregatorError, StoreError
+from ..models import Entry, FetchResult, Outcome, ParsedFeed, PollResult, SourceState, SourceStatus, polled_url
+from ..reader.fetch import fetch, retry_after
+from ..reader.hosts import HostLimiter
+from ..store import Store, story_uid
+from .prepare import PreparedFeed, PreparedItem, prepare_feed, prepare_item, raw_hash
+from .schedule import next_poll_after_failure, next_poll_after_success
+
+#: prepare_feed's signature: in place, or a prepare.Preparer's worker processes.
+Prepare = Callable[..., PreparedFeed]
+KNOWN_HINT = 1000  # a source's latest stored items whose raw hashes tell the preparer what to skip
+
+
+def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimiter,
+         now: datetime | None = None, prepare: Prepare = prepare_feed, state: SourceState | None = None) -> PollResult:
+    """Fetch, parse and store one source; never raises for a source's own failure.
+
+    `state` is the source's stored state when the caller has just read it (`once` reads every source's at its start).
+    """
+    now = now or datetime.now(timezone.utc)
+    state = state or store.source_state(source.id)
+    url = polled_url(source, state)
+    return _recorded(store, source, state, url, now, lambda: _ingest(
+        store, config, source, state, fetch_source(source, state, url, limiter), now, prepare))
+
+
+def fetch_source(source: SourceConfig, state: SourceState, url: str, limiter: HostLimiter) -> FetchResult:
+    """The conditional GET of a poll, in one of the host's slots (a file: URL needs neither)."""
+    if url.startswith("file:"):
+        return fetch(url, timeout=source.timeout, max_bytes=source.max_bytes)
+    with limiter.slot(url):
+        return fetch(url, etag=state.etag, last_modified=state.last_modified,
+                     timeout=source.timeout, max_bytes=source.max_bytes)
+
+
+def store_fetched(store: Store, config: Config, source: SourceConfig, state: SourceState, url: str,
+                  now: datetime, outcome: FetchResult | AggregatorError, body_hash: str | None = None,
+                  prepared: PreparedFeed | None = None) -> PollResult:
+    """poll's second half, for a fetch and its preparing done elsewhere (`outcome`: the response, body
+    emptied once hashed and prepared, or the failure)."""
+    def ingest() -> PollResult:
+        if isinstance(outcome, AggregatorError):
+            raise outcome
+        return _ingest(store, config, source, state, outcome, now, lambda *_: prepared, body_hash)
+    return _recorded(store, source, state, url, now, ingest)
+
+
+def internal_error(exc: Exception) -> AggregatorError:
+    """A bug met by hostile input, as a failure of this source only, not of the run (SPEC §7)."""
+    return AggregatorError(f"internal error on this source's data: {exc.__class__.__name__}: "
+                           f"{' '.join(str(exc).split())[:200]}; please report it")
+
+
+def _recorded(store: Store, source: SourceConfig, state: SourceState, url: str, now: datetime,
+              step: Callable[[], PollResult]) -> PollResult:
+    """step's result, or its failure recorded on the source."""
+    try:
+        return step()
+    except StoreError:
+        raise
+    except AggregatorError as exc:
+        return _record_failure(store, source, state, url, exc, now)
+    except Exception as exc:  # noqa: BLE001
+        return _record_failure(store, source, state, url, internal_error(exc), now)
+
+
+def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceState,
+            result: FetchResult, now: datetime, prepare: Prepare, body_hash: str | None = None) -> PollResult:
+    base = replace(
+        state, state=SourceStatus.OK, last_poll=now, last_success=now, last_status=result.status, errors=0,
+        last_error=None, retry_after=None,
+        etag=result.etag or (state.etag if result.not_modified else None),
+        last_modified=result.last_modified or (state.last_modified if result.not_modified else None),
+        url=result.permanent_url or (state.url if state.configured_url == source.url else None),
+        configured_url=source.url,
+    )
+    if body_hash is None:
+        body_hash = hashlib.sha256(result.body).hexdigest() if result.body is not None else state.body_hash
+    if result.not_modified or body_hash == state.body_hash:
+        with store.transaction() as db:
+            final = _scheduled(db, source, base, result.max_age, now)
+            store.save_source_state(db, final)
+        return PollResult(source.id, Outcome.UNCHANGED, status=result.status, next_poll=final.next_poll)
+    with store.snapshot() as db:
+        latest = Store.latest_items(db, source.id, KNOWN_HINT)
+    prepared = prepare(result.body, result.headers, result.url, now, source.max_entries, source.id, latest)
+    feed = prepared.feed
+    min_interval = max(filter(None, (feed.info.ttl, result.max_age)), default=None)
+    base = replace(
+        base, body_hash=body_hash, changed_bodies=state.changed_bodies + 1, feed_title=feed.info.title,
+        feed_link=feed.info.link, feed_id=feed.info.id, min_interval=min_interval,
+        feed_updated=feed.info.updated or max((e.updated or e.published for e in feed.entries
+                                               if e.updated or e.published), default=state.feed_updated),
+        skip_hours=" ".join(map(str, sorted(feed.info.skip_hours))) or None,
+        skip_days=" ".join(sorted(feed.info.skip_days)) or None,
+    )
+    with store.transaction() as db:
+        new, updated = store_entries(store, db, source, feed, now, config.dedup_window, prepared=prepared)
+        final = _scheduled(db, source, base, result.max_age, now)
+        store.save_source_state(db, final)
+    outcome = Outcome.NEW if new else Outcome.UPDATED if updated else Outcome.UNCHANGED
+    return PollResult(source.id, outcome, new=new, updated=updated, status=result.status, next_poll=final.next_poll)
+
+
+def _scheduled(db, source: SourceConfig, state: SourceState, max_age: int | None, now: datetime) -> SourceState:
+    """The state with its next poll, adapted to the publishing history this poll's entries are part of."""
+    history = Store.publishing_history(db, source.id, now)
+    return replace(state, next_poll=next_poll_after_success(source, state, max_age, history, now))
+
+
+def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now: datetime, window: float,
+                  context: dedup_copies.SourceContext | None = None,
+                  prepared: PreparedFeed | None = None) -> tuple[int, int]:
+    """Store a poll's new and changed entries, each in the story dedup finds for it or a new one, inside the
+    poll's transaction `db`; (new, updated).
+
+    What `prepared` holds was made with its own context: it is used when the
+    caller gives no other.
+    """
+    entries = list({e.key: e for e in reversed(feed.entries)}.values())[::-1]  # first occurrence of a key wins
+    store.lock(db, "source", [source.id])  # a concurrent poll of this source waits, then sees what we stored
+    known = Store.item_hashes(db, source.id, [e.key for e in entries])
+    if any(e.key not in known for e in entries):
+        # Two processes ingesting copies of one story at once would each miss the other's uncommitted copy and
+        # make two stories. Any evidence can join two copies, so a poll bringing new items takes one lock for all
+        # matching: the second waits for the first to commit, then finds its copy (SQLite's writer lock does so).
+        store.lock(db, "story", ["match new copies"])
+    Store.ensure_index(db)
+    if context is None:
+        context = prepared.context if prepared else dedup_copies.source_context(
+            source.id, feed, [title for _, _, title in Store.latest_items(db, source.id, dedup_copies.RECENT_TITLES)])
+    ready = prepared.items if prepared and prepared.context is context else {}
+    hashes = prepared.hashes if prepared else {}
+    updated = 0
+    fresh: list[tuple[Entry, dict, dedup_copies.Copy]] = []
+    for entry in entries:
+        item = ready.get(entry.key)
+        stored = known.get(entry.key)
+        if stored and stored[1] == (item.raw_hash if item else hashes.get(entry.key) or raw_hash(entry)):
+            continue
+        item = item or prepare_item(entry, context, now)
+        values = item_values(entry, item, now, stored[2] if stored else None)
+        copy = item.copy if item.copy.published == values["published"] else replace(
+            item.copy, published=values["published"])
+        values.update(copy.columns())
+        if stored:
+            values.pop("first_seen")
+            Store.update_item(db, stored[0], values)
+            Store.index(db, stored[0], copy)
+            updated += 1
+        else:
+            fresh.append((entry, values, copy))
+    indexed = []
+    copies = [c for _, _, c in fresh]
+    matches = dedup_match.match(copies, window, *Store.dedup_candidates(db, copies, window))
+    for (entry, values, copy), match in zip(fresh, matches):
+        story_id = match.story_id if match else Store.create_story(db, story_uid(source.id, entry.key), now)
+        item_id = Store.insert_item(db, story_id, source.id, {"key": entry.key, **values})
+        indexed.append((item_id, copy))
+        if match:
+            Store.record_merge(db, item_id, story_id, match.matched_item, match.evidence, match.score, now,
+                               match.details)
+    Store.index_new(db, indexed)
+    return len(fresh), updated
+
+
+def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_published: str | None) -> dict:
+    """The columns of an item: sanitised HTML and the two dates of SPEC §4.
+
+    published: the source's published date, else its updated date, else when
+    first seen. updated: the source's updated date, else (for a change) now;
+    never earlier than published.
+    """
+    if entry.published or entry.updated:
+        published = entry.published or entry.updated
+    elif stored_published:
+        published = datetime.strptime(stored_published, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    else:
+        published = now
+    if entry.updated:
+        updated = entry.updated
+    else:
+        updated = now if stored_published else published
+    updated = max(updated, published)
+    return {
+        "guid": entry.guid,
+        "link": entry.link,
+        "title": entry.title,
+        "summary": item.summary,
+        "content": item.content,
+        "authors": entry.authors,
+        "categories": entry.categories,
+        "language": entry.language,
+        "published": published,
+        "updated": updated,
+        "first_seen": now,
+        "raw_hash": item.raw_hash,
+    }
+
+
+def _record_failure(store: Store, source: SourceConfig, state: SourceState, url: str,
+                    exc: AggregatorError, now: datetime) -> PollResult:
+    status = getattr(exc, "status", None)
+    gone = status == 410
+    failed = replace(
+        state, state=SourceStatus.GONE if gone else SourceStatus.FAILING, last_poll=now, last_status=status,
+        errors=state.errors + 1, last_error=str(exc),
+        # from when the answer came, not when the poll began: a politeness wait may lie between
+        retry_after=retry_after(getattr(exc, "retry_after", None), datetime.now(timezone.utc))
+        if status in (429, 503) else None,
+        url=state.url if state.configured_url == source.url else None, configured_url=source.url,
+    )
+    failed = replace(failed, next_poll=None if gone else next_poll_after_failure(source, failed, now))
+    with store.transaction() as db:
+        store.save_source_state(db, failed)
+    return PollResult(source.id, Outcome.ERROR, status=status, error=str(exc), next_poll=failed.next_poll)

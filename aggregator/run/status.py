@@ -1,0 +1,92 @@
+"""Every source's health, as `status` prints it and the server's index page shows it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ..config import Config
+from ..models import SourceState, SourceStatus, polled_url, to_text as rfc3339
+from ..store import Store
+
+COLUMNS = ["id", "state", "last_poll", "last_success", "last_status", "errors", "next_poll", "entries", "url",
+           "last_error"]
+
+
+def source_rows(store: Store, config: Config) -> list[dict]:
+    """One row per configured source, in config order, with the keys of SPEC §2 `status --json`."""
+    states = store.source_states()
+    rows = []
+    for source in config.sources:
+        state = states.get(source.id) or SourceState(id=source.id)
+        gone = state.state == SourceStatus.GONE and state.configured_url == source.url
+        rows.append({
+            "id": source.id,
+            "url": polled_url(source, state),
+            "state": SourceStatus.DISABLED if not source.enabled else state.state,
+            "last_poll": rfc3339(state.last_poll),
+            "last_success": rfc3339(state.last_success),
+            "last_status": state.last_status,
+            "errors": state.errors,
+            "next_poll": rfc3339(state.next_poll) if source.enabled and not gone else None,
+            "entries": state.entries,
+            "last_error": state.last_error,
+        })
+    return rows
+
+
+def output_rows(store: Store, config: Config) -> list[dict]:
+    """One row per output: when and why its last publish failed (null while it publishes fine)."""
+    failures = store.output_failures()
+    return [{"id": o.id, "failed_at": rfc3339(failures[o.id][0]) if o.id in failures else None,
+             "last_error": failures[o.id][1] if o.id in failures else None} for o in config.outputs]
+
+
+def advice(config: Config, rows: list[dict]) -> list[str]:
+    """What the operator should change in the config: moved sources' new URLs, gone sources."""
+    lines = []
+    for source, row in zip(config.sources, rows):
+        if row["url"] != source.url:
+            lines.append(f"{source.id}: moved permanently to {row['url']}; "
+                         f"set `url: {row['url']}` for it in {_where(config, source.url)}")
+        elif row["state"] == SourceStatus.GONE:
+            lines.append(f"{source.id}: gone (HTTP 410), no longer polled; remove it from {config.path} "
+                         "or give it a new url")
+    return lines
+
+
+def _where(config: Config, url: str) -> str:
+    """FILE:LINE of the source's url in the config, when the URL is written there verbatim."""
+    try:
+        for number, line in enumerate(config.path.read_text(encoding="utf-8").splitlines(), start=1):
+            if url in line:
+                return f"{config.path}:{number}"
+    except OSError:
+        pass
+    return str(config.path)
+
+
+def relative(when: str | None, now: datetime) -> str:
+    """An RFC 3339 time as '3m ago' / 'in 12m', for people reading a terminal."""
+    if when is None:
+        return "-"
+    seconds = (datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) - now).total_seconds()
+    amount = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if amount >= size:
+            text = f"{amount / size:.0f}{unit}"
+            break
+    else:
+        text = f"{amount:.0f}s"
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def render_table(rows: list[dict], now: datetime) -> list[str]:
+    """The rows as aligned columns, times relative to now; the last error unabridged at the end of its row."""
+    times = {"last_poll", "last_success", "next_poll"}
+    table = [[relative(row[c], now) if c in times else ("-" if row[c] is None else str(row[c])) for c in COLUMNS]
+             for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(COLUMNS)]
+    widths[-1] = 0
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(COLUMNS, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
+    return lines

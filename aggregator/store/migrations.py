@@ -1,0 +1,174 @@
+"""The schema, as an append-only list of migrations: each runs once, in order, inside its own transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ..models import to_text
+
+#: Append-only: each entry runs once, in order, inside its own transaction. Never edit a shipped one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE sources (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL DEFAULT 'new',
+        configured_url TEXT,
+        url TEXT,
+        etag TEXT,
+        last_modified TEXT,
+        body_hash TEXT,
+        last_poll TEXT,
+        last_success TEXT,
+        last_status INTEGER,
+        errors INTEGER NOT NULL DEFAULT 0,
+        next_poll TEXT,
+        retry_after TEXT,
+        last_error TEXT,
+        feed_title TEXT,
+        feed_link TEXT,
+        feed_id TEXT,
+        feed_updated TEXT,
+        min_interval INTEGER
+    );
+    CREATE TABLE stories (
+        id INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        republished TEXT NOT NULL
+    );
+    CREATE TABLE items (
+        id INTEGER PRIMARY KEY,
+        source_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        story_id INTEGER NOT NULL REFERENCES stories(id),
+        guid TEXT,
+        link TEXT,
+        canonical_link TEXT,
+        title TEXT NOT NULL,
+        title_key TEXT,
+        summary TEXT,
+        content TEXT,
+        authors TEXT NOT NULL DEFAULT '[]',
+        categories TEXT NOT NULL DEFAULT '[]',
+        language TEXT,
+        published TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        raw_hash TEXT NOT NULL,
+        content_hash TEXT,
+        UNIQUE (source_id, key)
+    );
+    CREATE INDEX items_story ON items (story_id);
+    CREATE INDEX items_canonical_link ON items (canonical_link);
+    CREATE INDEX items_source_published ON items (source_id, published);
+    CREATE TABLE merges (
+        item_id INTEGER PRIMARY KEY REFERENCES items(id),
+        story_id INTEGER NOT NULL REFERENCES stories(id),
+        matched_item INTEGER,
+        evidence TEXT NOT NULL,
+        score REAL NOT NULL,
+        decided TEXT NOT NULL
+    );
+    """,
+    # 2: the feed's skipHours/skipDays, which the scheduler honours (schedule.skip_forward)
+    """
+    ALTER TABLE sources ADD COLUMN skip_hours TEXT;
+    ALTER TABLE sources ADD COLUMN skip_days TEXT
+    """,
+    # 3: publish failures (a full disk, an unwritable folder), so `status` can show them
+    """
+    CREATE TABLE output_failures (
+        id TEXT PRIMARY KEY,
+        failed_at TEXT NOT NULL,
+        error TEXT NOT NULL
+    );
+    """,
+    # 4: the near-duplicate index (MinHash LSH band keys per item) and the lookups dedupe makes.
+    """
+    CREATE TABLE near_keys (
+        key INTEGER NOT NULL,
+        published TEXT NOT NULL,
+        item_id INTEGER NOT NULL REFERENCES items(id)
+    );
+    CREATE INDEX near_keys_lookup ON near_keys (key, published);
+    CREATE INDEX near_keys_item ON near_keys (item_id);
+    CREATE INDEX items_content_hash ON items (content_hash, published);
+    CREATE TABLE dedup_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE merges ADD COLUMN details TEXT;
+    ALTER TABLE items ADD COLUMN title_keys TEXT;
+    """,
+    # 5: several workers on one PostgreSQL state (workers.py): who polls a source until when (epoch seconds by
+    # the database's clock), the outputs left for the publishing worker, due sources found by index
+    """
+    ALTER TABLE sources ADD COLUMN lease_owner TEXT;
+    ALTER TABLE sources ADD COLUMN lease_expires REAL;
+    CREATE INDEX sources_next_poll ON sources (next_poll);
+    CREATE TABLE publish_requests (
+        output_id TEXT PRIMARY KEY,
+        requested TEXT NOT NULL
+    );
+    """,
+    # 6: each item's text fingerprint (fingerprint.py), so judging a stored copy does not read its HTML again;
+    # apart from items, whose rows stay small for the lookups
+    """
+    CREATE TABLE fingerprints (
+        item_id INTEGER PRIMARY KEY REFERENCES items(id),
+        words INTEGER NOT NULL,
+        blocks TEXT NOT NULL,
+        hashes BLOB NOT NULL
+    );
+    """,
+    # 7: what each published file was rendered from (publish.Rendered), so an unchanged document is not rendered again
+    """
+    CREATE TABLE rendered (
+        path TEXT PRIMARY KEY,
+        digest TEXT NOT NULL,
+        file TEXT NOT NULL
+    );
+    """,
+    # 8: the near-duplicate index as one B-tree of (key, item id), the window checked on the item it joins:
+    # a fifth of the size, and one random insert per key instead of two (a cold poll's commit rewrote ~2,000 pages)
+    """
+    ALTER TABLE near_keys RENAME TO near_keys_before;
+    CREATE TABLE near_keys (
+        key INTEGER NOT NULL,
+        item_id INTEGER NOT NULL,
+        PRIMARY KEY (key, item_id)
+    ) WITHOUT ROWID;
+    INSERT INTO near_keys (key, item_id) SELECT DISTINCT key, item_id FROM near_keys_before ORDER BY key, item_id;
+    DROP TABLE near_keys_before;
+    CREATE INDEX near_keys_item ON near_keys (item_id);
+    """,
+    # 9: how many polls brought a source a new body (what publishing reads of it may have changed since), so
+    # `once` can tell that nothing did since the last publish; counted up, so a body changing back still counts
+    """
+    ALTER TABLE sources ADD COLUMN changed_bodies INTEGER NOT NULL DEFAULT 0;
+    """,
+]
+
+
+def migrate(store) -> None:
+    """Apply the migrations not yet applied to a Store being opened, each in its own transaction; concurrent
+    openers take turns."""
+    backend = store.backend
+    if not store.has_table("schema_migrations"):
+        with store.transaction() as db:
+            backend.lock(db, "migrations", ["schema"])
+            db.execute(backend.ddl("CREATE TABLE IF NOT EXISTS schema_migrations "
+                                   "(version INTEGER PRIMARY KEY, applied TEXT NOT NULL)"))
+    done = {row[0] for row in store.query("SELECT version FROM schema_migrations")}
+    for version, script in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        with store.transaction() as db:
+            backend.lock(db, "migrations", ["schema"])
+            if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                continue  # another process applied it while we waited
+            for statement in filter(str.strip, script.split(";")):
+                db.execute(backend.ddl(statement))
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
+                       (version, to_text(datetime.now(timezone.utc))))
+
+
+def schema_version(store) -> int:
+    """The newest migration applied to this state."""
+    return store.query("SELECT max(version) FROM schema_migrations")[0][0] or 0
