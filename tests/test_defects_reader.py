@@ -1,0 +1,255 @@
+"""Issue 15, reading sources: one test per defect, through the real CLI (subprocess), its files and its status.
+
+Each test is marked xfail(strict=True) until its defect is fixed; the fixer removes the mark.
+Only the CLI, the files it writes and `status --json` are used: no aggregator internals.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+from lxml import etree
+
+from conftest import FIXTURES, run_cli, status_json, write_config
+from hostile import run_cli_measured
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+REAL = FIXTURES / "corpus" / "real"
+DEFECTS = FIXTURES / "defects"
+
+
+def atom_entries(path) -> list[etree._Element]:
+    return etree.parse(str(path)).getroot().findall(f"{ATOM}entry")
+
+
+def atom_titles(path) -> list[str]:
+    return [e.findtext(f"{ATOM}title") for e in atom_entries(path)]
+
+
+# 15.1 ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="issue 15.1: file: URLs with escaped characters read the wrong file")
+def test_a_percent_escaped_file_url_is_decoded_once_and_shown_as_written(tmp_path):
+    """Asserts: `file:feeds/local%20feed.atom` and `file:///…/local%20feed.atom` both read the file named
+    `local feed.atom` (3 entries published, state ok), and `status` shows each URL exactly as configured
+    (no `%2520`). Today: ENOENT on the literal `local%20feed.atom`, status shows `local%2520feed.atom`."""
+    (tmp_path / "feeds").mkdir()
+    shutil.copy(FIXTURES / "feeds" / "dates.atom", tmp_path / "feeds" / "local feed.atom")
+    relative = "file:feeds/local%20feed.atom"
+    absolute = (tmp_path / "feeds").as_uri() + "/local%20feed.atom"
+    config = write_config(tmp_path, [{"id": "rel", "url": relative}, {"id": "abs", "url": absolute}])
+    result = run_cli("once", config=config, check=True)
+    rows = status_json(config)
+    for source_id in ("rel", "abs"):
+        assert rows[source_id]["state"] == "ok" and rows[source_id]["entries"] == 3, (rows[source_id], result.stdout)
+    assert rows["rel"]["url"] == relative and rows["abs"]["url"] == absolute, rows
+    assert len(atom_entries(tmp_path / "out" / "all.atom")) == 3  # one story, two copies each
+
+
+# 15.3 ------------------------------------------------------------------------------------------------------
+
+def _gzip_bomb(decoded_size: int) -> bytes:
+    """A small gzip member that inflates to `decoded_size` bytes of a would-be feed (NULs after the head)."""
+    import zlib
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"\0" * (1024 * 1024)
+    parts = [compressor.compress(b'<?xml version="1.0"?><rss version="2.0"><channel><title>')]
+    parts += [compressor.compress(block) for _ in range(decoded_size // len(block))]
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15.3: gzip bodies without Content-Encoding are not read")
+def test_gzip_bodies_without_content_encoding_are_read_and_bombs_refused(tmp_path, feed_server):
+    """Asserts: a real feed (heise.atom, 15 entries) gzipped is read (a) over http as `feed.xml.gz`
+    (application/xml), (b) over http as application/x-gzip, (c) from a file: `.xml.gz`; each source is ok
+    with 15 entries. And a gzip bomb (64 MB decoded, < 100 KB on the wire) with max_bytes 1MB is refused over
+    http and from file: with an error naming max_bytes, the process staying under 300 MB.
+    Today: the gzip bytes go to the parser ("not an RSS or Atom feed")."""
+    feed = (REAL / "rss-parser" / "heise.atom").read_bytes()
+    packed = gzip.compress(feed)
+    bomb = _gzip_bomb(64 * 1024 * 1024)
+    assert len(bomb) < 100 * 1024
+    (tmp_path / "local.xml.gz").write_bytes(packed)
+    (tmp_path / "bomb.xml.gz").write_bytes(bomb)
+    sources = [
+        {"id": "http-gz", "url": feed_server.serve("/feed.xml.gz", packed, content_type="application/xml")},
+        {"id": "http-x-gzip", "url": feed_server.serve("/feed", packed, content_type="application/x-gzip")},
+        {"id": "file-gz", "url": "file:local.xml.gz"},
+        {"id": "http-bomb", "url": feed_server.serve("/bomb.xml.gz", bomb, content_type="application/x-gzip"),
+         "max_bytes": "1MB"},
+        {"id": "file-bomb", "url": "file:bomb.xml.gz", "max_bytes": "1MB"},
+    ]
+    config = write_config(tmp_path, sources)
+    result = run_cli_measured("once", config=config)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    rows = status_json(config)
+    for source_id in ("http-gz", "http-x-gzip", "file-gz"):
+        assert rows[source_id]["state"] == "ok" and rows[source_id]["entries"] == 15, rows[source_id]
+    for source_id in ("http-bomb", "file-bomb"):
+        assert rows[source_id]["state"] == "failing", rows[source_id]
+        assert "max_bytes" in rows[source_id]["last_error"], rows[source_id]
+    assert result.max_rss_mb < 300
+
+
+# 15.8 ------------------------------------------------------------------------------------------------------
+
+JSON_FEED_11 = {
+    "version": "https://jsonfeed.org/version/1.1",
+    "title": "JSON Desk",
+    "home_page_url": "https://json.example/",
+    "feed_url": "https://json.example/feed.json",
+    "language": "en",
+    "authors": [{"name": "Desk Editor"}],
+    "items": [
+        {"id": "https://json.example/1", "url": "https://json.example/stories/1",
+         "title": "First JSON story", "content_html": "<p>First <b>body</b></p>",
+         "summary": "First summary", "date_published": "2021-09-27T08:00:00Z",
+         "date_modified": "2021-09-28T09:30:00Z", "authors": [{"name": "Ann Writer"}],
+         "tags": ["politics"], "language": "en"},
+        {"id": "2", "external_url": "https://elsewhere.example/original",
+         "url": "https://json.example/stories/2", "title": "Second JSON story",
+         "content_text": "Plain second body", "date_published": "2021-09-26T12:00:00Z"},
+    ],
+}
+JSON_FEED_10 = {
+    "version": "https://jsonfeed.org/version/1",
+    "title": "Old JSON Desk",
+    "home_page_url": "https://old-json.example/",
+    "author": {"name": "Old Desk"},
+    "items": [
+        {"id": "old-1", "url": "https://old-json.example/a", "title": "Version one story",
+         "content_text": "Body one", "date_published": "2021-09-25T10:00:00+02:00",
+         "author": {"name": "Bob Writer"}, "tags": ["economy"]},
+    ],
+}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15.8: JSON Feed 1.0/1.1 sources are refused")
+def test_json_feed_sources_are_parsed_into_entries(tmp_path, feed_server):
+    """Asserts: a JSON Feed 1.1 served as application/feed+json, the same served as application/json, and a
+    JSON Feed 1.0 read from a file: (recognised by sniffing) are each ok; the Atom output carries their titles,
+    links (url), published/updated dates, authors (authors / 1.0 author), categories (tags) and text.
+    Today: `parse: not an RSS or Atom feed`."""
+    body11 = json.dumps(JSON_FEED_11).encode()
+    (tmp_path / "old.json").write_text(json.dumps(JSON_FEED_10))
+    config = write_config(tmp_path, [
+        {"id": "jf11", "url": feed_server.serve("/feed.json", body11, content_type="application/feed+json")},
+        {"id": "jf11-plain", "url": feed_server.serve("/plain.json", body11.replace(b"JSON Desk", b"Plain Desk")
+                                                      .replace(b"json.example/", b"plain.example/"),
+                                                      content_type="application/json")},
+        {"id": "jf10", "url": "file:old.json"},
+    ])
+    run_cli("once", config=config, check=True)
+    rows = status_json(config)
+    assert {k: (r["state"], r["entries"]) for k, r in rows.items()} == {
+        "jf11": ("ok", 2), "jf11-plain": ("ok", 2), "jf10": ("ok", 1)}, rows
+    entries = {e.findtext(f"{ATOM}title"): e for e in atom_entries(tmp_path / "out" / "all.atom")}
+    first = entries["First JSON story"]
+    assert first.find(f"{ATOM}link[@rel='alternate']").get("href") == "https://json.example/stories/1"
+    assert first.findtext(f"{ATOM}published").startswith("2021-09-27T08:00:00")
+    assert first.findtext(f"{ATOM}updated").startswith("2021-09-28T09:30:00")
+    assert [a.findtext(f"{ATOM}name") for a in first.findall(f"{ATOM}author")] == ["Ann Writer"]
+    assert "politics" in {c.get("term") for c in first.findall(f"{ATOM}category")}
+    assert "<b>body</b>" in (first.findtext(f"{ATOM}content") or "")
+    assert "Plain second body" in (entries["Second JSON story"].findtext(f"{ATOM}content") or
+                                   entries["Second JSON story"].findtext(f"{ATOM}summary") or "")
+    old = entries["Version one story"]
+    assert old.findtext(f"{ATOM}published").startswith("2021-09-25T08:00:00")
+    assert [a.findtext(f"{ATOM}name") for a in old.findall(f"{ATOM}author")] == ["Bob Writer"]
+    assert "economy" in {c.get("term") for c in old.findall(f"{ATOM}category")}
+
+
+# 15.9 ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="issue 15.9: podcast episodes without guid collapse into one entry")
+def test_podcast_episodes_linking_one_show_page_stay_separate(tmp_path):
+    """Asserts: the 4 episodes of a podcast feed with no guids, every <link> the show page (a real capture,
+    The Omni Show, with its guids taken out; see tests/fixtures/defects/ORIGIN.md) become 4 entries; and in a
+    feed whose items share one link and have no enclosure, items with distinct title+date stay distinct.
+    Today: one entry per feed (the key falls back to the shared link)."""
+    shutil.copy(DEFECTS / "omnishow-no-guid.rss", tmp_path / "podcast.rss")
+    base = datetime(2021, 9, 20, 10, 0, tzinfo=timezone.utc)
+    items = "".join(f"<item><title>Weekly letter {n}</title><link>https://letters.example/</link>"
+                    f"<pubDate>{format_datetime(base + timedelta(days=7 * n))}</pubDate>"
+                    f"<description>Letter number {n}</description></item>" for n in range(3))
+    (tmp_path / "letters.rss").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Letters</title>'
+        f"<link>https://letters.example/</link><description>d</description>{items}</channel></rss>")
+    config = write_config(tmp_path, [{"id": "omni", "url": "file:podcast.rss"},
+                                     {"id": "letters", "url": "file:letters.rss"}])
+    run_cli("once", config=config, check=True)
+    rows = status_json(config)
+    assert rows["omni"]["entries"] == 4 and rows["letters"]["entries"] == 3, rows
+    titles = atom_titles(tmp_path / "out" / "all.atom")
+    assert len([t for t in titles if t.startswith("Weekly letter")]) == 3, titles
+    assert len(titles) == 7, titles
+
+
+# 15.13 -----------------------------------------------------------------------------------------------------
+
+NEWS_RU = ("<rss version=\"2.0\"><channel><title>Новости</title><link>https://ru.example/</link>"
+           "<description>Последние новости дня</description>"
+           + "".join(f"<item><title>Новости дня: выпуск {n}</title><link>https://ru.example/news/{n}</link>"
+                     f"<guid>https://ru.example/news/{n}</guid><pubDate>Mon, 2{n} Sep 2021 10:00:00 GMT</pubDate>"
+                     f"<description>Сегодня в городе прошло собрание жителей, обсуждали новости района "
+                     f"и планы на осень. Выпуск номер {n}.</description></item>" for n in range(3))
+           + "</channel></rss>")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15.13: undeclared encodings become mojibake silently")
+def test_an_undeclared_windows_1251_feed_is_detected_and_flagged(tmp_path, feed_server):
+    """Asserts: a windows-1251 feed with no XML declaration, served as `text/xml` without charset, is
+    republished with the Cyrillic titles (`Новости дня: выпуск 0`, no `Íîâîñòè`), and `status` says the
+    encoding was guessed (the word "encoding" in the source's status row).
+    Today: republished as latin-1 mojibake, status silent."""
+    url = feed_server.serve("/news.xml", NEWS_RU.encode("windows-1251"), content_type="text/xml")
+    config = write_config(tmp_path, [{"id": "ru", "url": url}])
+    run_cli("once", config=config, check=True)
+    text = (tmp_path / "out" / "all.atom").read_text(encoding="utf-8")
+    assert "Íîâîñòè" not in text
+    assert set(atom_titles(tmp_path / "out" / "all.atom")) == {f"Новости дня: выпуск {n}" for n in range(3)}
+    row = status_json(config)["ru"]
+    assert row["state"] == "ok"
+    assert "encoding" in json.dumps(row, ensure_ascii=False).lower(), row
+
+
+# 15.14 -----------------------------------------------------------------------------------------------------
+
+OPML_WITH_FILES = """<?xml version="1.0" encoding="utf-8"?>
+<opml version="2.0"><head><title>Subscriptions</title></head><body>
+  <outline text="Real feed" title="Real feed" type="rss" xmlUrl="https://real.example/feed.xml"/>
+  <outline text="Passwords" title="Passwords" type="rss" xmlUrl="file:///etc/passwd"/>
+  <outline text="Local" title="Local" type="rss" xmlUrl="file:relative/feed.xml"/>
+</body></opml>
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15.14: OPML import adds local files")
+def test_opml_import_skips_file_outlines_unless_allowed(tmp_path):
+    """Asserts: `opml import` of an OPML with an https outline and two file: outlines prints only the https
+    source and says (stderr) that each file: outline was skipped; `--write` leaves no file: URL in the config;
+    `--allow-files` accepts them (exit 0, file:///etc/passwd listed).
+    Today: file:///etc/passwd becomes a source, `--write` writes it, `--allow-files` is an unknown option."""
+    config = write_config(tmp_path, [{"id": "existing", "url": "http://example.test/feed"}])
+    opml = tmp_path / "subs.opml"
+    opml.write_text(OPML_WITH_FILES)
+    printed = run_cli("opml", "import", str(opml), config=config, check=True)
+    assert "https://real.example/feed.xml" in printed.stdout
+    assert "file:" not in printed.stdout, printed.stdout
+    assert "file:///etc/passwd" in printed.stderr and "skipped" in printed.stderr, printed.stderr
+    assert "--allow-files" in printed.stderr  # says how to take them on purpose
+
+    run_cli("opml", "import", "--write", str(opml), config=config, check=True)
+    written = config.read_text()
+    assert "https://real.example/feed.xml" in written and "file:" not in written, written
+
+    allowed = run_cli("opml", "import", "--allow-files", str(opml), config=config)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "file:///etc/passwd" in allowed.stdout
