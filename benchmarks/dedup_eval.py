@@ -3,12 +3,18 @@ pairs, and the cost of one new item against a store of 10k and 100k stories.
 
     .venv/bin/python benchmarks/dedup_eval.py                      # tests/fixtures/dedup/pairs.jsonl + cost
     .venv/bin/python benchmarks/dedup_eval.py --pairs OTHER.jsonl --no-cost -v
+    .venv/bin/python benchmarks/dedup_eval.py --pairs tests/fixtures/dedup/families.jsonl --no-cost --half tune -v
 
 Each pair goes through the real pipeline (RSS bytes → parse → sanitise →
 dedupe → SQLite store): a fresh store, the first item polled from its source,
 then the second from another; the pair counts as merged when both end in one
 story. Each source's title decorations are learnt from the titles its feed
 carries (<pairs>.sources.json), as a poll would learn them.
+
+A set whose pairs have a `half` field (families.jsonl) is reported per half:
+precision and recall, a table per family (kind) and per edit. The "holdout"
+half is printed apart: rules are tuned on the "tune" half only, and the
+holdout says whether they generalise (`--half tune` leaves it out entirely).
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from xml.sax.saxutils import escape
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aggregator.dedup import copies  # noqa: E402
+# --- The aggregator internals this benchmark uses: only here and in the functions down to judge_pair. ---
 from aggregator.config import SourceConfig  # noqa: E402
+from aggregator.dedup import copies  # noqa: E402
+from aggregator.models import from_text  # noqa: E402
 from aggregator.reader.parse import parse_feed  # noqa: E402
 from aggregator.run.pipeline import store_entries  # noqa: E402
-from aggregator.models import from_text
 from aggregator.store import Store, story_uid  # noqa: E402
 
 WINDOW = 14 * 86400.0
@@ -61,6 +68,11 @@ def ingest(store, db, source_id: str, order: int, document: bytes, context) -> N
     store_entries(store, db, source, feed, NOW, WINDOW, context)
 
 
+def learn_contexts(sources: dict) -> dict:
+    """What a poll of each source learns from its feed (title decorations, shared links)."""
+    return {sid: copies.learn_context(sid, s["title"], s["titles"], s.get("links", [])) for sid, s in sources.items()}
+
+
 def judge_pair(pair: dict, sources: dict, contexts: dict, folder: Path, sides: str = "ab") -> tuple[bool, str]:
     store = Store(folder / f"{pair['id']}.db")
     try:
@@ -76,40 +88,132 @@ def judge_pair(pair: dict, sources: dict, contexts: dict, folder: Path, sides: s
         store.close()
 
 
-def evaluate(path: Path, verbose: bool, sides: str = "ab") -> dict:
-    pairs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    sources = json.loads(path.with_suffix(".sources.json").read_text(encoding="utf-8"))
-    contexts = {sid: copies.learn_context(sid, s["title"], s["titles"], s.get("links", []))
-                for sid, s in sources.items()}
-    counts = Counter()
+def open_store(path: Path) -> Store:
+    return Store(path)
+
+
+def fresh_context(source_id: str):
+    """A source nothing has been learnt about yet."""
+    return copies.SourceContext(source_id)
+
+
+def prepare_index(db) -> None:
+    Store.ensure_index(db)
+
+
+def store_distinct(db, context, item: dict, raw_hash: str) -> None:
+    """An item straight into the store as a story of its own, indexed as the pipeline indexes it."""
+    published = item["published"]
+    copy = copies.new_copy(context, item["title"], item["link"], item["content"], published)
+    story = Store.create_story(db, story_uid(item["source"], item["guid"]), NOW)
+    item_id = Store.insert_item(db, story, item["source"], {
+        "key": "guid:" + item["guid"], "guid": item["guid"], "link": item["link"], "title": item["title"],
+        "content": item["content"], "published": published, "updated": published, "first_seen": NOW,
+        "raw_hash": raw_hash, **copy.columns()})
+    Store.index(db, item_id, copy)
+
+
+# --- End of the aggregator adapter: everything below calls only the functions above. ---
+
+OUTCOME = {(True, True): "tp", (False, True): "fp", (True, False): "fn", (False, False): "tn"}
+HALVES = (("tune", "tune half"), ("holdout", "held out: never tune against this"))
+
+
+def scores(counts: Counter) -> tuple[float, float, float]:
+    precision = counts["tp"] / max(1, counts["tp"] + counts["fp"])
+    recall = counts["tp"] / max(1, counts["tp"] + counts["fn"])
+    return precision, recall, 2 * precision * recall / max(1e-9, precision + recall)
+
+
+def step_name(step: str) -> str | None:
+    """An edit as the per-edit table groups it: teaser lengths in bands, measured values left out."""
+    if step.endswith("-words") and step.split("-")[0].isdigit():
+        n = int(step.split("-")[0])
+        return "teaser-14-19-words" if n < 20 else "teaser-20-25-words" if n <= 25 else "teaser-26-30-words"
+    if any(c.isdigit() for c in step) or ":" in step.replace("a:", "", 1):
+        return None
+    return step
+
+
+def report(title: str, results: list[tuple[dict, str, str]], with_steps: bool = False) -> dict:
+    counts = Counter(outcome for _, outcome, _ in results)
+    precision, recall, f1 = scores(counts)
+    print(f"  {title}: {len(results)} pairs ({counts['tp'] + counts['fn']} duplicates, "
+          f"{counts['fp'] + counts['tn']} distinct)")
+    print(f"    precision {precision:.4f}  recall {recall:.4f}  F1 {f1:.4f}   "
+          f"(tp {counts['tp']}, fp {counts['fp']}, fn {counts['fn']}, tn {counts['tn']})")
     by_kind: dict[str, Counter] = {}
     by_step: dict[str, Counter] = {}
+    for pair, outcome, _ in results:
+        by_kind.setdefault(pair["kind"], Counter())[outcome] += 1
+        for step in pair["transformations"] if pair["label"] == "duplicate" else ():
+            if step_name(step):
+                by_step.setdefault(step_name(step), Counter())[outcome] += 1
+    print(f"    {'family (kind)':36} {'pairs':>5}  {'tp':>3} {'fn':>3} {'fp':>3} {'tn':>3}   measure")
+    for kind, c in sorted(by_kind.items(), key=lambda kv: (kv[1]["fp"] + kv[1]["tn"] > 0, kv[0])):
+        positives = c["tp"] + c["fn"]
+        measure = (f"recall {c['tp'] / positives:.3f}" if positives
+                   else f"false merges {c['fp']}/{c['fp'] + c['tn']} ({c['fp'] / max(1, c['fp'] + c['tn']):.3f})")
+        print(f"    {kind:36} {sum(c.values()):5}  {c['tp']:3} {c['fn']:3} {c['fp']:3} {c['tn']:3}   {measure}")
+    if with_steps:
+        for step, c in sorted(by_step.items()):
+            print(f"      with {step:34} recall {c['tp'] / max(1, c['tp'] + c['fn']):.3f} of {c['tp'] + c['fn']}")
+    return {"precision": precision, "recall": recall, "f1": f1,
+            "kinds": {k: dict(c) for k, c in by_kind.items()}}
+
+
+def evaluate(path: Path, verbose: bool, sides: str = "ab", halves: tuple[str, ...] = ("tune", "holdout"),
+             steps: bool = False) -> dict:
+    pairs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    split = any("half" in pair for pair in pairs)
+    if split:
+        pairs = [pair for pair in pairs if pair.get("half") in halves]
+    sources = json.loads(path.with_suffix(".sources.json").read_text(encoding="utf-8"))
+    contexts = learn_contexts(sources)
+    results: list[tuple[dict, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for pair in pairs:
             merged, evidence = judge_pair(pair, sources, contexts, Path(tmp), sides)
-            truth = pair["label"] == "duplicate"
-            outcome = {(True, True): "tp", (False, True): "fp", (True, False): "fn", (False, False): "tn"}[
-                (truth, merged)]
-            counts[outcome] += 1
+            results.append((pair, OUTCOME[(pair["label"] == "duplicate", merged)], evidence))
+    order = "original first" if sides == "ab" else "copy first"
+    if not split:  # a set without halves (pairs.jsonl): the report it always had
+        counts = Counter(outcome for _, outcome, _ in results)
+        by_kind: dict[str, Counter] = {}
+        by_step: dict[str, Counter] = {}
+        for pair, outcome, _ in results:
             by_kind.setdefault(pair["kind"], Counter())[outcome] += 1
-            for step in pair["transformations"] if truth else ():
+            for step in pair["transformations"] if pair["label"] == "duplicate" else ():
                 by_step.setdefault(step, Counter())[outcome] += 1
-            if verbose and outcome in ("fp", "fn"):
+        precision, recall, f1 = scores(counts)
+        print(f"{path.name}: {len(pairs)} pairs ({counts['tp'] + counts['fn']} duplicates, "
+              f"{counts['fp'] + counts['tn']} distinct), {order}")
+        print(f"  precision {precision:.4f}  recall {recall:.4f}  F1 {f1:.4f}   "
+              f"(tp {counts['tp']}, fp {counts['fp']}, fn {counts['fn']}, tn {counts['tn']})")
+        for kind, c in sorted(by_kind.items()):
+            print(f"  {kind:40} " + " ".join(f"{k} {c[k]}" for k in ("tp", "fn", "fp", "tn") if c[k]))
+        for step, c in sorted(by_step.items()):
+            print(f"    with {step:34} recall {c['tp'] / max(1, c['tp'] + c['fn']):.3f} of {c['tp'] + c['fn']}")
+        summary = {"precision": precision, "recall": recall, "f1": f1}
+        wrong = results
+    else:
+        print(f"{path.name}: {len(pairs)} pairs, {order}")
+        summary = {}
+        for half, title in HALVES:
+            if half not in halves:
+                print(f"  ({title}: not evaluated)")
+                continue
+            if half == "holdout":
+                print("  " + "=" * 92)
+            summary[half] = report(title, [r for r in results if r[0]["half"] == half], steps)
+        # Wrong decisions are listed for the tune half only: reading the holdout's would be tuning on it.
+        wrong = [r for r in results if r[0]["half"] == "tune"] if "tune" in halves else results
+    if verbose:
+        for pair, outcome, evidence in wrong:
+            if outcome in ("fp", "fn"):
                 print(f"  {outcome.upper()} {pair['id']} {pair['kind']} {pair['transformations']}\n"
                       f"     a: {pair['a']['title'][:90]!r}\n     b: {pair['b']['title'][:90]!r}\n"
                       f"     {evidence}")
-    precision = counts["tp"] / max(1, counts["tp"] + counts["fp"])
-    recall = counts["tp"] / max(1, counts["tp"] + counts["fn"])
-    f1 = 2 * precision * recall / max(1e-9, precision + recall)
-    print(f"{path.name}: {len(pairs)} pairs ({counts['tp'] + counts['fn']} duplicates, "
-          f"{counts['fp'] + counts['tn']} distinct), {'original first' if sides == 'ab' else 'copy first'}")
-    print(f"  precision {precision:.4f}  recall {recall:.4f}  F1 {f1:.4f}   "
-          f"(tp {counts['tp']}, fp {counts['fp']}, fn {counts['fn']}, tn {counts['tn']})")
-    for kind, c in sorted(by_kind.items()):
-        print(f"  {kind:40} " + " ".join(f"{k} {c[k]}" for k in ("tp", "fn", "fp", "tn") if c[k]))
-    for step, c in sorted(by_step.items()):
-        print(f"    with {step:34} recall {c['tp'] / max(1, c['tp'] + c['fn']):.3f} of {c['tp'] + c['fn']}")
-    return {"precision": precision, "recall": recall, "f1": f1}
+    return summary
 
 
 # Cost against a large store
@@ -141,20 +245,13 @@ class Synthetic:
 
 def fill(db, synthetic: Synthetic, start: int, stop: int, span: timedelta) -> None:
     """Stories straight into the store (all distinct), indexed as the pipeline indexes them."""
-    Store.ensure_index(db)
+    prepare_index(db)
     contexts = {}
     for number in range(start, stop):
         source = f"bulk{number % 50}"
-        context = contexts.setdefault(source, copies.SourceContext(source))
+        context = contexts.setdefault(source, fresh_context(source))
         published = NOW - span * synthetic.rng.random()
-        item = synthetic.story(number, source, published)
-        copy = copies.new_copy(context, item["title"], item["link"], item["content"], published)
-        story = Store.create_story(db, story_uid(source, item["guid"]), NOW)
-        item_id = Store.insert_item(db, story, source, {
-            "key": "guid:" + item["guid"], "guid": item["guid"], "link": item["link"], "title": item["title"],
-            "content": item["content"], "published": published, "updated": published, "first_seen": NOW,
-            "raw_hash": str(number), **copy.columns()})
-        Store.index(db, item_id, copy)
+        store_distinct(db, context, synthetic.story(number, source, published), str(number))
 
 
 def new_items(synthetic: Synthetic, db, count: int) -> list[dict]:
@@ -173,7 +270,7 @@ def new_items(synthetic: Synthetic, db, count: int) -> list[dict]:
     return items
 
 
-def per_item_cost(store: Store, synthetic: Synthetic, count: int = 1000) -> tuple[float, int]:
+def per_item_cost(store, synthetic: Synthetic, count: int = 1000) -> tuple[float, int]:
     """Milliseconds per new item through the pipeline path, rolled back afterwards."""
     db = store.db
     db.execute("BEGIN")
@@ -183,7 +280,7 @@ def per_item_cost(store: Store, synthetic: Synthetic, count: int = 1000) -> tupl
         documents = [(item["source"], rss(item["source"], item)) for item in items]
         started = time.perf_counter()
         for source, document in documents:
-            ingest(store, db, source, 0, document, copies.SourceContext(source))
+            ingest(store, db, source, 0, document, fresh_context(source))
         elapsed = time.perf_counter() - started
         merged = db.execute("SELECT count(*) FROM merges").fetchone()[0] - merged_before
     finally:
@@ -195,7 +292,7 @@ def cost(pairs_path: Path, sizes: list[int], rounds: int) -> None:
     synthetic = Synthetic(pairs_path)
     span = timedelta(seconds=WINDOW) * 0.95  # every stored story is inside the window: the worst case
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "big.db")
+        store = open_store(Path(tmp) / "big.db")
         filled = 0
         results = {}
         for size in sizes:
@@ -222,11 +319,16 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000", help="store sizes for the cost measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--copy-first", action="store_true", help="poll each pair's second item first")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every wrong decision")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print every wrong decision (of the tune half only, in a set with halves)")
+    parser.add_argument("--half", choices=("tune", "holdout", "both"), default="both",
+                        help="in a set with halves, evaluate only this one (default both, holdout printed apart)")
+    parser.add_argument("--steps", action="store_true", help="in a set with halves, recall per edit too")
     args = parser.parse_args()
     paths = args.pairs or [ROOT / "tests" / "fixtures" / "dedup" / "pairs.jsonl"]
+    halves = ("tune", "holdout") if args.half == "both" else (args.half,)
     for path in paths:
-        evaluate(path, args.verbose, "ba" if args.copy_first else "ab")
+        evaluate(path, args.verbose, "ba" if args.copy_first else "ab", halves, args.steps)
     if not args.no_cost:
         print("cost per new item (RSS bytes → parse → sanitise → dedupe → store):")
         cost(paths[0], [int(s) for s in args.sizes.split(",")], args.rounds)
