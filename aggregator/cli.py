@@ -19,7 +19,7 @@ from .reader.hosts import HostLimiter
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
 from .run.prepare import POOL_MIN_SOURCES
-from .run.status import advice, output_rows, render_table, rfc3339, source_rows
+from .run.status import advice, output_rows, render_table, rfc3339, source_rows, store_row
 from .store import Store
 from .store.backend import is_postgresql
 
@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="the copies of a story and the evidence that merged them")
     explain.add_argument("needle", metavar="ID-OR-URL", help="an entry id (urn:uuid:…) or a copy's link or guid")
     explain.set_defaults(func=cmd_explain)
+    prune = commands.add_parser("prune", help="apply retention now: prune old stories, drop expired tombstones")
+    prune.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    prune.set_defaults(func=cmd_prune)
     return parser
 
 
@@ -173,12 +176,15 @@ def cmd_status(args) -> int:
     try:
         rows = source_rows(store, config)
         outputs = output_rows(store, config)
+        stats = store_row(store)
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"sources": rows, "outputs": outputs}, indent=2, ensure_ascii=False))
+        print(json.dumps({"sources": rows, "outputs": outputs, "store": stats}, indent=2, ensure_ascii=False))
         return 0
     print("\n".join(render_table(rows, datetime.now(timezone.utc))))
+    print(f"\nstore: {stats['stories']} stories, {stats['tombstones']} tombstones, {stats['bytes']} bytes; "
+          f"last prune {stats['last_prune'] or 'never'}")
     notes = advice(config, rows)
     if notes:
         print("\nto do:\n" + "\n".join(f"  {line}" for line in notes))
@@ -252,6 +258,19 @@ def cmd_run(args) -> int:
     return run(_config(args))
 
 
+def cmd_prune(args) -> int:
+    from .run.prune import prune
+
+    config = _config(args)
+    store = Store(config.state)
+    try:
+        report = prune(store, config, datetime.now(timezone.utc), dry_run=args.dry_run)
+    finally:
+        store.close()
+    print(report.summary())
+    return 0
+
+
 def cmd_migrate_state(args) -> int:
     from .store.copy import describe, migrate_state
 
@@ -272,6 +291,10 @@ def cmd_explain(args) -> int:
     store = Store(config.state)
     try:
         story_ids = store.stories_matching(args.needle, canonical_link(args.needle))
+        pruned = store.tombstones_matching(args.needle) if not story_ids else []
+        if pruned:
+            print("\n".join(_explain_pruned(pruned)))
+            return 0
         if not story_ids:
             print(f"aggregator: no story has the id or a copy with the link {args.needle}; entry ids look like "
                   "urn:uuid:…, as in the <id> of an output entry", file=sys.stderr)
@@ -281,6 +304,18 @@ def cmd_explain(args) -> int:
     finally:
         store.close()
     return 0
+
+
+def _explain_pruned(tombstones) -> list[str]:
+    """A story retention pruned: when, and the tombstones that keep its items from coming back."""
+    lines = []
+    for uid in dict.fromkeys(t.uid for t in tombstones):
+        mine = [t for t in tombstones if t.uid == uid]
+        lines.append(f"story {uid} was pruned on {rfc3339(mine[0].pruned)} (retention.keep); archive pages and "
+                     "story pages written before keep it")
+        lines += [f"  tombstone: item {t.key!r} of {t.source_id}, last listed by its source {rfc3339(t.last_listed)}"
+                  for t in mine]
+    return lines
 
 
 def _explain_story(store: Store, config: Config, story_id: int) -> list[str]:

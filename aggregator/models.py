@@ -187,6 +187,7 @@ class SourceState:
     skip_hours: str | None = None  # RSS skipHours as "0 1 2" (GMT hours)
     skip_days: str | None = None  # RSS skipDays as "saturday sunday"
     changed_bodies: int = 0  # polls that brought a new body: publishing's inputs from this source may have changed
+    body_changed: datetime | None = None  # when a poll last brought a new body (a tombstone's source moved on)
 
 
 @dataclass(frozen=True)

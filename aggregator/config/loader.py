@@ -16,8 +16,8 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from ..errors import ConfigError
 from .filters import Pattern, parse_pattern
-from .model import DEFAULT_ATTRIBUTION, Config, OutputConfig, SourceConfig, default_config_path
-from .values import (Reader, _attribution, _boolean, _formats, _http_url, _identifier, _integer, _listen_address,
+from .model import DEFAULT_ATTRIBUTION, DEFAULT_RETENTION, Config, OutputConfig, SourceConfig, default_config_path
+from .values import (Reader, _attribution, _keep, _boolean, _formats, _http_url, _identifier, _integer, _listen_address,
                      _positive_integer, _string, _string_list, parse_duration, parse_size)
 
 
@@ -27,7 +27,7 @@ class _Loader:
         "id", "title", "subtitle", "sources", "tags", "include", "exclude", "limit", "formats",
         "since", "languages", "attribution", "icon", "logo", "author", "rights", "language",
     }
-    TOP_KEYS = {"state", "output", "defaults", "sources", "outputs", "dedup", "server", "websub"}
+    TOP_KEYS = {"state", "output", "defaults", "sources", "outputs", "dedup", "server", "websub", "retention"}
 
     def __init__(self, path: Path, document: Any):
         self.path = path
@@ -75,11 +75,13 @@ class _Loader:
         listen = r.value(server, "listen", "server", _listen_address, None)
         websub = r.mapping(top.get("websub"), "websub", {"hubs"}, r.line_of(top, "websub"))
         hubs = r.value(websub, "hubs", "websub", lambda v: tuple(_http_url(h) for h in _string_list(v)), ())
+        retention = r.mapping(top.get("retention"), "retention", {"keep"}, r.line_of(top, "retention"))
+        keep = r.value(retention, "keep", "retention", _keep, DEFAULT_RETENTION)
         if r.problems:
             raise ConfigError(r.problems)
         return Config(
             path=self.path, state=state, output_dir=Path(output_dir), base_url=base_url,
-            sources=sources, outputs=outputs, dedup_window=window, listen=listen, hubs=hubs,
+            sources=sources, outputs=outputs, dedup_window=window, listen=listen, hubs=hubs, retention=keep,
         )
 
     def source_settings(self, node: dict, key_path: str, base: SourceConfig) -> dict:

@@ -12,6 +12,7 @@ from .filters import Pattern
 ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 FORMATS = ("atom", "rss", "json")
 DEFAULT_ATTRIBUTION = "Originally published by {source} on {published:%Y-%m-%d}"
+DEFAULT_RETENTION = 90 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Config:
     dedup_window: float = 14 * 86400.0
     listen: tuple[str, int] | None = None
     hubs: tuple[str, ...] = ()
+    retention: float | None = DEFAULT_RETENTION  # seconds a republished story stays in the store; None: forever
 
     def source(self, source_id: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.id == source_id), None)

@@ -174,3 +174,13 @@ def _listen_address(value: Any) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{text!r} is not HOST:PORT")
     return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+def _keep(value: Any) -> float | None:
+    """retention.keep: a duration, or `forever` (never pruned), returned as None."""
+    if isinstance(value, str) and value.strip().lower() == "forever":
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a retention: write a duration such as 90d, or forever") from None

@@ -89,6 +89,15 @@ class Candidates:
     first: dict[int, datetime]
 
 
+INDEX_SLACK = timedelta(days=1)  # the near-duplicate index keeps this much more than the window
+
+
+def index_horizon(now: datetime, window: float) -> datetime:
+    """The oldest publication date the near-duplicate index keeps: a new copy is matched only against stories
+    published within the window of its date, and new copies are dated about now."""
+    return now - timedelta(seconds=window) - INDEX_SLACK
+
+
 def lookup_values(copies: list[Copy], window: float) -> tuple[set[str], set[str], set[int], datetime, datetime]:
     """What to look up for a poll's copies: their links, hashes and index keys, and the dates spanning the window."""
     span = timedelta(seconds=window)

@@ -228,6 +228,22 @@ def prepare(store: Store, config: Config, output: OutputConfig, now: datetime | 
     return entries, ArchiveUpdate(result.newest, _pages(store, config, output, result.pages, memory.pages))
 
 
+def open_stories(store: Store, config: Config, output: OutputConfig, now: datetime | None = None,
+                 memory: PublishMemory | None = None) -> set[int]:
+    """The ids of the stories this output's documents can still change: those no archive page holds yet (the
+    current document's, and those the next publish will archive) and those of the open archive page, which
+    is written again as it fills. Retention never prunes these (SPEC §6.1)."""
+    memory = memory or PublishMemory()
+    directory = archive_dir(config, output)
+    pages = read_pages(directory, memory.pages)
+    refs = story_refs(store, config, output, skip=archived_stories(store, directory, pages, memory.pages),
+                      rejected=memory.rejected)
+    kept = {ref.story_id for ref in refs}
+    if pages and not pages[-1].full:
+        kept.update(store.story_ids(pages[-1].uids).values())
+    return kept
+
+
 def _pages(store: Store, config: Config, output: OutputConfig, plans: tuple[PagePlan, ...],
            indexes: PageIndexes) -> Iterator[ArchivePage]:
     """Loaded one page at a time, so a first publish over a long history stays small in memory.

@@ -36,6 +36,7 @@ from ..store.backend import DAEMON_CACHE_KIB, backend_for
 from .outage import NetworkWatch, no_answer
 from .pipeline import poll
 from .prepare import Preparer
+from .prune import due, prune
 from .publisher import Publisher
 from .local import LocalMode
 from .schedule import next_poll_after_failure, resume_at
@@ -47,6 +48,7 @@ WORKERS = 16
 STOP_GRACE = 5.0  # seconds in-flight polls get to finish after SIGTERM before they are abandoned
 PUBLISH_RETRY = 60.0
 RETRY_AFTER_BUG = 60.0
+MAINTENANCE, MAINTENANCE_EVERY, MAINTENANCE_FIRST = "maintenance", 3600.0, 10.0  # prune: the job, how often it looks
 
 
 class DaemonError(AggregatorError):
@@ -168,6 +170,9 @@ class Daemon:
             self.publisher = Publisher(self._publish)
             self.scheduler.start()
             self.mode.start(self.store, self.config)
+            self.scheduler.add_job(self._maintain, "interval", seconds=MAINTENANCE_EVERY, id=MAINTENANCE,
+                                   name="prune once a day", next_run_time=datetime.now(timezone.utc)
+                                   + timedelta(seconds=MAINTENANCE_FIRST))
             self.publisher.changed(None)
             log.info("running %s: %d sources, %d outputs%s", self.config.path, len(self.config.sources),
                      len(self.config.outputs), self._serving())
@@ -231,7 +236,7 @@ class Daemon:
 
     def _job_done(self, event) -> None:
         """Re-add a source's job for its next poll (or, as a worker, hand it back), now that this run has finished."""
-        if self.mode.owns(event):
+        if self.mode.owns(event) or event.job_id == MAINTENANCE:
             return
         now = datetime.now(timezone.utc)
         if event.code == EVENT_JOB_EXECUTED:
@@ -305,6 +310,20 @@ class Daemon:
             Store.save_source_state(db, state)
         log.warning("%s: no server answers: the network looks down; not counting it against the source", source.id)
         return True
+
+    # retention
+
+    def _maintain(self) -> None:
+        """Prune the state once a day (SPEC §6.1); the job looks every MAINTENANCE_EVERY seconds."""
+        now = datetime.now(timezone.utc)
+        if self._stop or not self.mode.maintains() or not due(self.store, now):
+            return
+        try:
+            report = prune(self.store, self.config, now, memory=self.memory)
+        except AggregatorError as exc:
+            log.error("retention: %s; retrying in %ds", exc, MAINTENANCE_EVERY)
+            return
+        log.info("retention: %s", report.summary())
 
     # publishing and serving
 

@@ -53,6 +53,10 @@ class LocalMode:
     def publishes(self, outputs: set[str] | None) -> bool:
         return True
 
+    def maintains(self) -> bool:
+        """Whether this process prunes the state (once a day): alone on it, always."""
+        return True
+
     def health(self) -> dict:
         return {}
 

@@ -98,13 +98,13 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
             store.save_source_state(db, final)
         return PollResult(source.id, Outcome.UNCHANGED, status=result.status, next_poll=final.next_poll)
     with store.snapshot() as db:
-        latest = Store.latest_items(db, source.id, KNOWN_HINT)
+        latest = known_items(db, source.id)
     prepared = prepare(result.body, result.headers, result.url, now, source.max_entries, source.id, latest)
     feed = prepared.feed
     min_interval = max(filter(None, (feed.info.ttl, result.max_age)), default=None)
     base = replace(
-        base, body_hash=body_hash, changed_bodies=state.changed_bodies + 1, feed_title=feed.info.title,
-        feed_link=feed.info.link, feed_id=feed.info.id, min_interval=min_interval,
+        base, body_hash=body_hash, changed_bodies=state.changed_bodies + 1, body_changed=now,
+        feed_title=feed.info.title, feed_link=feed.info.link, feed_id=feed.info.id, min_interval=min_interval,
         feed_updated=feed.info.updated or max((e.updated or e.published for e in feed.entries
                                                if e.updated or e.published), default=state.feed_updated),
         skip_hours=" ".join(map(str, sorted(feed.info.skip_hours))) or None,
@@ -116,6 +116,12 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         store.save_source_state(db, final)
     outcome = Outcome.NEW if new else Outcome.UPDATED if updated else Outcome.UNCHANGED
     return PollResult(source.id, outcome, new=new, updated=updated, status=result.status, next_poll=final.next_poll)
+
+
+def known_items(db, source_id: str) -> list[tuple[str, str, str]]:
+    """(key, raw hash, title) of what the store already holds of a source, newest first, then its tombstones:
+    what the preparer need not prepare again."""
+    return Store.latest_items(db, source_id, KNOWN_HINT) + Store.tombstone_hints(db, source_id, KNOWN_HINT)
 
 
 def _scheduled(db, source: SourceConfig, state: SourceState, max_age: int | None, now: datetime) -> SourceState:
@@ -136,12 +142,16 @@ def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now:
     entries = list({e.key: e for e in reversed(feed.entries)}.values())[::-1]  # first occurrence of a key wins
     store.lock(db, "source", [source.id])  # a concurrent poll of this source waits, then sees what we stored
     known = Store.item_hashes(db, source.id, [e.key for e in entries])
+    pruned, _ = Store.tombstoned(db, source.id, [e.key for e in entries if e.key not in known])
+    if pruned:  # SPEC §6.1: a pruned item its source still lists never comes back
+        Store.still_listed(db, source.id, sorted(pruned), (), now)
+        entries = [e for e in entries if e.key not in pruned]
     if any(e.key not in known for e in entries):
         # Two processes ingesting copies of one story at once would each miss the other's uncommitted copy and
         # make two stories. Any evidence can join two copies, so a poll bringing new items takes one lock for all
         # matching: the second waits for the first to commit, then finds its copy (SQLite's writer lock does so).
         store.lock(db, "story", ["match new copies"])
-    Store.ensure_index(db)
+    Store.ensure_index(db, since=dedup_match.index_horizon(now, window))
     if context is None:
         context = prepared.context if prepared else dedup_copies.source_context(
             source.id, feed, [title for _, _, title in Store.latest_items(db, source.id, dedup_copies.RECENT_TITLES)])
@@ -162,22 +172,34 @@ def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now:
         if stored:
             values.pop("first_seen")
             Store.update_item(db, stored[0], values)
-            Store.index(db, stored[0], copy)
+            if copy.published >= dedup_match.index_horizon(now, window):
+                Store.index(db, stored[0], copy)
             updated += 1
         else:
             fresh.append((entry, values, copy))
+    fresh = _not_pruned(db, source.id, fresh, now)
     indexed = []
     copies = [c for _, _, c in fresh]
     matches = dedup_match.match(copies, window, *Store.dedup_candidates(db, copies, window))
     for (entry, values, copy), match in zip(fresh, matches):
         story_id = match.story_id if match else Store.create_story(db, story_uid(source.id, entry.key), now)
         item_id = Store.insert_item(db, story_id, source.id, {"key": entry.key, **values})
-        indexed.append((item_id, copy))
+        if copy.published >= dedup_match.index_horizon(now, window):  # older ones could never be matched
+            indexed.append((item_id, copy))
         if match:
             Store.record_merge(db, item_id, story_id, match.matched_item, match.evidence, match.score, now,
                                match.details)
     Store.index_new(db, indexed)
     return len(fresh), updated
+
+
+def _not_pruned(db, source_id: str, fresh: list[tuple], now: datetime) -> list[tuple]:
+    """The new copies but those with the content hash of one of the source's pruned items (under a new key)."""
+    _, pruned = Store.tombstoned(db, source_id, [], {c.content_hash for _, _, c in fresh if c.content_hash})
+    if not pruned:
+        return fresh
+    Store.still_listed(db, source_id, [], pruned, now)
+    return [(entry, values, copy) for entry, values, copy in fresh if copy.content_hash not in pruned]
 
 
 def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_published: str | None) -> dict:

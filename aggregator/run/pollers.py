@@ -30,7 +30,7 @@ from ..models import FetchResult, Outcome, PollResult, SourceState, polled_url
 from ..reader.hosts import HostLimiter
 from ..store import Store
 from ..store.backend import DAEMON_CACHE_KIB
-from .pipeline import KNOWN_HINT, fetch_source, internal_error, store_fetched
+from .pipeline import fetch_source, internal_error, known_items, store_fetched
 from .prepare import PreparedFeed, prepare_feed
 
 PER_HOST = 2  # requests in flight to one host (SPEC §5.1), split between the pollers
@@ -67,7 +67,7 @@ def fetch_and_prepare(store: Store, source: SourceConfig, state: SourceState, li
             return Fetched(source.id, url, now, replace(result, body=b""), body_hash)
         try:
             with store.snapshot() as db:
-                latest = Store.latest_items(db, source.id, KNOWN_HINT)
+                latest = known_items(db, source.id)
         except AggregatorError:
             latest = []  # only a hint: without it every entry is prepared
         with preparing:

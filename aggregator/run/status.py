@@ -34,6 +34,13 @@ def source_rows(store: Store, config: Config) -> list[dict]:
     return rows
 
 
+def store_row(store: Store) -> dict:
+    """The store as a whole, as `status --json` shows it (SPEC §2)."""
+    stats = store.stats()
+    return {"stories": stats.stories, "tombstones": stats.tombstones, "bytes": stats.bytes,
+            "last_prune": rfc3339(stats.last_prune)}
+
+
 def output_rows(store: Store, config: Config) -> list[dict]:
     """One row per output: when and why its last publish failed (null while it publishes fine)."""
     failures = store.output_failures()

@@ -227,6 +227,10 @@ class Worker:
             log.error("publishing deferred: %s", exc)
         return False
 
+    def maintains(self) -> bool:
+        """Whether this worker prunes the shared state: the publishing one, so one worker does it."""
+        return self.coordinator.leading
+
     def health(self) -> dict:
         return {"publishing": self.coordinator.leading}
 

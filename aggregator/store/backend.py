@@ -110,6 +110,13 @@ class Backend(ABC):
         """The file whose flock admits one daemon to this state (None: the state coordinates its workers)."""
         return None
 
+    @abstractmethod
+    def size_bytes(self, db) -> int:
+        """What the state takes on disk."""
+
+    def reclaim(self, store, pages: int) -> None:
+        """Give the space of deleted rows back to the file system, without holding the store for long."""
+
 
 class SqliteBackend(Backend):
     """A SQLite file in WAL mode: one writer at a time (BEGIN IMMEDIATE), readers never blocked."""
@@ -130,6 +137,8 @@ class SqliteBackend(Backend):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
+            if db.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new file: pruning can give pages back
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             _enter_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             # The near-duplicate index takes ~35 random inserts per new item: with SQLite's default 2 MB
@@ -172,6 +181,25 @@ class SqliteBackend(Backend):
 
     def lock_file(self) -> Path | None:
         return Path(str(self.path) + ".lock")
+
+    def size_bytes(self, db) -> int:
+        return sum(Path(f"{self.path}{suffix}").stat().st_size for suffix in ("", "-wal")
+                   if Path(f"{self.path}{suffix}").exists())
+
+    def reclaim(self, store, pages: int) -> None:
+        """The free pages handed back a few thousand at a time (polls wait for one step at most), the WAL
+        truncated. A state made before retention existed is first converted once by a full VACUUM."""
+        with store._lock:
+            if store.db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2: incremental
+                store.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                store.db.execute("VACUUM")
+        while True:
+            with store._lock:
+                if not store.db.execute("PRAGMA freelist_count").fetchone()[0]:
+                    break
+                store.db.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+        with store._lock:
+            store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 class PostgresBackend(Backend):
@@ -231,6 +259,10 @@ class PostgresBackend(Backend):
         cursor.execute(sql, params)
         while rows := cursor.fetchmany(batch):
             yield from rows
+
+    def size_bytes(self, db) -> int:
+        return db.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                          "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace").fetchone()[0]
 
 
 def _enter_wal(db: sqlite3.Connection) -> None:

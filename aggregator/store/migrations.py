@@ -143,6 +143,29 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sources ADD COLUMN changed_bodies INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: retention (SPEC §6.1): a tombstone per pruned item, so a source that still lists it never brings it back,
+    # kept while the source lists it (last_listed) and dropped once a new body of the source left it out for
+    # `keep`; when each source last brought a new body; lookups by date for pruning and for trimming the
+    # near-duplicate index to the dedup window; each story's copies by story, read without the rows' text
+    """
+    CREATE TABLE tombstones (
+        source_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        raw_hash TEXT NOT NULL,
+        content_hash TEXT,
+        uid TEXT NOT NULL,
+        pruned TEXT NOT NULL,
+        last_listed TEXT NOT NULL,
+        PRIMARY KEY (source_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX tombstones_hash ON tombstones (source_id, content_hash);
+    CREATE INDEX tombstones_uid ON tombstones (uid);
+    ALTER TABLE sources ADD COLUMN body_changed TEXT;
+    CREATE INDEX items_published ON items (published);
+    CREATE INDEX stories_republished ON stories (republished);
+    DROP INDEX items_story;
+    CREATE INDEX items_story ON items (story_id, source_id, published);
+    """,
 ]
 
 

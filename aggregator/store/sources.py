@@ -11,7 +11,7 @@ from .backend import marks
 
 Connection = Any  # a transaction's connection (sqlite3, or psycopg behind sqlite3's interface)
 
-_SOURCE_TIMES = {"last_poll", "last_success", "next_poll", "retry_after", "feed_updated"}
+_SOURCE_TIMES = {"last_poll", "last_success", "next_poll", "retry_after", "feed_updated", "body_changed"}
 _SOURCE_COLUMNS = [f.name for f in fields(SourceState) if f.name not in ("id", "entries")]
 
 
