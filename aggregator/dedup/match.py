@@ -93,8 +93,8 @@ INDEX_SLACK = timedelta(days=1)  # the near-duplicate index keeps this much more
 
 
 def index_horizon(now: datetime, window: float) -> datetime:
-    """The oldest publication date the near-duplicate index keeps: a new copy is matched only against stories
-    published within the window of its date, and new copies are dated about now."""
+    """How far back the near-duplicate index reaches: a new copy is matched only against stories published
+    within the window of its date, and new copies are dated about now, or seen for the first time now."""
     return now - timedelta(seconds=window) - INDEX_SLACK
 
 

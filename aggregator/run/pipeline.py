@@ -184,8 +184,7 @@ def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now:
     for (entry, values, copy), match in zip(fresh, matches):
         story_id = match.story_id if match else Store.create_story(db, story_uid(source.id, entry.key), now)
         item_id = Store.insert_item(db, story_id, source.id, {"key": entry.key, **values})
-        if copy.published >= dedup_match.index_horizon(now, window):  # older ones could never be matched
-            indexed.append((item_id, copy))
+        indexed.append((item_id, copy))
         if match:
             Store.record_merge(db, item_id, story_id, match.matched_item, match.evidence, match.score, now,
                                match.details)

@@ -128,16 +128,18 @@ class IndexQueries:
         """Rebuild the near-duplicate index from the stored items when it was built another way (or never).
 
         The index lives in the store, so a restart loses nothing; this only runs
-        after an upgrade changes how keys are made. Only items published since
-        `since` are indexed (the dedup window's). Returns the items reindexed.
+        after an upgrade changes how keys are made. Only items published or first
+        seen since `since` are indexed (the dedup window's). Returns the items
+        reindexed.
         """
         if cls.meta(db, "near_index") == fingerprint.INDEX_VERSION:
             return 0
         db.execute("DELETE FROM near_keys")
         db.execute("DELETE FROM fingerprints")
         done, last = 0, 0
-        while ids := [r[0] for r in db.execute("SELECT id FROM items WHERE id > ? AND published >= ? ORDER BY id "
-                                               "LIMIT ?", (last, to_text(since) if since else "", batch))]:
+        low = to_text(since) if since else ""
+        while ids := [r[0] for r in db.execute("SELECT id FROM items WHERE id > ? AND (published >= ? OR "
+                                               "first_seen >= ?) ORDER BY id LIMIT ?", (last, low, low, batch))]:
             for row in cls.copy_rows(db, ids):
                 copy = stored_copy(row)
                 cls.index(db, row["id"], replace(copy, keys=tuple(fingerprint.index_keys(copy.text))))

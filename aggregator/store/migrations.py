@@ -146,7 +146,8 @@ MIGRATIONS: list[str] = [
     # 10: retention (SPEC §6.1): a tombstone per pruned item, so a source that still lists it never brings it back,
     # kept while the source lists it (last_listed) and dropped once a new body of the source left it out for
     # `keep`; when each source last brought a new body; lookups by date for pruning and for trimming the
-    # near-duplicate index to the dedup window; each story's copies by story, read without the rows' text
+    # near-duplicate index to the dedup window (by publication and by first sight); each story's copies by story,
+    # read without the rows' text
     """
     CREATE TABLE tombstones (
         source_id TEXT NOT NULL,
@@ -162,6 +163,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tombstones_uid ON tombstones (uid);
     ALTER TABLE sources ADD COLUMN body_changed TEXT;
     CREATE INDEX items_published ON items (published);
+    CREATE INDEX items_first_seen ON items (first_seen);
     CREATE INDEX stories_republished ON stories (republished);
     DROP INDEX items_story;
     CREATE INDEX items_story ON items (story_id, source_id, published);

@@ -157,14 +157,22 @@ class RetentionQueries:
     # the near-duplicate index
 
     def trim_index(self, before: datetime, since: datetime | None) -> int:
-        """Drop the index keys and fingerprints of items published in [since, before): outside the dedup window."""
-        low = to_text(since) if since else ""
+        """Drop the index keys and fingerprints of items both published and first seen before `before` (and one
+        of them since `since`, when the last trim went up to it): no new copy can be matched with them.
+
+        A new copy dated about now is compared with stories inside the window of
+        its date; one dated long ago (a feed's old items, seen for the first time)
+        with stories of that time, which other sources' first polls usually bring
+        at the same moment: an item stays indexed while either date is recent.
+        """
+        low, high = to_text(since) if since else "", to_text(before)
         removed = 0
         while True:
             with self.transaction() as db:
-                ids = [r[0] for r in db.execute("SELECT id FROM items WHERE published >= ? AND published < ? "
-                                                "AND id IN (SELECT item_id FROM fingerprints) LIMIT 2000",
-                                                (low, to_text(before)))]
+                ids = [r[0] for r in db.execute(
+                    "SELECT id FROM items WHERE ((published >= ? AND published < ? AND first_seen < ?) OR "
+                    "(first_seen >= ? AND first_seen < ? AND published < ?)) AND id IN (SELECT item_id FROM "
+                    "fingerprints) LIMIT 2000", (low, high, high, low, high, high))]
                 if not ids:
                     self.set_meta(db, "index_trimmed_before", to_text(before))
                     return removed
