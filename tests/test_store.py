@@ -77,6 +77,7 @@ def test_items_are_stored_read_back_and_updated(store):
         known = Store.item_hashes(db, "wsws", ["k1", "k2"])
         Store.update_item(db, item_id, {"title": "Changed", "updated": NOW, "categories": ("x",)})
     assert set(known) == {"k1"} and known["k1"][0] == item_id and known["k1"][2] == "2021-09-27T10:00:00Z"
+    assert known["k1"][3] == story_id
     [item] = store.items_of_story(story_id)
     assert (item.id, item.story_id, item.key, item.title) == (item_id, story_id, "k1", "Changed")
     assert (item.authors, item.categories, item.language) == (("Ann",), ("x",), "en")

@@ -8,7 +8,7 @@ source instead of raised.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -111,7 +111,8 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         skip_days=" ".join(sorted(feed.info.skip_days)) or None,
     )
     with store.transaction() as db:
-        new, updated = store_entries(store, db, source, feed, now, config.dedup_window, prepared=prepared)
+        new, updated = store_entries(store, db, source, feed, now, config.dedup_window, prepared=prepared,
+                                     queue_for=[o.id for o in config.outputs if o.selects(source)])
         final = _scheduled(db, source, base, result.max_age, now)
         store.save_source_state(db, final)
     outcome = Outcome.NEW if new else Outcome.UPDATED if updated else Outcome.UNCHANGED
@@ -132,9 +133,9 @@ def _scheduled(db, source: SourceConfig, state: SourceState, max_age: int | None
 
 def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now: datetime, window: float,
                   context: dedup_copies.SourceContext | None = None,
-                  prepared: PreparedFeed | None = None) -> tuple[int, int]:
+                  prepared: PreparedFeed | None = None, queue_for: Iterable[str] = ()) -> tuple[int, int]:
     """Store a poll's new and changed entries, each in the story dedup finds for it or a new one, inside the
-    poll's transaction `db`; (new, updated).
+    poll's transaction `db`; (new, updated). The stories touched are queued for the outputs `queue_for`.
 
     What `prepared` holds was made with its own context: it is used when the
     caller gives no other.
@@ -157,7 +158,7 @@ def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now:
             source.id, feed, [title for _, _, title in Store.latest_items(db, source.id, dedup_copies.RECENT_TITLES)])
     ready = prepared.items if prepared and prepared.context is context else {}
     hashes = prepared.hashes if prepared else {}
-    updated = 0
+    updated, touched = 0, set()
     fresh: list[tuple[Entry, dict, dedup_copies.Copy]] = []
     for entry in entries:
         item = ready.get(entry.key)
@@ -172,6 +173,7 @@ def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now:
         if stored:
             values.pop("first_seen")
             Store.update_item(db, stored[0], values)
+            touched.add(stored[3])
             if copy.published >= dedup_match.index_horizon(now, window):
                 Store.index(db, stored[0], copy)
             updated += 1
@@ -184,11 +186,13 @@ def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now:
     for (entry, values, copy), match in zip(fresh, matches):
         story_id = match.story_id if match else Store.create_story(db, story_uid(source.id, entry.key), now)
         item_id = Store.insert_item(db, story_id, source.id, {"key": entry.key, **values})
+        touched.add(story_id)
         indexed.append((item_id, copy))
         if match:
             Store.record_merge(db, item_id, story_id, match.matched_item, match.evidence, match.score, now,
                                match.details)
     Store.index_new(db, indexed)
+    Store.queue_stories(db, queue_for, touched)
     return len(fresh), updated
 
 

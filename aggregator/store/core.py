@@ -27,6 +27,7 @@ from .index import IndexQueries
 from .items import ItemQueries
 from .migrations import migrate
 from .outputs import OutputQueries
+from .publications import PublicationQueries
 from .retention import RetentionQueries
 from .selection import SelectionQueries
 from .sources import SourceQueries
@@ -37,7 +38,8 @@ def story_uid(source_id: str, key: str) -> str:
     return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACE}#{source_id}\x00{key}"))
 
 
-class Store(SourceQueries, ItemQueries, IndexQueries, OutputQueries, SelectionQueries, RetentionQueries):
+class Store(SourceQueries, ItemQueries, IndexQueries, OutputQueries, SelectionQueries, RetentionQueries,
+            PublicationQueries):
     """The state, in a SQLite file or a PostgreSQL database; one connection, one transaction at a time."""
 
     def __init__(self, location: str | Path, cache_kib: int = BATCH_CACHE_KIB):

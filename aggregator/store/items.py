@@ -19,11 +19,11 @@ class ItemQueries:
     """Items and the stories they belong to: stored by a poll, read by publishing and `explain`."""
 
     @staticmethod
-    def item_hashes(db: Connection, source_id: str, keys: list[str]) -> dict[str, tuple[int, str, str]]:
-        """(item id, raw hash, published) of the given keys already stored for this source."""
-        rows = chunked(db, keys, "SELECT key, id, raw_hash, published FROM items WHERE source_id = ? AND key IN ({})",
-                       before=(source_id,))
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+    def item_hashes(db: Connection, source_id: str, keys: list[str]) -> dict[str, tuple[int, str, str, int]]:
+        """(item id, raw hash, published, story id) of the given keys already stored for this source."""
+        rows = chunked(db, keys, "SELECT key, id, raw_hash, published, story_id FROM items WHERE source_id = ? "
+                       "AND key IN ({})", before=(source_id,))
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
     @staticmethod
     def latest_items(db: Connection, source_id: str, limit: int) -> list[tuple[str, str, str]]:

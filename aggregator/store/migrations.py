@@ -168,6 +168,27 @@ MIGRATIONS: list[str] = [
     DROP INDEX items_story;
     CREATE INDEX items_story ON items (story_id, source_id, published);
     """,
+    # 11: publishing only what changed (store/publications.py): the stories each output must look at again, each
+    # output's last publication, and the stories its archive pages hold
+    """
+    CREATE TABLE publish_queue (
+        output_id TEXT NOT NULL,
+        story_id INTEGER NOT NULL,
+        PRIMARY KEY (output_id, story_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE publications (
+        output_id TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,
+        current TEXT NOT NULL,
+        newest_page INTEGER NOT NULL
+    );
+    CREATE TABLE archived (
+        output_id TEXT NOT NULL,
+        story_id INTEGER NOT NULL,
+        PRIMARY KEY (output_id, story_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX archived_story ON archived (story_id);
+    """,
 ]
 
 

@@ -90,6 +90,8 @@ class RetentionQueries:
                 for table, column in (("near_keys", "item_id"), ("fingerprints", "item_id"), ("merges", "item_id")):
                     db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks(chunk)})", chunk)
             db.execute(f"DELETE FROM merges WHERE story_id IN ({marks(story_ids)})", story_ids)
+            for table in ("archived", "publish_queue"):
+                db.execute(f"DELETE FROM {table} WHERE story_id IN ({marks(story_ids)})", story_ids)
             db.execute(f"DELETE FROM items WHERE story_id IN ({marks(story_ids)})", story_ids)
             db.execute(f"DELETE FROM stories WHERE id IN ({marks(story_ids)})", story_ids)
         return len(items)
