@@ -143,6 +143,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sources ADD COLUMN changed_bodies INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: the feed's own rel="self" link: atom:source names a file: source by it (SPEC §4), never by a path
+    """
+    ALTER TABLE sources ADD COLUMN feed_self TEXT;
+    """,
 ]
 
 
