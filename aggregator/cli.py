@@ -14,7 +14,7 @@ from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import Outcome, PollResult, SourceStatus, polled_url
-from .output.publish import publish_outputs
+from .output.publish import finish_interrupted, publish_outputs
 from .reader.hosts import HostLimiter
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
@@ -80,6 +80,7 @@ def cmd_check(args) -> int:
 
 def cmd_publish(args) -> int:
     config = _config(args)
+    finish_interrupted(config)
     store = Store(config.state)
     try:
         written = publish_outputs(store, config)
@@ -95,6 +96,7 @@ def cmd_once(args) -> int:
     if unknown:
         print(f"aggregator: unknown source {', '.join(unknown)}; `aggregator status` lists them", file=sys.stderr)
         return 2
+    finish_interrupted(config)  # a publish a crash interrupted, before anything else
     store = Store(config.state)
     try:
         results = _poll_all(store, config, args.source, args.force)
