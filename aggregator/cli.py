@@ -297,8 +297,8 @@ def _explain_story(store: Store, config: Config, story_id: int) -> list[str]:
     items = store.items_of_story(story_id)
     ranked = sorted(items, key=lambda i: copy_rank(sources[i.source_id], i.published) if i.source_id in sources
                     else (float("inf"), i.published, len(sources)))
-    name = {i.id: (source_meta(sources[i.source_id], states.get(i.source_id), config.base_url).title if i.source_id in sources
-                   else f"{i.source_id} (no longer in the config)") for i in items}
+    name = {i.id: (source_meta(sources[i.source_id], states.get(i.source_id), config.base_url).title
+                   if i.source_id in sources else f"{i.source_id} (no longer in the config)") for i in items}
     lines = [f"story {story['uid']}, republished {story['republished']}",
              f"copies ({len(items)}), the one outputs show first:"]
     for rank, item in enumerate(ranked):

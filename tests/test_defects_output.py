@@ -186,7 +186,8 @@ def test_local_paths_and_credentials_appear_nowhere_but_in_the_request(tmp_path,
         server={"listen": f"127.0.0.1:{port}"}, defaults={"interval": 60})
     once = run_cli("once", config=config, check=True)
     said = once.stdout + once.stderr  # the per-source lines `once` prints are the lines `run` logs
-    assert "looping: error" in said and not [w for w in (local_folder, SECRET_PASSWORD, SECRET_TOKEN) if w in said], said
+    assert "looping: error" in said, said
+    assert not [w for w in (local_folder, SECRET_PASSWORD, SECRET_TOKEN) if w in said], said
 
     seen = feed_server.seen("/feed.rss")
     assert seen and SECRET_TOKEN in seen[0].path  # the request itself still carries the credentials

@@ -26,7 +26,7 @@ BASE = "https://feeds.example.org/"
      "fetch: more than 5 redirects (last to http://***@127.0.0.1:8/loop-b?token=***)"),
     ("Max retries exceeded with url: /feed.rss?auth=KEY (Caused by ...)",
      "Max retries exceeded with url: /feed.rss?auth=*** (Caused by ...)"),
-    ("write to bob@example.org about http://host/feed?page=2", "write to bob@example.org about http://host/feed?page=2"),
+    ("mail bob@example.org about http://host/feed?page=2", "mail bob@example.org about http://host/feed?page=2"),
     ("file:feeds/local%20feed.atom", "file:feeds/local%20feed.atom"),
     ("https://www.wsws.org/en/rss.xml", "https://www.wsws.org/en/rss.xml"),
 ])
@@ -41,7 +41,8 @@ def meta(url: str, **state):
 
 
 def test_a_source_is_named_by_its_own_id_when_that_is_an_absolute_iri():
-    named = meta("https://site.example/feed.rss", feed_id="tag:site.example,2021:feed", feed_link="https://site.example/")
+    named = meta("https://site.example/feed.rss", feed_id="tag:site.example,2021:feed",
+                 feed_link="https://site.example/")
     assert (named.feed_id, named.self_url, named.site_url) == (
         "tag:site.example,2021:feed", "https://site.example/feed.rss", "https://site.example/")
 

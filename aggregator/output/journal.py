@@ -29,6 +29,7 @@ from ..errors import PublishError
 
 STAGED = ".staged"
 ORPHAN_AGE = 3600.0  # seconds: a staged file no journal names, this old, is from a publish that died
+TEMPORARY_AGE = 60.0  # a killed write_atomic's (files.py) or journal's temporary file
 
 
 def journal_path(output_dir: Path, output_id: str) -> Path:
@@ -116,7 +117,7 @@ def finish(output_dir: Path, output_id: str) -> list[Path]:
 
 def finish_all(output_dir: Path) -> list[Path]:
     """Every interrupted publish in the folder (outputs since removed from the config included), then the
-    staged files of publishes that died before their journal, once they are old enough not to be anyone's."""
+    staged and temporary files of writers that died, once they are old enough not to be anyone's."""
     done: list[Path] = []
     try:
         names = os.listdir(output_dir)
@@ -129,14 +130,15 @@ def finish_all(output_dir: Path) -> list[Path]:
             done += finish(output_dir, name[len(".publish-"):-len(".journal")])
     archive = output_dir / "archive"
     folders = [output_dir] + ([p for p in archive.iterdir() if p.is_dir()] if archive.is_dir() else [])
-    cutoff = time.time() - ORPHAN_AGE
+    now = time.time()
     for folder in folders:
-        for leftover in folder.glob(f".*{STAGED}"):
-            try:
-                if leftover.stat().st_mtime < cutoff:
-                    leftover.unlink()
-            except OSError:
-                pass
+        for pattern, age in ((f".*{STAGED}", ORPHAN_AGE), (".*.tmp", TEMPORARY_AGE)):
+            for leftover in folder.glob(pattern):
+                try:
+                    if leftover.stat().st_mtime < now - age:
+                        leftover.unlink()
+                except OSError:
+                    pass
     return done
 
 
