@@ -244,8 +244,3 @@ def _pages(store: Store, config: Config, output: OutputConfig, plans: tuple[Page
         entries = tuple(load_entries(store, config, refs, metas))
         yield ArchivePage(page.number, entries, page.full, page.formats,
                           index=page.full and page.number not in indexes.get(directory).numbers)
-
-
-def index_full_pages(config: Config, output: OutputConfig, pages: list[tuple[int, tuple[str, ...]]]) -> None:
-    """Pages written full, (number, uids) each, into the index, so the next publish need not parse them."""
-    append_index(archive_dir(config, output), pages)

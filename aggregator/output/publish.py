@@ -18,12 +18,13 @@ from ..errors import PublishError, StoreError
 from ..models import StoryEntry
 from ..store import Store
 from . import archive, journal, websub
-from .archive import ArchiveUpdate, PublishMemory, index_full_pages
+from .archive import ArchiveUpdate, PublishMemory, archive_dir
 from .atom import render
 from .documents import STYLESHEET, Document
 from .files import write_atomic
 from .journal import Publication
 from .opml import outputs_opml
+from .pageindex import PendingIndex
 from .rendered import Rendered
 
 
@@ -42,28 +43,29 @@ def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntr
     rendered = rendered or Rendered(None, config)
     publication = Publication(config.output_dir, output.id)
     staged: list[tuple[Path, str]] = []  # (path, digest) recorded once in place
-    full_pages: list[tuple[int, tuple[str, ...]]] = []  # indexed once in place
+    full_pages = PendingIndex(archive_dir(config, output))  # indexed once in place
     try:
         for page in archive.pages:
             document, page_entries = Document(output, page=page.number, full=page.full), list(page.entries)
             for fmt in page.formats:
                 _stage_document(config, document, fmt, page_entries, rendered, publication, staged)
             if page.index:
-                full_pages.append((page.number, tuple(e.uid for e in page_entries)))
+                full_pages.add(page.number, (e.uid for e in page_entries))
         current = Document(output, prev_archive=archive.newest)
         for fmt in output.formats:
             _stage_document(config, current, fmt, entries, rendered, publication, staged)
     except BaseException:
         publication.abort()
+        full_pages.discard()
         rendered.save()
         raise
     try:
         written = publication.commit()  # failing, it leaves the journal (if any) for the next publish to finish
         for path, digest in staged:
             rendered.done(path, digest)
-        if full_pages:
-            index_full_pages(config, output, full_pages)
+        full_pages.commit()
     finally:
+        full_pages.discard()
         rendered.save()
     return written
 
