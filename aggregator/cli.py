@@ -14,7 +14,7 @@ from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import Outcome, PollResult, SourceStatus, polled_url
-from .output.publish import publish_outputs
+from .output.publish import finish_interrupted, publish_outputs
 from .reader.hosts import HostLimiter
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
@@ -83,6 +83,7 @@ def cmd_check(args) -> int:
 
 def cmd_publish(args) -> int:
     config = _config(args)
+    finish_interrupted(config)
     store = Store(config.state)
     try:
         written = publish_outputs(store, config)
@@ -98,6 +99,7 @@ def cmd_once(args) -> int:
     if unknown:
         print(f"aggregator: unknown source {', '.join(unknown)}; `aggregator status` lists them", file=sys.stderr)
         return 2
+    finish_interrupted(config)  # a publish a crash interrupted, before anything else
     store = Store(config.state)
     try:
         results = _poll_all(store, config, args.source, args.force)
@@ -201,7 +203,10 @@ def _opml_parser(commands) -> None:
     importing.add_argument("file", type=Path, metavar="FILE")
     importing.add_argument("--write", action="store_true", help="append them to the config file instead")
     importing.set_defaults(func=cmd_opml_import)
-    actions.add_parser("export", help="print the sources as OPML 2.0").set_defaults(func=cmd_opml_export)
+    exporting = actions.add_parser("export", help="print the sources as OPML 2.0 (credentials in URLs masked)")
+    exporting.add_argument("--with-credentials", action="store_true",
+                           help="print URLs whole, credentials included (a backup, a move to another reader)")
+    exporting.set_defaults(func=cmd_opml_export)
 
 
 def cmd_opml_import(args) -> int:
@@ -248,7 +253,7 @@ def cmd_opml_export(args) -> int:
                     site_links[source.id] = state.feed_link
         finally:
             store.close()
-    sys.stdout.buffer.write(sources_opml(config, site_links, urls))
+    sys.stdout.buffer.write(sources_opml(config, site_links, urls, credentials=args.with_credentials))
     return 0
 
 
@@ -327,8 +332,8 @@ def _explain_story(store: Store, config: Config, story_id: int) -> list[str]:
     items = store.items_of_story(story_id)
     ranked = sorted(items, key=lambda i: copy_rank(sources[i.source_id], i.published) if i.source_id in sources
                     else (float("inf"), i.published, len(sources)))
-    name = {i.id: (source_meta(sources[i.source_id], states.get(i.source_id)).title if i.source_id in sources
-                   else f"{i.source_id} (no longer in the config)") for i in items}
+    name = {i.id: (source_meta(sources[i.source_id], states.get(i.source_id), config.base_url).title
+                   if i.source_id in sources else f"{i.source_id} (no longer in the config)") for i in items}
     lines = [f"story {story['uid']}, republished {story['republished']}",
              f"copies ({len(items)}), the one outputs show first:"]
     for rank, item in enumerate(ranked):

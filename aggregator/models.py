@@ -76,7 +76,8 @@ class FeedInfo:
 
     title: str | None = None
     link: str | None = None  # the site (alternate)
-    id: str | None = None
+    id: str | None = None  # as the feed gives it: it may be no URI at all (an RSS channel's <guid>)
+    self_link: str | None = None  # the feed's own rel="self", absolute http(s)
     updated: datetime | None = None
     language: str | None = None
     ttl: int | None = None  # seconds the feed asks us to wait between polls
@@ -115,8 +116,8 @@ class SourceMeta:
 
     id: str
     title: str
-    feed_id: str
-    self_url: str
+    feed_id: str  # an absolute IRI, never a file: URL (output.select.source_meta)
+    self_url: str | None  # a public http(s) URL of the feed, or None: nothing to link
     site_url: str | None
     updated: datetime
 
@@ -182,6 +183,7 @@ class SourceState:
     feed_link: str | None = None
     feed_id: str | None = None
     feed_updated: datetime | None = None
+    feed_self: str | None = None  # the feed's own rel="self" link
     min_interval: int | None = None  # the feed's own ttl / max-age, seconds
     entries: int = 0
     skip_hours: str | None = None  # RSS skipHours as "0 1 2" (GMT hours)

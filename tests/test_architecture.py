@@ -12,7 +12,7 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "aggregator"
-LAYERS = {"aggregator": 0, "models": 0, "errors": 0, "config": 0, "reader": 1, "dedup": 2, "store": 3,
+LAYERS = {"aggregator": 0, "models": 0, "errors": 0, "redaction": 0, "config": 0, "reader": 1, "dedup": 2, "store": 3,
           "output": 4, "run": 5, "cli": 6, "__main__": 7}
 
 

@@ -64,6 +64,19 @@ def test_good_config_resolves_paths_defaults_and_units(tmp_path):
     assert (wsws.interval, wsws.max_bytes, wsws.priority, wsws.tags) == (900, 512 * 1024, 10, ("world", "politics"))
     assert (local.interval, local.enabled) == (7200, False)
     assert local.url == (tmp_path / "conf" / "samples" / "x.xml").resolve().as_uri()
+    assert local.shown_url == "file:samples/x.xml" and wsws.shown_url == wsws.url
+
+
+@pytest.mark.parametrize("written, name", [("file:samples/local%20feed.atom", "local feed.atom"),
+                                           ("file:samples/50%25%20off.xml", "50% off.xml"),
+                                           ("file:samples/caf%C3%A9.xml", "café.xml")])
+def test_a_file_url_is_percent_decoded_once_into_the_file_name(tmp_path, written, name):
+    config = load_config(write(tmp_path, GOOD.replace("file:samples/x.xml", written)))
+    local = config.sources[1]
+    assert local.url == (tmp_path / "conf" / "samples" / name).resolve().as_uri() and local.shown_url == written
+    absolute = (tmp_path / "conf" / "samples").resolve().as_uri() + "/" + written.rsplit("/", 1)[1]
+    config = load_config(write(tmp_path, GOOD.replace("file:samples/x.xml", absolute)))
+    assert config.sources[1].url == local.url and config.sources[1].shown_url == absolute
     world = config.outputs[0]
     assert world.formats == ("atom", "json") and world.limit == 100 and world.since == 30 * 86400
     assert world.attribution is None
@@ -92,6 +105,12 @@ BAD_CASES = [
     ("bad size", "  max_bytes: 512KB\n", "  max_bytes: lots\n", 7, "defaults.max_bytes", "not a size"),
     ("bad id", "  - id: local\n", "  - id: Local Feed\n", 15, "sources[1].id", "not a valid id"),
     ("bad url", "    url: file:samples/x.xml\n", "    url: gopher://x\n", 16, "sources[1].url", "not an http, https or file URL"),
+    ("file url on another host", "    url: file:samples/x.xml\n", "    url: file://nas/feeds/x.xml\n", 16, "sources[1].url",
+     "names another machine"),
+    ("file url with a query", "    url: file:samples/x.xml\n", "    url: file:samples/x.xml?v=2\n", 16,
+     "sources[1].url", "no query or fragment"),
+    ("bad url with credentials", "    url: file:samples/x.xml\n", "    url: gopher://me:s3cret@x/\n", 16, "sources[1].url",
+     "'gopher://***@x/' is not an http"),
     ("bad format", "    formats: [json, atom]\n", "    formats: [pdf]\n", 24, "outputs[0].formats", "unknown format"),
     ("bad boolean", "    enabled: false\n", "    enabled: maybe\n", 17, "sources[1].enabled", "true or false"),
     ("bad listen", "  listen: 127.0.0.1:8081\n", "  listen: everywhere\n", 30, "server.listen", "HOST:PORT"),

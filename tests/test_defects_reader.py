@@ -33,7 +33,6 @@ def atom_titles(path) -> list[str]:
 
 # 15.1 ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 15.1: file: URLs with escaped characters read the wrong file")
 def test_a_percent_escaped_file_url_is_decoded_once_and_shown_as_written(tmp_path):
     """Asserts: `file:feeds/local%20feed.atom` and `file:///…/local%20feed.atom` both read the file named
     `local feed.atom` (3 entries published, state ok), and `status` shows each URL exactly as configured

@@ -77,7 +77,9 @@ def local(site: Site, href: str) -> str:
 
 
 def walk_history(site: Site) -> list[str]:
-    """Every document from the current one back through prev-archive, checking each link on the way."""
+    """Every document from the current one back through prev-archive, checking each link on the way: none
+    of them is empty but the current one; the newest page reached links forward to the page after it only
+    when that page exists, is empty and links back (a full page's successor, created at once)."""
     names, name = [], "news.atom"
     while name:
         assert (site.out / name).exists(), f"{name} is linked but missing"
@@ -85,18 +87,24 @@ def walk_history(site: Site) -> list[str]:
         root_links = links(site.atom(name))
         if name != "news.atom":
             assert local(site, root_links["current"]) == "news.atom"
+            assert ids(site.atom(name)), f"{name} is reached by prev-archive but empty"
         name = local(site, root_links["prev-archive"]) if "prev-archive" in root_links else None
         if name:
             older = links(site.atom(name))
             newer = older.get("next-archive")
-            expected = names[-1] if names[-1] != "news.atom" else None
-            assert (local(site, newer) if newer else None) == expected, f"{name} next-archive is inconsistent"
+            if names[-1] != "news.atom":
+                assert newer and local(site, newer) == names[-1], f"{name} next-archive is inconsistent"
+            elif newer:
+                successor = site.atom(local(site, newer))  # parses: it exists
+                assert ids(successor) == [] and local(site, links(successor)["prev-archive"]) == name
     return names
 
 
 def check_invariants(site: Site, published_titles: set[str]) -> list[str]:
     documents = walk_history(site)
-    assert len(documents) == len(site.pages()) + 1, "every archive page is reachable from the current document"
+    pages = site.pages()
+    empty_newest = bool(pages) and not ids(site.atom(f"archive/news/{pages[-1]}.atom"))
+    assert len(documents) == len(pages) + 1 - empty_newest, "every page holding entries is reachable from current"
     seen = [t for name in documents for t in titles(site.atom(name))]
     assert len(seen) == len(set(seen)), "a story is in more than one document"
     assert set(seen) == published_titles, "a story is missing from current and archives"
@@ -107,7 +115,8 @@ def check_invariants(site: Site, published_titles: set[str]) -> list[str]:
     if site.pages():
         newest = site.atom(f"archive/news/{site.pages()[-1]}.atom")
         assert "next-archive" not in links(newest) and len(ids(newest)) < LIMIT
-    for name in documents:  # the RSS and JSON documents page exactly like the Atom one
+    for name in documents + ([f"archive/news/{pages[-1]}.atom"] if empty_newest else []):
+        # the RSS and JSON documents page exactly like the Atom one
         rss = etree.parse(str(site.out / name.replace(".atom", ".rss"))).getroot()
         assert [i.findtext("guid") for i in rss.findall("channel/item")] == ids(site.atom(name))
         feed = json.loads((site.out / name.replace(".atom", ".json")).read_text())
@@ -164,17 +173,29 @@ def test_stories_that_age_past_since_move_to_the_archive(tmp_path):
     assert links(site.atom("news.atom"))["prev-archive"].endswith("/archive/news/1.atom")
 
 
-def test_a_page_that_fills_exactly_links_a_new_empty_open_page(tmp_path):
+def test_a_page_that_fills_exactly_is_linked_by_current_and_links_its_empty_successor(tmp_path):
+    """Issue 15.4: the current document links the full page, not the empty page created after it (which
+    exists so that the full page's next-archive, written once and for all, never dangles)."""
     site = Site(tmp_path)
     site.publish(list(range(1, 9)))  # 4 current + exactly one full page
     assert site.pages() == [1, 2]
     assert ids(site.atom("archive/news/2.atom")) == []
-    assert local(site, links(site.atom("news.atom"))["prev-archive"]) == "archive/news/2.atom"
+    for fmt in ("atom", "rss"):  # the current document's prev-archive (RSS: atom:link) names the full page
+        root = etree.parse(str(site.out / f"news.{fmt}")).getroot()
+        prev = root.find(f".//{ATOM}link[@rel='prev-archive']").get("href")
+        assert local(site, prev) == f"archive/news/1.{fmt}"
+    assert json.loads((site.out / "news.json").read_text())["next_url"].endswith("archive/news/1.json")
+    assert local(site, links(site.atom("archive/news/1.atom"))["next-archive"]) == "archive/news/2.atom"
     check_invariants(site, {f"Story {n}" for n in range(1, 9)})
-    for stale in (site.out / "archive" / "news").glob("2.*"):  # as if a crash came right after page 1 filled
+    for stale in (site.out / "archive" / "news").glob("2.*"):  # as if page 2 had never been written
         stale.unlink()
     site.publish(list(range(1, 9)))
     assert site.pages() == [1, 2] and ids(site.atom("archive/news/2.atom")) == []
+    full = (site.out / "archive" / "news" / "1.atom").read_bytes()
+    site.publish(list(range(1, 10)))  # the empty page gets its first story: current now links it
+    assert local(site, links(site.atom("news.atom"))["prev-archive"]) == "archive/news/2.atom"
+    assert (site.out / "archive" / "news" / "1.atom").read_bytes() == full
+    check_invariants(site, {f"Story {n}" for n in range(1, 10)})
 
 
 def test_pages_written_full_are_indexed_at_once_with_the_ids_they_hold(tmp_path):

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from ..errors import ConfigError
+from ..redaction import redact
 from .filters import Pattern, parse_pattern
 from .model import DEFAULT_ATTRIBUTION, DEFAULT_RETENTION, Config, OutputConfig, SourceConfig, default_config_path
 from .values import (Reader, _attribution, _keep, _boolean, _formats, _http_url, _identifier, _integer, _listen_address,
@@ -42,16 +43,22 @@ class _Loader:
         return str((self.base_dir / text).resolve())
 
     def source_url(self, value: Any) -> str:
+        """The URL to read: http(s) as written; a file: URL as the file:///… URI of the file it names, its
+        path percent-decoded once (`file:feeds/local%20feed.atom` is the file `feeds/local feed.atom`
+        beside the config) and re-encoded by as_uri, so that reading decodes it once more into that path."""
         text = _string(value).strip()
         parts = urlsplit(text)
         if parts.scheme == "file":
-            raw = text[len("file:"):]
-            if raw.startswith("//"):
-                raw = urlsplit(text).path
-            return (self.base_dir / raw).resolve().as_uri()
+            if parts.netloc not in ("", "localhost"):
+                raise ValueError(f"{redact(text)!r} names another machine; a file: URL is file:///absolute/path "
+                                 "or file:path/relative/to/this/config")
+            if parts.query or parts.fragment or text.endswith(("?", "#")):
+                raise ValueError(f"{redact(text)!r}: a file: URL has no query or fragment; write '?' as %3F "
+                                 "and '#' as %23 in a file name")
+            return (self.base_dir / unquote(parts.path)).resolve().as_uri()
         if parts.scheme in ("http", "https") and parts.netloc:
             return text
-        raise ValueError(f"{text!r} is not an http, https or file URL")
+        raise ValueError(f"{redact(text)!r} is not an http, https or file URL")
 
     def load(self) -> Config:
         r = self.r
@@ -115,6 +122,7 @@ class _Loader:
                     r.problem(r.line_of(nodes, index), key_path, f"missing required key {required!r}")
             source_id = r.value(node, "id", key_path, _identifier, None)
             url = r.value(node, "url", key_path, self.source_url, None)
+            written = _string(node["url"]).strip() if url else None
             title = r.value(node, "title", key_path, _string, None)
             settings = self.source_settings(node, key_path, base)
             if source_id in seen:
@@ -123,7 +131,8 @@ class _Loader:
             elif source_id:
                 seen[source_id] = r.line_of(node, "id")
             if source_id and url:
-                result.append(SourceConfig(source_id, url, index, title, **settings))
+                result.append(SourceConfig(source_id, url, index, title, **settings,
+                                           written_url=written if written != url else None))
         return tuple(result)
 
     def outputs(self, top: dict, source_ids: set[str]) -> tuple[OutputConfig, ...]:

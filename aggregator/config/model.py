@@ -28,6 +28,12 @@ class SourceConfig:
     max_entries: int = 500
     priority: int = 0
     enabled: bool = True
+    written_url: str | None = None  # the url as the config writes it, when that is not `url` (a file: URL)
+
+    @property
+    def shown_url(self) -> str:
+        """The url as the operator wrote it: what status and messages show (`url` is what is read)."""
+        return self.written_url or self.url
 
 
 @dataclass(frozen=True)

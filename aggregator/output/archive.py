@@ -3,11 +3,14 @@
 The current document holds the newest `limit` stories that are not archived
 yet (and inside `since`). Every other story the output selects goes, oldest
 first, into the newest archive page `<dir>/archive/<id>/<n>.<format>`; a page
-holds `limit` stories. A page that fills links its successor (next-archive),
-which is created at once, and is never written again; only the newest page is
-open. The pages on disk are the record of what is archived, so a story is in
-exactly one document, and a crash between writing pages and the current
-document heals on the next publish.
+holds `limit` stories. A page that fills is never written again, so it links
+its successor (next-archive) at once, and that successor is created at once,
+empty if need be: a link in a page that never changes must never dangle. The
+current document's prev-archive names the newest page holding entries, so a
+reader walking back from it meets no empty document; the empty successor is
+reached only forward, from the full page before it. The pages on disk are the
+record of what is archived, so a story is in exactly one document; publish.py
+puts one publish's pages and current documents in place together.
 """
 
 from __future__ import annotations
@@ -62,11 +65,12 @@ class ArchivePage:
     entries: tuple[StoryEntry, ...]
     full: bool
     formats: tuple[str, ...]  # the formats to write (a full page is only written where missing)
+    index: bool = False  # a page written full: add it to the index of full pages once it is in place
 
 
 @dataclass(frozen=True)
 class ArchiveUpdate:
-    newest: int | None  # the newest archive page: the current document's prev-archive
+    newest: int | None  # the newest archive page holding entries: the current document's prev-archive
     pages: Iterable[ArchivePage] = ()  # may be lazy: each page is loaded when it is written
 
 
@@ -74,7 +78,7 @@ class ArchiveUpdate:
 class Plan:
     current: tuple[StoryRef, ...]
     pages: tuple[PagePlan, ...]
-    newest: int | None  # the newest archive page after this publish
+    newest: int | None  # the newest archive page holding entries after this publish
 
 
 def archive_dir(config: Config, output: OutputConfig) -> Path:
@@ -206,8 +210,9 @@ def plan(pages: list[Page], refs: list[StoryRef], current: list[StoryRef], page_
             if not full:
                 break
             number, kept = number + 1, ()
-    newest = max([p.number for p in pages] + list(writes), default=None)
-    return Plan(tuple(current), tuple(writes[n] for n in sorted(writes)), newest)
+    held = {p.number for p in pages if p.uids is None or p.uids}  # a page known from the index is full
+    held = (held - set(writes)) | {n for n, w in writes.items() if w.kept or w.added}
+    return Plan(tuple(current), tuple(writes[n] for n in sorted(writes)), max(held, default=None))
 
 
 def prepare(store: Store, config: Config, output: OutputConfig, now: datetime | None = None,
@@ -246,15 +251,12 @@ def open_stories(store: Store, config: Config, output: OutputConfig, now: dateti
 
 def _pages(store: Store, config: Config, output: OutputConfig, plans: tuple[PagePlan, ...],
            indexes: PageIndexes) -> Iterator[ArchivePage]:
-    """Loaded one page at a time, so a first publish over a long history stays small in memory.
-
-    A page written full is indexed once written, so the next publish need not parse it."""
+    """Loaded one page at a time, so a first publish over a long history stays small in memory."""
     directory = archive_dir(config, output)
     metas: dict = {}
     for page in plans:
         kept_refs = story_refs(store, config, output, only_uids=frozenset(page.kept), filtered=False) if page.kept else []
         refs = sorted([*kept_refs, *page.added], key=lambda r: (r.published, r.uid), reverse=True)
         entries = tuple(load_entries(store, config, refs, metas))
-        yield ArchivePage(page.number, entries, page.full, page.formats)
-        if page.full and page.number not in indexes.get(directory).numbers:
-            append_index(directory, [(page.number, tuple(e.uid for e in entries))])
+        yield ArchivePage(page.number, entries, page.full, page.formats,
+                          index=page.full and page.number not in indexes.get(directory).numbers)

@@ -136,7 +136,8 @@ def _atom_source(source: SourceMeta, with_author: bool):
     SubElement(element, "id").text = xml_safe(source.feed_id)
     SubElement(element, "title").text = xml_safe(source.title)
     SubElement(element, "updated").text = rfc3339(source.updated)
-    SubElement(element, "link", rel="self", href=source.self_url)
+    if source.self_url:  # a file: source or one with credentials in its URL has no public feed URL
+        SubElement(element, "link", rel="self", href=source.self_url)
     if source.site_url:
         SubElement(element, "link", rel="alternate", type="text/html", href=source.site_url)
     if with_author:
@@ -162,7 +163,9 @@ def _rss_item(channel, output: OutputConfig, entry: StoryEntry) -> None:
     for term in entry.categories:
         SubElement(item, "category").text = xml_safe(term)
     SubElement(item, "pubDate").text = format_datetime(entry.published)  # the original date
-    SubElement(item, "source", url=entry.source.self_url).text = xml_safe(entry.source.title)
+    if entry.source.self_url:  # url is required: a source with no public feed URL gets no <source> (its name
+        # is still in the attribution line)
+        SubElement(item, "source", url=entry.source.self_url).text = xml_safe(entry.source.title)
     SubElement(item, REPUBLISHED).text = rfc3339(entry.republished)
     for name in entry.authors:  # RSS <author> needs an e-mail address; dc:creator carries a name
         SubElement(item, DC_CREATOR).text = xml_safe(name)

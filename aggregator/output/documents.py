@@ -71,7 +71,7 @@ def attribution_html(template: str | None, entry: StoryEntry) -> str:
     """The visible "Originally published by …" line most readers need, since few show atom:source."""
     if not template:
         return ""
-    text = template.format(source=entry.source.title, link=entry.link or "", source_url=entry.source.self_url,
+    text = template.format(source=entry.source.title, link=entry.link or "", source_url=entry.source.self_url or "",
                            published=entry.published, republished=entry.republished)
     return f'<p class="aggregator-attribution"><em>{html.escape(text)}</em></p>'
 

@@ -84,7 +84,9 @@ def _item(output, entry: StoryEntry) -> dict:
 
 def _item_extension(entry: StoryEntry) -> dict:
     source = entry.source
-    described = {"id": source.feed_id, "title": source.title, "feed_url": source.self_url}
+    described = {"id": source.feed_id, "title": source.title}
+    if source.self_url:
+        described["feed_url"] = source.self_url
     if source.site_url:
         described["home_page_url"] = source.site_url
     described["updated"] = rfc3339(source.updated)

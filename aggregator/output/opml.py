@@ -23,6 +23,7 @@ from ruamel.yaml import YAML
 from ..config import Config, load_config
 from ..dedup.links import canonical_link
 from ..errors import AggregatorError, ConfigError
+from ..redaction import redact
 from .files import write_atomic
 
 SCHEMES = ("http", "https", "file")
@@ -157,15 +158,19 @@ def _yaml() -> YAML:
 
 
 def sources_opml(config: Config, site_links: dict[str, str] | None = None,
-                 urls: dict[str, str] | None = None) -> bytes:
-    """The configured sources as OPML 2.0; site links and adopted URLs come from the store when known."""
+                 urls: dict[str, str] | None = None, credentials: bool = False) -> bytes:
+    """The configured sources as OPML 2.0; site links and adopted URLs come from the store when known.
+
+    An OPML file is made to be handed on (a blogroll, another reader), so credentials in URLs are masked
+    (redaction.redact) unless `credentials`: the operator's own backup or move to another reader."""
     site_links, urls = site_links or {}, urls or {}
+    shown = (lambda url: url) if credentials else redact
     root, body = _document(f"Sources of {config.path.name}")
     for source in config.sources:
         attributes = {"type": "rss", "text": source.title or source.id, "title": source.title or source.id,
-                      "xmlUrl": urls.get(source.id, source.url)}
+                      "xmlUrl": shown(urls.get(source.id, source.url))}
         if site_links.get(source.id):
-            attributes["htmlUrl"] = site_links[source.id]
+            attributes["htmlUrl"] = shown(site_links[source.id])
         if source.tags:
             attributes["category"] = ",".join(f"/{tag}" for tag in source.tags)
         etree.SubElement(body, "outline", attributes)

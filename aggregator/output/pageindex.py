@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,3 +151,46 @@ def append_index(directory: Path, pages: list[tuple[int, Iterable[str]]]) -> Non
         (directory / OLD_FULL_PAGES_INDEX).unlink(missing_ok=True)
     except OSError as exc:
         raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+class PendingIndex:
+    """The index lines of pages a publish writes full, held until those pages are in place: in a file beside
+    the index (`.<index>.<random>.staged`), since a first publish over a long history fills thousands of
+    pages, then appended to the index. Lost by a crash, they only make those pages be parsed once more."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._file = None
+
+    def add(self, number: int, uids: Iterable[str]) -> None:
+        try:
+            if self._file is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._file = (self.directory / f".{FULL_PAGES_INDEX}.{secrets.token_hex(4)}.staged").open("w+b")
+            self._file.write(_line(number, uids))
+        except OSError as exc:
+            raise PublishError(f"cannot write beside {self.directory / FULL_PAGES_INDEX}: "
+                               f"{exc.strerror or exc}") from exc
+
+    def commit(self) -> None:
+        """Append the lines to the index, once the pages they list are in place."""
+        if self._file is None:
+            return
+        path = self.directory / FULL_PAGES_INDEX
+        try:
+            self._file.seek(0)
+            with path.open("ab") as f:
+                shutil.copyfileobj(self._file, f)
+                f.flush()
+                os.fsync(f.fileno())
+            (self.directory / OLD_FULL_PAGES_INDEX).unlink(missing_ok=True)
+        except OSError as exc:
+            raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            Path(self._file.name).unlink(missing_ok=True)
+            self._file = None

@@ -1,9 +1,10 @@
-"""Publishing: every output's documents written from the store, archive pages first, then the current ones.
+"""Publishing: every output's documents written from the store, each output's as one change on disk.
 
 The stage's entry is `publish_outputs`. Each output has a current document
 per format and, once entries fall out of it, numbered archive pages (RFC
 5005) that archive.py plans; atom.py and jsonfeed.py render them,
-files.write_atomic writes them, rendered.Rendered skips those unchanged.
+journal.Publication puts them in place together, rendered.Rendered skips
+those unchanged.
 """
 
 from __future__ import annotations
@@ -16,48 +17,74 @@ from ..config import Config, OutputConfig
 from ..errors import PublishError, StoreError
 from ..models import StoryEntry
 from ..store import Store
-from . import archive, websub
-from .archive import ArchiveUpdate, PublishMemory
+from . import archive, journal, websub
+from .archive import ArchiveUpdate, PublishMemory, archive_dir
 from .atom import render
 from .documents import STYLESHEET, Document
 from .files import write_atomic
+from .journal import Publication
 from .opml import outputs_opml
+from .pageindex import PendingIndex
 from .rendered import Rendered
 
 
 def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntry],
                    archive: ArchiveUpdate | None = None, rendered: Rendered | None = None) -> list[Path]:
-    """Write every format of one output, archive pages first; the paths actually rewritten.
+    """Write every format of one output as one change on disk; the paths actually rewritten.
 
-    Pages are written before the current document, so a crash between the two
-    can repeat an entry for one publish but never lose one. With `rendered`,
-    documents unchanged since they were last written are not rendered.
+    Archive pages and current documents are staged first and then put in
+    place together (journal.Publication): killed at any moment, the publish
+    is either not done at all or finished by the next one, so every story is
+    in exactly one document of each format. With `rendered`, documents
+    unchanged since they were last written are not rendered; a document
+    rendered to the bytes its file already holds is not rewritten.
     """
-    written: list[Path] = []
     archive = archive or ArchiveUpdate(None)
     rendered = rendered or Rendered(None, config)
+    publication = Publication(config.output_dir, output.id)
+    staged: list[tuple[Path, str]] = []  # (path, digest) recorded once in place
+    full_pages = PendingIndex(archive_dir(config, output))  # indexed once in place
     try:
         for page in archive.pages:
             document, page_entries = Document(output, page=page.number, full=page.full), list(page.entries)
             for fmt in page.formats:
-                _publish_document(config, document, fmt, page_entries, rendered, written)
+                _stage_document(config, document, fmt, page_entries, rendered, publication, staged)
+            if page.index:
+                full_pages.add(page.number, (e.uid for e in page_entries))
         current = Document(output, prev_archive=archive.newest)
         for fmt in output.formats:
-            _publish_document(config, current, fmt, entries, rendered, written)
+            _stage_document(config, current, fmt, entries, rendered, publication, staged)
+    except BaseException:
+        publication.abort()
+        full_pages.discard()
+        rendered.save()
+        raise
+    try:
+        written = publication.commit()  # failing, it leaves the journal (if any) for the next publish to finish
+        for path, digest in staged:
+            rendered.done(path, digest)
+        full_pages.commit()
     finally:
+        full_pages.discard()
         rendered.save()
     return written
 
 
-def _publish_document(config: Config, document: Document, fmt: str, entries: list[StoryEntry], rendered: Rendered,
-                      written: list[Path]) -> None:
+def _stage_document(config: Config, document: Document, fmt: str, entries: list[StoryEntry], rendered: Rendered,
+                    publication: Publication, staged: list[tuple[Path, str]]) -> None:
     path = config.output_dir / document.name(fmt)
     digest = rendered.digest(document, fmt, entries)
     if rendered.unchanged(path, digest):
         return
-    if write_atomic(path, render(config, document, fmt, entries)):
-        written.append(path)
-    rendered.done(path, digest)
+    if publication.stage(path, render(config, document, fmt, entries)):
+        staged.append((path, digest))
+    else:  # the file holds these bytes already
+        rendered.done(path, digest)
+
+
+def finish_interrupted(config: Config) -> list[Path]:
+    """Before anything else, a command that publishes completes the publishes a crash interrupted."""
+    return journal.finish_all(config.output_dir)
 
 
 def stylesheet_bytes() -> bytes:
@@ -102,6 +129,7 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
         if only is not None and output.id not in only:
             continue
         try:
+            journal.finish(config.output_dir, output.id)  # a publish of it that was interrupted, first
             entries, update = archive.prepare(store, config, output, now, memory)
             written += publish_output(config, output, entries, update, rendered)
         except PublishError as exc:

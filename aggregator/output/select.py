@@ -7,16 +7,23 @@ story's other copies become related links.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 from ..config import Config, OutputConfig, SourceConfig
 from ..models import RelatedCopy, SourceMeta, SourceState, StoredItem, StoryEntry, from_text, polled_url
 from ..reader.sanitize import plain_text, xml_safe
+from ..redaction import redact
 from ..store import Store
 
 BATCH = 200
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: An absolute IRI (RFC 3987): a scheme, then no character an IRI cannot hold.
+IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]+$")
+DNS_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+TAG_DATE = "2024"  # the date of every tag: URI we mint (RFC 4151); fixed, so the ids never change
 
 
 @dataclass(frozen=True)
@@ -34,17 +41,43 @@ def copy_rank(source: SourceConfig, published: datetime) -> tuple:
     return (-source.priority, published, source.order)
 
 
-def source_meta(source: SourceConfig, state: SourceState | None) -> SourceMeta:
+def source_meta(source: SourceConfig, state: SourceState | None, base_url: str) -> SourceMeta:
+    """How outputs name a source (atom:source, RSS <source>, JSON `_aggregator.source`), from what the store
+    keeps of what the feed said. Only public URLs are published: never a file: URL, never a URL with
+    credentials (redaction.redact would change it). The feed's URL (`self_url`) is the URL polled, else
+    the feed's own rel="self", else none; its id is the feed's own when that is an absolute IRI, else its
+    URL, else a tag: URI made from base_url and the source id (SPEC §4)."""
     state = state or SourceState(id=source.id)
-    url = polled_url(source, state)
+    self_url = public_url(polled_url(source, state)) or public_url(state.feed_self)
     return SourceMeta(
         id=source.id,
         title=source.title or state.feed_title or source.id,
-        feed_id=state.feed_id or url,
-        self_url=url,
-        site_url=state.feed_link,
+        feed_id=_feed_id(state.feed_id) or self_url or tag_uri(base_url, source.id),
+        self_url=self_url,
+        site_url=public_url(state.feed_link),
         updated=state.feed_updated or state.last_success or EPOCH,
     )
+
+
+def public_url(url: str | None) -> str | None:
+    """The URL when an output may carry it: absolute http(s), with no credentials in it."""
+    if not url or not url.lower().startswith(("http://", "https://")) or not IRI.match(url) or redact(url) != url:
+        return None
+    return url if urlsplit(url).hostname else None
+
+
+def _feed_id(feed_id: str | None) -> str | None:
+    """The feed's own id, when an output may carry it: an absolute IRI, not a file: URL, with no credentials."""
+    if not feed_id or not IRI.match(feed_id) or feed_id.lower().startswith("file:") or redact(feed_id) != feed_id:
+        return None
+    return feed_id
+
+
+def tag_uri(base_url: str, source_id: str) -> str:
+    """`tag:<host of base_url>,2024:<its path>sources/<source id>`, for a source with no public id or URL."""
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    return f"tag:{host if DNS_NAME.match(host) else 'localhost'},{TAG_DATE}:{parts.path.lstrip('/')}sources/{source_id}"
 
 
 def haystack(item: StoredItem) -> str:
@@ -215,7 +248,7 @@ def _story_entries(store: Store, config: Config, chosen: list[StoredItem],
     shown = {i.source_id for i in chosen} | {c.source_id for held in copies.values() for c in held}
     if missing := shown - metas.keys():
         states = store.source_states(only=missing, count_entries=False)
-        metas.update((sid, source_meta(configured[sid], states.get(sid))) for sid in missing)
+        metas.update((sid, source_meta(configured[sid], states.get(sid), config.base_url)) for sid in missing)
     entries = []
     for item in chosen:
         source = configured[item.source_id]

@@ -97,7 +97,7 @@ def _date(text: str | None, rfc822: bool) -> time.struct_time | None:
 
 
 FEED_SKIP_RSS = {"description", "generator", "image", "docs", "copyright", "managingEditor", "webMaster",
-                 "category", "cloud", "rating", "textInput", "skipHours", "skipDays", f"{ATOM}link"}
+                 "category", "cloud", "rating", "textInput", "skipHours", "skipDays"}
 FEED_SKIP_ATOM = {f"{ATOM}{n}" for n in ("subtitle", "author", "generator", "icon", "logo", "rights", "category",
                                          "contributor")}
 
@@ -149,6 +149,8 @@ def _rss(root) -> dict:
             feed["sy_updatefrequency"] = _text(child).strip()
         elif tag in ("lastBuildDate", "pubDate"):
             feed.setdefault("updated_parsed", _date(_text(child), rfc822=True))
+        elif tag == f"{ATOM}link":
+            _feed_link(feed, child)
         elif tag not in FEED_SKIP_RSS:
             raise Unsupported
     return {"feed": feed, "entries": entries}
@@ -207,6 +209,7 @@ def _atom(root) -> dict:
         elif tag == f"{ATOM}link":
             if child.get("rel", "alternate") == "alternate":
                 feed.setdefault("link", child.get("href", "").strip())
+            _feed_link(feed, child)
         elif tag == f"{ATOM}id":
             feed["id"] = _text(child).strip()
         elif tag == f"{ATOM}updated":
@@ -214,6 +217,12 @@ def _atom(root) -> dict:
         elif tag not in FEED_SKIP_ATOM:
             raise Unsupported
     return {"feed": feed, "entries": entries}
+
+
+def _feed_link(feed: dict, link) -> None:
+    """An atom:link of the feed itself, into feedparser's `links` (parse.py reads rel="self" there)."""
+    if child_rel := link.get("rel"):
+        feed.setdefault("links", []).append({"rel": child_rel.strip(), "href": link.get("href", "").strip()})
 
 
 def _atom_text(element) -> dict:

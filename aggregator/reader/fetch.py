@@ -21,6 +21,7 @@ import requests
 from .. import USER_AGENT
 from ..errors import FetchError
 from ..models import FetchResult
+from ..redaction import redact
 from .transport import AddressPolicy, AddressRefused, Watch, WatchedAdapter
 
 MAX_REDIRECTS = 5
@@ -57,22 +58,24 @@ def _read_environment_once(s: requests.Session) -> None:
 
 
 def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None,
-          timeout: float = 30.0, max_bytes: int = 10 * 1024**2, policy: AddressPolicy | None = None) -> FetchResult:
-    """One source read; ``policy`` says which addresses count as internal (default: from the environment)."""
+          timeout: float = 30.0, max_bytes: int = 10 * 1024**2, policy: AddressPolicy | None = None,
+          shown: str | None = None) -> FetchResult:
+    """One source read; ``policy`` says which addresses count as internal (default: from the environment);
+    ``shown``: how messages name a file: source (the URL as configured, not the local path)."""
     if url.startswith("file:"):
-        return _read_file(url, max_bytes)
+        return _read_file(url, max_bytes, shown or url)
     return _fetch_http(url, etag, last_modified, timeout, max_bytes, policy)
 
 
-def _read_file(url: str, max_bytes: int) -> FetchResult:
-    path = Path(url2pathname(urlsplit(url).path))
+def _read_file(url: str, max_bytes: int, shown: str) -> FetchResult:
+    path = Path(url2pathname(urlsplit(url).path))  # the one percent-decoding (config.loader encoded it)
     try:
         with path.open("rb") as f:
             body = f.read(max_bytes + 1)
     except OSError as exc:
-        raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise FetchError(f"cannot read {shown}: {exc.strerror or exc.__class__.__name__}") from exc
     if len(body) > max_bytes:
-        raise FetchError(f"{path} is larger than max_bytes ({max_bytes} bytes)")
+        raise FetchError(f"{shown} is larger than max_bytes ({max_bytes} bytes)")
     return FetchResult(url=url, status=200, body=body, headers={"content-location": url})
 
 
@@ -101,7 +104,7 @@ def _fetch_http(url: str, etag: str | None, last_modified: str | None,
                     target = urljoin(current, response.headers.get("Location", ""))
                     response.close()
                     if hops > MAX_REDIRECTS:
-                        raise FetchError(f"more than {MAX_REDIRECTS} redirects (last to {target})",
+                        raise FetchError(f"more than {MAX_REDIRECTS} redirects (last to {redact(target)})",
                                          response.status_code)
                     all_permanent = all_permanent and response.status_code in (301, 308)
                     current = target

@@ -60,6 +60,7 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
         title=plain_text(str(feed.get("title") or "")[:MAX_RAW_TEXT])[:MAX_TITLE] or None,
         link=_web_link(_absolute(base, feed.get("link"))),
         id=xml_safe(feed.get("id") or "").strip() or None,
+        self_link=_self_link(feed, base),
         updated=_date(feed, ("updated_parsed", "published_parsed"), now),
         language=_language(feed.get("language")),
         ttl=_ttl(feed),
@@ -78,7 +79,27 @@ def _reference(body: bytes, headers: dict[str, str]) -> tuple[dict, list, str | 
         hint = "an HTML page, not a feed" if body.lstrip()[:100].lower().startswith((b"<!doctype html", b"<html")) else "not an RSS or Atom feed"
         raise ParseError(f"{hint}" + (f" ({_one_line(reason)})" if reason else ""))
     warning = _one_line(result.get("bozo_exception")) if result.get("bozo") else None
-    return result.feed, result.entries, warning
+    return _unresolved_id(result), result.entries, warning
+
+
+def _unresolved_id(result: dict) -> dict:
+    """The feed without an RSS channel id that feedparser may have made up.
+
+    feedparser resolves a channel's <guid> against the document's URL, so a
+    photocast's `95148ACD-…` comes out as `http://host/95148ACD-…`, a URL
+    nobody published. RSS defines no channel id; one on the document's own
+    scheme and host may be such a resolved guid, so it is dropped (the
+    output then names the source by its feed URL, SPEC §4); any other is kept.
+    """
+    feed, feed_id = result.feed, result.feed.get("id")
+    if not feed_id or not str(result.get("version", "")).startswith("rss"):
+        return feed
+    base = urlsplit((feed.get("title_detail") or {}).get("base") or result.get("href") or "")
+    if urlsplit(str(feed_id))[:2] != base[:2]:
+        return feed
+    feed = FeedParserDict(feed)
+    del feed["id"]
+    return feed
 
 
 def _feedparser(body: bytes, headers: dict[str, str]) -> dict:
@@ -263,6 +284,14 @@ def _item_link(link: str | None) -> str | None:
     except ValueError:
         return None
     return link if scheme in WEB_SCHEMES or not scheme else None
+
+
+def _self_link(feed: dict, base: str) -> str | None:
+    """The feed's own rel="self" link (atom:link in RSS, link in Atom), when it is absolute http(s)."""
+    for link in feed.get("links") or ():
+        if isinstance(link, dict) and link.get("rel") == "self" and link.get("href"):
+            return _web_link(_absolute(base, link["href"]))
+    return None
 
 
 def _web_link(link: str | None) -> str | None:

@@ -29,7 +29,7 @@ from ..config import Config, SourceConfig, load_config
 from ..errors import AggregatorError, ConfigError
 from ..models import Outcome, PollResult, SourceState, SourceStatus, polled_url
 from ..output.archive import PublishMemory
-from ..output.publish import publish_outputs
+from ..output.publish import finish_interrupted, publish_outputs
 from ..reader.hosts import PoliteLimiter
 from ..store import Store
 from ..store.backend import DAEMON_CACHE_KIB, backend_for
@@ -155,6 +155,10 @@ class Daemon:
     def run(self) -> int:
         self.lock.acquire()
         try:
+            try:
+                finish_interrupted(self.config)  # a publish a crash interrupted, before anything else
+            except AggregatorError as exc:
+                log.error("%s; publishing tries again", exc)
             self.store = Store(self.config.state, cache_kib=DAEMON_CACHE_KIB)
             stopping = lambda: bool(self._stop)  # noqa: E731
             if self.store.backend.shared:

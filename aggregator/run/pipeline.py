@@ -16,6 +16,7 @@ from ..config import Config, SourceConfig
 from ..dedup import copies as dedup_copies, match as dedup_match
 from ..errors import AggregatorError, StoreError
 from ..models import Entry, FetchResult, Outcome, ParsedFeed, PollResult, SourceState, SourceStatus, polled_url
+from ..redaction import redact
 from ..reader.fetch import fetch, retry_after
 from ..reader.hosts import HostLimiter
 from ..store import Store, story_uid
@@ -43,7 +44,7 @@ def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimite
 def fetch_source(source: SourceConfig, state: SourceState, url: str, limiter: HostLimiter) -> FetchResult:
     """The conditional GET of a poll, in one of the host's slots (a file: URL needs neither)."""
     if url.startswith("file:"):
-        return fetch(url, timeout=source.timeout, max_bytes=source.max_bytes)
+        return fetch(url, timeout=source.timeout, max_bytes=source.max_bytes, shown=source.shown_url)
     with limiter.slot(url):
         return fetch(url, etag=state.etag, last_modified=state.last_modified,
                      timeout=source.timeout, max_bytes=source.max_bytes)
@@ -104,7 +105,8 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
     min_interval = max(filter(None, (feed.info.ttl, result.max_age)), default=None)
     base = replace(
         base, body_hash=body_hash, changed_bodies=state.changed_bodies + 1, body_changed=now,
-        feed_title=feed.info.title, feed_link=feed.info.link, feed_id=feed.info.id, min_interval=min_interval,
+        feed_title=feed.info.title, feed_link=feed.info.link, feed_id=feed.info.id, feed_self=feed.info.self_link,
+        min_interval=min_interval,
         feed_updated=feed.info.updated or max((e.updated or e.published for e in feed.entries
                                                if e.updated or e.published), default=state.feed_updated),
         skip_hours=" ".join(map(str, sorted(feed.info.skip_hours))) or None,
@@ -243,9 +245,10 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
                     exc: AggregatorError, now: datetime) -> PollResult:
     status = getattr(exc, "status", None)
     gone = status == 410
+    message = redact(str(exc))  # kept, shown and logged: never the source URL's credentials
     failed = replace(
         state, state=SourceStatus.GONE if gone else SourceStatus.FAILING, last_poll=now, last_status=status,
-        errors=state.errors + 1, last_error=str(exc),
+        errors=state.errors + 1, last_error=message,
         # from when the answer came, not when the poll began: a politeness wait may lie between
         retry_after=retry_after(getattr(exc, "retry_after", None), datetime.now(timezone.utc))
         if status in (429, 503) else None,
@@ -254,4 +257,4 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
     failed = replace(failed, next_poll=None if gone else next_poll_after_failure(source, failed, now))
     with store.transaction() as db:
         store.save_source_state(db, failed)
-    return PollResult(source.id, Outcome.ERROR, status=status, error=str(exc), next_poll=failed.next_poll)
+    return PollResult(source.id, Outcome.ERROR, status=status, error=message, next_poll=failed.next_poll)

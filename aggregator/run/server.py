@@ -26,6 +26,7 @@ from typing import Callable
 from .. import PROJECT_URL, __version__
 from ..config import Config
 from ..errors import AggregatorError
+from ..redaction import MASK
 from ..store import Store
 from .status import advice, relative, source_rows
 
@@ -143,7 +144,8 @@ class App:
 
     def index(self, start_response, method: str):
         config = self.current()
-        body = render_index(config, source_rows(self.store, config), datetime.now(timezone.utc)).encode("utf-8")
+        rows = source_rows(self.store, config, public=True)
+        body = render_index(config, rows, datetime.now(timezone.utc)).encode("utf-8")
         return _send(start_response, "200 OK", body, [("Content-Type", "text/html; charset=utf-8"),
                                                       ("Cache-Control", "no-cache")], method)
 
@@ -225,13 +227,15 @@ def render_index(config: Config, rows: list[dict], now: datetime) -> str:
             + f"<p>{' · '.join(links) or 'not published yet'} — subscribe: <code>{subscribe}</code></p></li>")
     sources = []
     for row in rows:
+        linked = row["url"].startswith(("http://", "https://")) and MASK not in row["url"]  # no file:, no ***@
         sources.append(
-            f'<tr class="{e(row["state"])}"><td><a href="{e(row["url"])}">{e(row["id"])}</a></td>'
+            f'<tr class="{e(row["state"])}"><td>'
+            + (f'<a href="{e(row["url"])}">{e(row["id"])}</a>' if linked else e(row["id"])) + '</td>'
             f'<td>{e(row["state"])}</td><td title="{e(row["last_success"] or "")}">{e(relative(row["last_success"], now))}</td>'
             f'<td>{e(row["last_error"] or "")}</td>'
             f'<td title="{e(row["next_poll"] or "")}">{e(relative(row["next_poll"], now))}</td>'
             f'<td>{row["entries"]}</td></tr>')
-    notes = "".join(f"<li>{e(line)}</li>" for line in advice(config, rows))
+    notes = "".join(f"<li>{e(line)}</li>" for line in advice(config, rows, public=True))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Feeds</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

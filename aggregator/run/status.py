@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
-from ..config import Config
+from ..config import Config, SourceConfig
 from ..models import SourceState, SourceStatus, polled_url, to_text as rfc3339
+from ..redaction import redact
 from ..store import Store
 
 COLUMNS = ["id", "state", "last_poll", "last_success", "last_status", "errors", "next_poll", "entries", "url",
            "last_error"]
 
 
-def source_rows(store: Store, config: Config) -> list[dict]:
-    """One row per configured source, in config order, with the keys of SPEC §2 `status --json`."""
+def source_rows(store: Store, config: Config, public: bool = False) -> list[dict]:
+    """One row per configured source, in config order, with the keys of SPEC §2 `status --json`.
+
+    URLs and errors never show credentials (redaction.redact); a file: source is shown by its URL as the
+    config writes it, and with `public` (the server's status page) an absolute one by its file name only.
+    """
     states = store.source_states()
     rows = []
     for source in config.sources:
         state = states.get(source.id) or SourceState(id=source.id)
         gone = state.state == SourceStatus.GONE and state.configured_url == source.url
+        url = shown_url(source, state)
+        error = redact(state.last_error) if state.last_error else None
+        if public and url != public_name(url):
+            url, error = public_name(url), error and error.replace(url, public_name(url))
         rows.append({
             "id": source.id,
-            "url": polled_url(source, state),
+            "url": url,
             "state": SourceStatus.DISABLED if not source.enabled else state.state,
             "last_poll": rfc3339(state.last_poll),
             "last_success": rfc3339(state.last_success),
@@ -29,7 +39,7 @@ def source_rows(store: Store, config: Config) -> list[dict]:
             "errors": state.errors,
             "next_poll": rfc3339(state.next_poll) if source.enabled and not gone else None,
             "entries": state.entries,
-            "last_error": state.last_error,
+            "last_error": error,
         })
     return rows
 
@@ -41,6 +51,21 @@ def store_row(store: Store) -> dict:
             "last_prune": rfc3339(stats.last_prune)}
 
 
+def shown_url(source: SourceConfig, state: SourceState) -> str:
+    """The URL polled, as status shows it: the adopted one after a 301, else the one the config writes;
+    credentials masked."""
+    url = polled_url(source, state)
+    return redact(source.shown_url if url == source.url else url)
+
+
+def public_name(url: str) -> str:
+    """An absolute file: URL as `file:…/<file name>`, so that a public page names no local folder."""
+    parts = urlsplit(url)
+    if parts.scheme == "file" and parts.path.startswith("/"):
+        return "file:…/" + parts.path.rstrip("/").rsplit("/", 1)[-1]
+    return url
+
+
 def output_rows(store: Store, config: Config) -> list[dict]:
     """One row per output: when and why its last publish failed (null while it publishes fine)."""
     failures = store.output_failures()
@@ -48,28 +73,32 @@ def output_rows(store: Store, config: Config) -> list[dict]:
              "last_error": failures[o.id][1] if o.id in failures else None} for o in config.outputs]
 
 
-def advice(config: Config, rows: list[dict]) -> list[str]:
-    """What the operator should change in the config: moved sources' new URLs, gone sources."""
+def advice(config: Config, rows: list[dict], public: bool = False) -> list[str]:
+    """What the operator should change in the config: moved sources' new URLs, gone sources.
+
+    The new URL is shown with its credentials masked, as every URL is; `public` names the config by its
+    file name only."""
     lines = []
     for source, row in zip(config.sources, rows):
-        if row["url"] != source.url:
+        path = config.path.name if public else str(config.path)
+        if row["url"] not in (redact(source.shown_url), public_name(redact(source.shown_url))):
             lines.append(f"{source.id}: moved permanently to {row['url']}; "
-                         f"set `url: {row['url']}` for it in {_where(config, source.url)}")
+                         f"set `url: {row['url']}` for it in {_where(config, source.shown_url, path)}")
         elif row["state"] == SourceStatus.GONE:
-            lines.append(f"{source.id}: gone (HTTP 410), no longer polled; remove it from {config.path} "
+            lines.append(f"{source.id}: gone (HTTP 410), no longer polled; remove it from {path} "
                          "or give it a new url")
     return lines
 
 
-def _where(config: Config, url: str) -> str:
+def _where(config: Config, url: str, path: str) -> str:
     """FILE:LINE of the source's url in the config, when the URL is written there verbatim."""
     try:
         for number, line in enumerate(config.path.read_text(encoding="utf-8").splitlines(), start=1):
             if url in line:
-                return f"{config.path}:{number}"
+                return f"{path}:{number}"
     except OSError:
         pass
-    return str(config.path)
+    return path
 
 
 def relative(when: str | None, now: datetime) -> str:

@@ -143,7 +143,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sources ADD COLUMN changed_bodies INTEGER NOT NULL DEFAULT 0;
     """,
-    # 10: retention (SPEC §6.1): a tombstone per pruned item, so a source that still lists it never brings it back,
+    # 10: the feed's own rel="self" link: atom:source names a file: source by it (SPEC §4), never by a path
+    """
+    ALTER TABLE sources ADD COLUMN feed_self TEXT;
+    """,
+    # 11: retention (SPEC §6.1): a tombstone per pruned item, so a source that still lists it never brings it back,
     # kept while the source lists it (last_listed) and dropped once a new body of the source left it out for
     # `keep`; when each source last brought a new body; lookups by date for pruning and for trimming the
     # near-duplicate index to the dedup window (by publication and by first sight); each story's copies by story,
@@ -168,7 +172,7 @@ MIGRATIONS: list[str] = [
     DROP INDEX items_story;
     CREATE INDEX items_story ON items (story_id, source_id, published);
     """,
-    # 11: publishing only what changed (store/publications.py): the stories each output must look at again, each
+    # 12: publishing only what changed (store/publications.py): the stories each output must look at again, each
     # output's last publication, and the stories its archive pages hold
     """
     CREATE TABLE publish_queue (
