@@ -27,6 +27,7 @@ from ..config import FORMATS, Config, OutputConfig
 from ..errors import PublishError
 from ..models import StoryEntry
 from ..store import Store
+from ..store.publications import Publication
 from .documents import ARCHIVE_DIR
 from .pageindex import OLD_FULL_PAGES_INDEX, PageIndexes, Archived, append_index, index_lines
 from .select import RejectedCopies, StoryRef, StorySet, load_entries, recent, story_refs
@@ -72,6 +73,11 @@ class ArchivePage:
 class ArchiveUpdate:
     newest: int | None  # the newest archive page holding entries: the current document's prev-archive
     pages: Iterable[ArchivePage] = ()  # may be lazy: each page is loaded when it is written
+    # What the store remembers once the files are in place (store.publications): this publish's record,
+    # the stories archive pages now hold that it did not know of, the queued stories this publish looked at.
+    record: Publication | None = None
+    archived: tuple[int, ...] = ()
+    consumed: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -215,37 +221,78 @@ def plan(pages: list[Page], refs: list[StoryRef], current: list[StoryRef], page_
     return Plan(tuple(current), tuple(writes[n] for n in sorted(writes)), max(held, default=None))
 
 
+@dataclass(frozen=True)
+class Unarchived:
+    """An output's stories that no archive page holds, and how they were found."""
+
+    refs: list[StoryRef]
+    pages: list[Page]
+    archived: tuple[int, ...]  # every archived story, when they had to be found from the pages (else none)
+    queued: frozenset[int]
+
+
+def unarchived(store: Store, config: Config, output: OutputConfig, memory: PublishMemory,
+               settings: str | None) -> Unarchived:
+    """The output's stories no archive page holds yet, from the last publication and the queue when it can.
+
+    Every story of an output is archived, in the current document the last
+    publish recorded, or queued since by a poll: with a record made under the
+    same `settings` (config and code), those are all that need reading, however
+    long the history. Without one (a first publish, a changed config or code,
+    an archive folder moved aside) every copy the store holds is read once.
+    """
+    directory = archive_dir(config, output)
+    queued = frozenset(store.queued(output.id)) if settings else frozenset()  # first: later changes stay queued
+    pages = read_pages(directory, memory.pages)
+    last = store.publication(output.id) if settings else None
+    if last is None or last.settings != settings or len(pages) < last.newest_page:
+        archived = archived_stories(store, directory, pages, memory.pages)
+        refs = story_refs(store, config, output, skip=archived, rejected=memory.rejected)
+        return Unarchived(refs, pages, tuple(archived.ids()), queued)
+    candidates = set(last.current) | queued
+    since = pages[max(last.newest_page - 1, 0):]  # the open page then, and any a crash left unrecorded
+    indexed = {p.number for p in since if p.uids is None}
+    uids = memory.pages.uids(directory, indexed) if indexed else {}
+    written = {uid for p in since for uid in (p.uids if p.uids is not None else uids.get(p.number, ()))}
+    gone = store.archived_among(output.id, candidates) | set(store.story_ids(written).values())
+    refs = story_refs(store, config, output, only_ids=candidates - gone, rejected=memory.rejected)
+    return Unarchived(refs, pages, (), queued)
+
+
 def prepare(store: Store, config: Config, output: OutputConfig, now: datetime | None = None,
-            memory: PublishMemory | None = None) -> tuple[list[StoryEntry], ArchiveUpdate]:
-    """The current document's entries and the archive pages to write for one output."""
+            memory: PublishMemory | None = None, settings: str | None = None
+            ) -> tuple[list[StoryEntry], ArchiveUpdate]:
+    """The current document's entries and the archive pages to write for one output.
+
+    With `settings` (a digest of the config and code the output is rendered
+    with), only what can change the documents is read: see `unarchived`."""
     now = now or datetime.now(timezone.utc)
     memory = memory or PublishMemory()
     directory = archive_dir(config, output)
-    pages = read_pages(directory, memory.pages)
-    refs = story_refs(store, config, output, skip=archived_stories(store, directory, pages, memory.pages),
-                      rejected=memory.rejected)
+    found = unarchived(store, config, output, memory, settings)
+    refs, pages = found.refs, found.pages
     unread = {p.number for p in pages if p.uids is None and set(output.formats) - p.formats}
     if unread:  # a format added to the output: those pages are written again, with the stories they hold
         uids = memory.pages.uids(directory, unread)
         pages = [replace(p, uids=uids.get(p.number, ())) if p.number in unread else p for p in pages]
     result = plan(pages, refs, recent(output, refs, now)[:output.limit], output.limit, output.formats)
     entries = load_entries(store, config, list(result.current))
-    return entries, ArchiveUpdate(result.newest, _pages(store, config, output, result.pages, memory.pages))
+    record = Publication(settings, frozenset(r.story_id for r in result.current),
+                         max([len(pages), *(p.number for p in result.pages)])) if settings else None
+    added = tuple(r.story_id for p in result.pages for r in p.added)
+    return entries, ArchiveUpdate(result.newest, _pages(store, config, output, result.pages, memory.pages),
+                                  record, found.archived + added, found.queued)
 
 
-def open_stories(store: Store, config: Config, output: OutputConfig, now: datetime | None = None,
-                 memory: PublishMemory | None = None) -> set[int]:
+def open_stories(store: Store, config: Config, output: OutputConfig, memory: PublishMemory | None = None,
+                 settings: str | None = None) -> set[int]:
     """The ids of the stories this output's documents can still change: those no archive page holds yet (the
     current document's, and those the next publish will archive) and those of the open archive page, which
     is written again as it fills. Retention never prunes these (SPEC §6.1)."""
-    memory = memory or PublishMemory()
-    directory = archive_dir(config, output)
-    pages = read_pages(directory, memory.pages)
-    refs = story_refs(store, config, output, skip=archived_stories(store, directory, pages, memory.pages),
-                      rejected=memory.rejected)
-    kept = {ref.story_id for ref in refs}
-    if pages and not pages[-1].full:
-        kept.update(store.story_ids(pages[-1].uids).values())
+    found = unarchived(store, config, output, memory or PublishMemory(), settings)
+    kept = {ref.story_id for ref in found.refs} | set(found.queued)
+    if found.pages and not found.pages[-1].full:
+        kept.update(store.story_ids(found.pages[-1].uids).values())
     return kept
 
 

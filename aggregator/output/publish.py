@@ -130,8 +130,10 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
             continue
         try:
             journal.finish(config.output_dir, output.id)  # a publish of it that was interrupted, first
-            entries, update = archive.prepare(store, config, output, now, memory)
+            entries, update = archive.prepare(store, config, output, now, memory, rendered.selection())
             written += publish_output(config, output, entries, update, rendered)
+            if update.record is not None:
+                store.record_publication(output.id, update.record, update.archived, update.consumed)
         except PublishError as exc:
             errors.append(str(exc))
             _record_publish(store, output.id, str(exc), now)

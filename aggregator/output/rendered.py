@@ -50,6 +50,11 @@ class Rendered:
         digest.update(repr((fmt, document.output.id, document.page, document.full, document.prev_archive)).encode())
         return digest.hexdigest()
 
+    def selection(self) -> str:
+        """A digest of what decides which stories the outputs show and how (this code, the config): a
+        publication recorded under another one is not trusted to say what the outputs hold."""
+        return self._settings.hex()
+
     def inputs(self) -> str:
         """A digest of what every document depends on besides time: this code, the config, and how many new
         bodies each source has had (every change to the stories comes with one) and where it lives."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from ..config import Config, OutputConfig, SourceConfig
 from ..models import RelatedCopy, SourceMeta, SourceState, StoredItem, StoryEntry, from_text, polled_url
 from ..reader.sanitize import plain_text, xml_safe
@@ -126,6 +128,10 @@ class StorySet:
     def copy(self) -> StorySet:
         return StorySet(self.bits)
 
+    def ids(self) -> list[int]:
+        """Every story id in the set."""
+        return np.flatnonzero(np.unpackbits(np.frombuffer(bytes(self.bits), dtype=np.uint8), bitorder="little")).tolist()
+
 
 @dataclass
 class RejectedCopies:
@@ -139,12 +145,12 @@ class RejectedCopies:
 
 
 def story_refs(store: Store, config: Config, output: OutputConfig, *, skip: StorySet | None = None,
-               only_uids: frozenset[str] | None = None, filtered: bool = True,
+               only_uids: frozenset[str] | None = None, only_ids: set[int] | None = None, filtered: bool = True,
                stop_after: int | None = None, rejected: RejectedCopies | None = None) -> list[StoryRef]:
     """Every story of this output as its best copy, newest `published` first.
 
     Stories in `skip` (already archived) are dropped before any text is
-    loaded; `only_uids` restricts to those stories; `filtered=False` ignores
+    loaded; `only_uids` (or `only_ids`) restricts to those stories; `filtered=False` ignores
     include/exclude/languages (an archive page keeps what it once showed);
     `stop_after` ends the scan once that many stories passed the filters;
     `rejected` remembers, across publishes, the copies that failed them.
@@ -156,8 +162,9 @@ def story_refs(store: Store, config: Config, output: OutputConfig, *, skip: Stor
         return []
     rank_of = {sid: (-src.priority, src.order) for sid, src in sources.items()}
     best: dict[int, tuple] = {}
-    if only_uids is not None:
-        rows = store.copy_refs_of(list(store.story_ids(only_uids).values()))
+    if only_uids is not None or only_ids is not None:
+        ids = set(store.story_ids(only_uids).values()) if only_uids is not None else set()
+        rows = store.copy_refs_of(sorted(ids | (only_ids or set())))
     else:  # one pass over the table for every source; copies of sources no longer configured are dropped below
         rows = store.copy_refs(None if len(sources) == len(config.sources) else list(sources))
     bits = (skip or StorySet()).bits

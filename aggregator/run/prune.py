@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from ..config import Config
 from ..dedup.match import index_horizon
 from ..output.archive import PublishMemory, open_stories
+from ..output.rendered import Rendered
 from ..store import Store
 
 DAY = timedelta(days=1)
@@ -63,8 +64,9 @@ def prune(store: Store, config: Config, now: datetime, dry_run: bool = False,
     stories = items = text = 0
     if before is not None:
         kept: set[int] = set()
+        settings = Rendered(store, config).selection()
         for output in config.outputs:
-            kept |= open_stories(store, config, output, now, memory)
+            kept |= open_stories(store, config, output, memory, settings)
         for batch in store.prunable_stories(before, kept):
             count, size = store.story_sizes(batch)
             stories, items, text = stories + len(batch), items + count, text + size
