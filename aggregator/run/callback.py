@@ -3,7 +3,7 @@
 - GET, hub.mode=subscribe: verification of intent. Answered with the
   hub.challenge only when hub.topic is the topic of a subscription we asked
   for (pending, or live and being confirmed again); anything else gets 404.
-  The hub's hub.lease_seconds starts the lease.
+  The hub's hub.lease_seconds starts the lease (never longer than the one asked).
 - GET, hub.mode=denied: the hub refused (or ended) the subscription; the
   source is polled at once and then at its normal interval.
 - POST: content distribution. From a hub that has our secret, the body is
@@ -87,7 +87,8 @@ class Callbacks:
         if subscription is None or topic != subscription.topic:
             return _not_found(source_id, mode, topic)
         if mode == "subscribe" and _first(query, "hub.challenge"):
-            lease = _lease(_first(query, "hub.lease_seconds")) or int(self.current().push_lease)
+            asked = int(self.current().push_lease)  # more than we asked for is not taken: a forged verification
+            lease = min(_lease(_first(query, "hub.lease_seconds")) or asked, asked)  # could delay the renewal
             expires = now + timedelta(seconds=lease)
             if self.store.push_verified(source_id, topic, lease, expires, renew_at(expires, lease)):
                 log.info("websub: %s: %s verified the subscription; live until %s", source_id,
