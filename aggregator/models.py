@@ -240,7 +240,7 @@ class PushSubscription:
     hub: str  # where the hub is reached: as advertised, its https URL, or where it redirected
     topic: str  # the feed's rel="self" URL, as the hub knows it
     state: PushState = PushState.PENDING
-    secret: str | None = None  # ours, sent only to an HTTPS hub; never shown anywhere
+    secret: str | None = field(default=None, repr=False)  # ours, sent only to an HTTPS hub; never shown anywhere
     requested: datetime | None = None  # when the last subscription request went out (None: none awaits an answer)
     expires: datetime | None = None  # the lease's end, once the hub verified it
     lease: int | None = None  # seconds the hub granted
