@@ -111,6 +111,7 @@ class Worker:
         self.coordinator = Coordinator(url, lease_seconds())
         self._scheduler, self._poll, self._changed, self._stopping = scheduler, poll, changed, stopping
         self._pollers = pollers
+        self._store: Store | None = None  # the daemon's, from start()
         self._source_ids: list[str] = []
         self._output_ids: set[str] = set()
         self._claim_lock = threading.Lock()
@@ -233,8 +234,9 @@ class Worker:
 
     def poll_soon(self, source_id: str, when: datetime) -> None:
         """Move the source's next poll on the shared schedule to `when` if it is later (any worker may take it)."""
-        self._store.put_on_schedule([], [(source_id, when)])
-        self._nudge()
+        if self._store is not None:  # (not before start: the sources are not on the schedule yet either)
+            self._store.put_on_schedule([], [(source_id, when)])
+            self._nudge()
 
     def subscribes(self) -> bool:
         """Whether this worker sends WebSub subscription requests: the publishing worker does, for every worker."""
