@@ -168,9 +168,9 @@ class Daemon:
             self.live = Live(lambda: self.config, self.store, self.mode, self.preparer,
                              lambda outputs, urgent: self.publisher.changed(outputs, urgent),
                              lambda: self.app.store if self.app else self.store)
+            self.publisher = Publisher(self._publish)  # before serving: a hub may push at once
             self._start_server(self.config)
             self._install_signals()
-            self.publisher = Publisher(self._publish)
             self.scheduler.start()
             self.mode.start(self.store, self.config)
             self.live.start(self.scheduler)
