@@ -224,3 +224,29 @@ def polled_url(source: SourceConfig, state: SourceState) -> str:
     if state.url and state.configured_url == source.url:
         return state.url
     return source.url
+
+
+class PushState(StrEnum):
+    """A source's WebSub subscription (SPEC §5.3), as `status` shows it."""
+
+    PENDING = "pending"  # wanted: requested and awaiting the hub's verification, or to be (re)requested
+    LIVE = "live"  # verified by the hub; pushes are taken until `expires`
+    DENIED = "denied"  # the hub refused it: the source is polled as if it had no hub
+
+
+@dataclass(frozen=True)
+class PushSubscription:
+    """What the store remembers about one source's subscription at its hub."""
+
+    source_id: str
+    hub: str  # where the hub is reached: as advertised, its https URL, or where it redirected
+    topic: str  # the feed's rel="self" URL, as the hub knows it
+    state: PushState = PushState.PENDING
+    secret: str | None = field(default=None, repr=False)  # ours, sent only to an HTTPS hub; never shown anywhere
+    requested: datetime | None = None  # when the last subscription request went out (None: none awaits an answer)
+    expires: datetime | None = None  # the lease's end, once the hub verified it
+    lease: int | None = None  # seconds the hub granted
+    error: str | None = None  # why the last attempt failed, or the hub's reason for a denial
+    attempts: int = 0  # failed attempts in a row: the retry backs off
+    next_action: datetime | None = None  # when the subscriber acts on it next: request, renew, give up waiting
+    advertised: str | None = None  # the hub as the feed names it (a new hub there is a new subscription)

@@ -72,6 +72,12 @@ class Config:
     dedup_window: float = 14 * 86400.0
     listen: tuple[str, int] | None = None
     hubs: tuple[str, ...] = ()
+    public_url: str | None = None  # server.public_url: how hubs reach server.listen (WebSub callbacks)
+    stuck_after: float = 600.0  # server.stuck_after: /healthz fails once the daemon is stuck this long
+    subscribe: bool = False  # websub.subscribe: subscribe to the hubs sources advertise
+    push_lease: float = 10 * 86400.0  # websub.lease: the lease asked of hubs
+    push_safety_interval: float = 6 * 3600.0  # websub.safety_interval: polls of a live source at most this often
+    metrics_per_source: bool = False  # metrics.per_source
 
     def source(self, source_id: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.id == source_id), None)

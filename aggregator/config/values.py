@@ -143,6 +143,15 @@ def _http_url(value: Any) -> str:
     return text
 
 
+def _public_url(value: Any) -> str:
+    """An http(s) URL without credentials, ending in '/': what paths such as websub/<id> are appended to."""
+    text = _http_url(value)
+    parts = urlsplit(text)
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{text!r}: give the plain address, without user, password, query or fragment")
+    return text if text.endswith("/") else text + "/"
+
+
 def _formats(value: Any) -> tuple[str, ...]:
     formats = _string_list(value)
     for name in formats:

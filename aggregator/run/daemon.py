@@ -37,6 +37,7 @@ from .outage import NetworkWatch, no_answer
 from .pipeline import poll
 from .prepare import Preparer
 from .publisher import Publisher
+from .live import Live
 from .local import LocalMode
 from .schedule import next_poll_after_failure, resume_at
 from .server import App, Server
@@ -137,6 +138,7 @@ class Daemon:
         self.publisher: Publisher | None = None
         self.memory = PublishMemory()  # what publishing keeps between the daemon's publishes
         self.mode = None  # how sources are scheduled: alone, or as one of several workers
+        self.live: Live | None = None  # WebSub push, metrics, health (live.py)
         self.preparer = Preparer.for_sources(sum(1 for source in config.sources if source.enabled))
         self.scheduler = BackgroundScheduler(
             timezone=timezone.utc, executors={"default": ThreadPoolExecutor(WORKERS)},
@@ -167,11 +169,15 @@ class Daemon:
             else:
                 self.mode = LocalMode(self.scheduler, self._poll_job, stopping)
             self.limiter = self.mode.limiter(self.config)
+            self.live = Live(lambda: self.config, self.store, self.mode, self.preparer,
+                             lambda outputs, urgent: self.publisher.changed(outputs, urgent),
+                             lambda: self.app.store if self.app else self.store)
+            self.publisher = Publisher(self._publish)  # before serving: a hub may push at once
             self._start_server(self.config)
             self._install_signals()
-            self.publisher = Publisher(self._publish)
             self.scheduler.start()
             self.mode.start(self.store, self.config)
+            self.live.start(self.scheduler)
             self.publisher.changed(None)
             log.info("running %s: %d sources, %d outputs%s", self.config.path, len(self.config.sources),
                      len(self.config.outputs), self._serving())
@@ -206,6 +212,8 @@ class Daemon:
     def _shutdown(self) -> int:
         """Stop scheduling, serving and publishing; the number of polls abandoned in flight."""
         self._stop = True
+        if self.live:
+            self.live.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.server:
@@ -235,7 +243,7 @@ class Daemon:
 
     def _job_done(self, event) -> None:
         """Re-add a source's job for its next poll (or, as a worker, hand it back), now that this run has finished."""
-        if self.mode.owns(event):
+        if self.live.owns(event) or self.mode.owns(event):
             return
         now = datetime.now(timezone.utc)
         if event.code == EVENT_JOB_EXECUTED:
@@ -263,11 +271,13 @@ class Daemon:
         with self._active_lock:
             self._active += 1
         try:
-            before = self.store.source_state(source_id)
-            result = poll(self.store, config, source, self.limiter, prepare=self.preparer)
+            before, now = self.store.source_state(source_id), datetime.now(timezone.utc)
+            result = poll(self.store, config, source, self.limiter, now=now, prepare=self.preparer,
+                          observe=lambda fetched, seconds: self.live.fetched(source, fetched, seconds))
             refunded = self._judge_network(source, before, result)
             if result.outcome.changed:
                 self.publisher.changed({o.id for o in config.outputs if o.selects(source)})
+            self.live.polled(source, result, now)
             state = self.store.source_state(source_id)
         finally:
             with self._active_lock:
@@ -277,7 +287,8 @@ class Daemon:
         current = self.config.source(source_id)
         if current != source:  # the config was reloaded while this poll ran
             return resume_at(current, state, datetime.now(timezone.utc)) if current else None
-        return result.next_poll if result.next_poll and not refunded else state.next_poll
+        return self.live.poll_after(source_id, result.next_poll if result.next_poll and not refunded
+                                    else state.next_poll)
 
     def _judge_network(self, source: SourceConfig, before: SourceState, result: PollResult) -> bool:
         """Feed the network watch; give back failures that were the network's. True if the state changed."""
@@ -319,14 +330,17 @@ class Daemon:
         for output in config.outputs:
             if outputs is not None and output.id not in outputs:
                 continue
+            started = time.monotonic()
             try:
                 written = publish_outputs(self.store, config, only={output.id}, memory=self.memory)
             except AggregatorError as exc:
+                self.live.published(output.id, time.monotonic() - started, 0, str(exc))
                 log.error("%s; retrying in %ds", exc, PUBLISH_RETRY)
                 timer = threading.Timer(PUBLISH_RETRY, self.publisher.changed, [{output.id}])
                 timer.daemon = True
                 timer.start()
                 continue
+            self.live.published(output.id, time.monotonic() - started, len(written), None)
             if written:
                 log.info("published %s", ", ".join(p.name for p in written))
 
@@ -334,7 +348,8 @@ class Daemon:
         if config.listen is None:
             return
         if self.app is None:
-            self.app = App(lambda: self.config, Store(config.state, cache_kib=DAEMON_CACHE_KIB), self.health)
+            self.app = App(lambda: self.config, Store(config.state, cache_kib=DAEMON_CACHE_KIB), self.health,
+                           routes=self.live.route)
         self.server = Server(self.app, config.listen).start()
 
     def _serving(self) -> str:
@@ -344,17 +359,17 @@ class Daemon:
         return f"; serving http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
     def health(self) -> tuple[bool, dict]:
-        """For /healthz: up while the scheduler runs; counts of sources by state."""
+        """For /healthz: healthy unless live.problems finds reasons (health.py); counts of sources by state."""
         counts: dict[str, int] = {}
-        states = self.app.store.source_states() if self.app else {}
+        states = self.app.store.source_states(count_entries=False) if self.app else {}
         for source in self.config.sources:
             state = states.get(source.id)
             name = "disabled" if not source.enabled else state.state if state else "new"
             counts[name] = counts.get(name, 0) + 1
-        ok = self.scheduler.running and not self._stop
-        details = {"sources": counts, "network": "down" if self.watch.down else "up"}
-        details.update(self.mode.health())
-        return ok, details
+        reasons = self.live.problems(states, self.scheduler.running, bool(self._stop),
+                                     self.publisher.pending_for() if self.publisher else None)
+        details = {"sources": counts, "network": "down" if self.watch.down else "up", **self.mode.health()}
+        return not reasons, {**details, **({"reasons": reasons} if reasons else {})}
 
     # reload
 
@@ -381,6 +396,7 @@ class Daemon:
             except AggregatorError as exc:
                 log.error("%s", exc)
         self.mode.reload(self.store, old, new)
+        self.live.reloaded()
         self.publisher.changed(None)
         added = len({s.id for s in new.sources} - {s.id for s in old.sources})
         removed = len({s.id for s in old.sources} - {s.id for s in new.sources})

@@ -8,6 +8,7 @@ source instead of raised.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -28,26 +29,46 @@ Prepare = Callable[..., PreparedFeed]
 KNOWN_HINT = 1000  # a source's latest stored items whose raw hashes tell the preparer what to skip
 
 
+#: Told of each fetch a poll makes: its result (None when it failed) and how long it took, in seconds.
+Observe = Callable[[FetchResult | None, float], None]
+
+
 def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimiter,
-         now: datetime | None = None, prepare: Prepare = prepare_feed, state: SourceState | None = None) -> PollResult:
+         now: datetime | None = None, prepare: Prepare = prepare_feed, state: SourceState | None = None,
+         observe: Observe | None = None) -> PollResult:
     """Fetch, parse and store one source; never raises for a source's own failure.
 
     `state` is the source's stored state when the caller has just read it (`once` reads every source's at its start).
+    `observe` sees the fetch before it is stored (the daemon's metrics and WebSub discovery).
     """
     now = now or datetime.now(timezone.utc)
     state = state or store.source_state(source.id)
     url = polled_url(source, state)
     return _recorded(store, source, state, url, now, lambda: _ingest(
-        store, config, source, state, fetch_source(source, state, url, limiter), now, prepare))
+        store, config, source, state, fetch_source(source, state, url, limiter, observe), now, prepare))
 
 
-def fetch_source(source: SourceConfig, state: SourceState, url: str, limiter: HostLimiter) -> FetchResult:
+def fetch_source(source: SourceConfig, state: SourceState, url: str, limiter: HostLimiter,
+                 observe: Observe | None = None) -> FetchResult:
     """The conditional GET of a poll, in one of the host's slots (a file: URL needs neither)."""
     if url.startswith("file:"):
-        return fetch(url, timeout=source.timeout, max_bytes=source.max_bytes, shown=source.shown_url)
+        return _observed(observe, lambda: fetch(url, timeout=source.timeout, max_bytes=source.max_bytes,
+                                                shown=source.shown_url))
     with limiter.slot(url):
-        return fetch(url, etag=state.etag, last_modified=state.last_modified,
-                     timeout=source.timeout, max_bytes=source.max_bytes)
+        return _observed(observe, lambda: fetch(url, etag=state.etag, last_modified=state.last_modified,
+                                                timeout=source.timeout, max_bytes=source.max_bytes))
+
+
+def _observed(observe: Observe | None, read: Callable[[], FetchResult]) -> FetchResult:
+    """read(), timed (from the host slot's grant to the last byte) and shown to `observe`."""
+    if observe is None:
+        return read()
+    started, result = time.monotonic(), None
+    try:
+        result = read()
+        return result
+    finally:
+        observe(result, time.monotonic() - started)
 
 
 def store_fetched(store: Store, config: Config, source: SourceConfig, state: SourceState, url: str,

@@ -95,14 +95,19 @@ class FileCache:
 class App:
     """The WSGI application; reads the current config on every request, so a reload takes effect at once."""
 
-    def __init__(self, current: Callable[[], Config], store: Store, health: Callable[[], tuple[bool, dict]]):
+    def __init__(self, current: Callable[[], Config], store: Store, health: Callable[[], tuple[bool, dict]],
+                 routes: Callable | None = None):
         self.current = current
         self.store = store
         self.health = health
+        self.routes = routes  # environ -> (status, body, headers) or None: the daemon's paths (/metrics, /websub/…)
         self.files = FileCache()
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
+        answer = self.routes(environ) if self.routes else None
+        if answer is not None:
+            return _send(start_response, *answer, method)
         if method not in ("GET", "HEAD"):
             return _send(start_response, "405 Method Not Allowed", b"only GET and HEAD\n",
                          [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")], method)
@@ -279,5 +284,6 @@ class Server:
         return self
 
     def stop(self) -> None:
+        self._server.task_dispatcher.shutdown(timeout=2)  # requests being answered finish before the sockets close
         self._server.close()
         self._thread.join(timeout=5)

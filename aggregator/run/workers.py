@@ -111,6 +111,7 @@ class Worker:
         self.coordinator = Coordinator(url, lease_seconds())
         self._scheduler, self._poll, self._changed, self._stopping = scheduler, poll, changed, stopping
         self._pollers = pollers
+        self._store: Store | None = None  # the daemon's, from start()
         self._source_ids: list[str] = []
         self._output_ids: set[str] = set()
         self._claim_lock = threading.Lock()
@@ -147,6 +148,7 @@ class Worker:
         self._nudge()
 
     def _register(self, store: Store, config: Config) -> None:
+        self._store = store
         self._source_ids = [s.id for s in config.sources if s.enabled]
         self._output_ids = {o.id for o in config.outputs}
         self._drained = False
@@ -229,6 +231,16 @@ class Worker:
 
     def health(self) -> dict:
         return {"publishing": self.coordinator.leading}
+
+    def poll_soon(self, source_id: str, when: datetime) -> None:
+        """Move the source's next poll on the shared schedule to `when` if it is later (any worker may take it)."""
+        if self._store is not None:  # (not before start: the sources are not on the schedule yet either)
+            self._store.put_on_schedule([], [(source_id, when)])
+            self._nudge()
+
+    def subscribes(self) -> bool:
+        """Whether this worker sends WebSub subscription requests: the publishing worker does, for every worker."""
+        return self.coordinator.leading
 
     def abandon(self) -> None:
         """Polls were abandoned in flight: hand their sources back now rather than when their leases expire."""

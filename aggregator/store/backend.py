@@ -95,6 +95,10 @@ class Backend(ABC):
     @abstractmethod
     def has_table(self, db, name: str) -> bool: ...
 
+    @abstractmethod
+    def size_bytes(self, db) -> int:
+        """The bytes the state occupies (Store.size_bytes)."""
+
     def ddl(self, statement: str) -> str:
         """A migration statement as this backend takes it (they are written for SQLite)."""
         return statement
@@ -160,6 +164,10 @@ class SqliteBackend(Backend):
     def has_table(self, db, name: str) -> bool:
         return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
+    def size_bytes(self, db) -> int:
+        """The database file's pages (those a checkpoint has yet to copy from the WAL included)."""
+        return db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+
     def lock(self, db, scope: str, keys: Iterable[str]) -> None:
         """Nothing to do: BEGIN IMMEDIATE already admits one writer at a time."""
 
@@ -205,6 +213,12 @@ class PostgresBackend(Backend):
 
     def ddl(self, statement: str) -> str:
         return self._postgres.ddl(statement)
+
+    def size_bytes(self, db) -> int:
+        """Every table of the state's schema, with its indexes and TOAST (the schema is the state's own)."""
+        row = db.execute("SELECT coalesce(sum(pg_total_relation_size(t.oid)), 0) FROM pg_class AS t "
+                         "WHERE t.relkind = 'r' AND t.relnamespace = current_schema()::regnamespace").fetchone()
+        return int(row[0])
 
     def lock(self, db, scope: str, keys: Iterable[str]) -> None:
         """Transaction-scoped advisory locks: the scope's whole-scope lock shared, and one lock per (scope, slot).

@@ -27,6 +27,7 @@ from .index import IndexQueries
 from .items import ItemQueries
 from .migrations import migrate
 from .outputs import OutputQueries
+from .push import PushQueries
 from .selection import SelectionQueries
 from .sources import SourceQueries
 
@@ -36,7 +37,7 @@ def story_uid(source_id: str, key: str) -> str:
     return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACE}#{source_id}\x00{key}"))
 
 
-class Store(SourceQueries, ItemQueries, IndexQueries, OutputQueries, SelectionQueries):
+class Store(SourceQueries, ItemQueries, IndexQueries, OutputQueries, SelectionQueries, PushQueries):
     """The state, in a SQLite file or a PostgreSQL database; one connection, one transaction at a time."""
 
     def __init__(self, location: str | Path, cache_kib: int = BATCH_CACHE_KIB):
@@ -54,6 +55,15 @@ class Store(SourceQueries, ItemQueries, IndexQueries, OutputQueries, SelectionQu
 
     def close(self) -> None:
         self.db.close()
+
+    def size_bytes(self) -> int:
+        """How much room the state takes: the SQLite file's pages, or PostgreSQL's relations (with indexes, TOAST)."""
+        with self._lock:
+            self._reconnect_if_dropped()
+            try:
+                return self.backend.size_bytes(self.db)
+            except self.backend.errors as exc:
+                raise self.backend.error(exc) from exc
 
     def has_table(self, name: str) -> bool:
         with self._lock:

@@ -97,6 +97,17 @@ class ItemQueries:
             result.update({row["id"]: row for row in rows})
         return result
 
+    def merge_rules(self, source_id: str, first_seen: datetime) -> dict[str, int]:
+        """How many of the source's items first seen at `first_seen` (one poll's new ones) joined a story, by the
+        rule that merged them (metrics' dedup decisions)."""
+        rules: dict[str, int] = {}
+        for (details,) in self.query(
+                "SELECT m.details FROM items AS i JOIN merges AS m ON m.item_id = i.id "
+                "WHERE i.source_id = ? AND i.first_seen = ?", (source_id, to_text(first_seen))):
+            rule = (json.loads(details) if details else {}).get("rule", "unknown")
+            rules[rule] = rules.get(rule, 0) + 1
+        return rules
+
 
 def _column_value(value):
     if value is None or type(value) is str:  # most columns: checked first

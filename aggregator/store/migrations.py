@@ -147,6 +147,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sources ADD COLUMN feed_self TEXT;
     """,
+    # 11: each source's WebSub subscription (run/push.py): its hub (where reached, and as the feed names it) and
+    # topic, our secret, its state and lease, and when the subscriber acts on it next (request, renew, give up
+    # waiting), found by index
+    """
+    CREATE TABLE push_subscriptions (
+        source_id TEXT PRIMARY KEY,
+        hub TEXT NOT NULL,
+        advertised TEXT,
+        topic TEXT NOT NULL,
+        state TEXT NOT NULL,
+        secret TEXT,
+        requested TEXT,
+        expires TEXT,
+        lease INTEGER,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_action TEXT
+    );
+    CREATE INDEX push_subscriptions_next_action ON push_subscriptions (next_action);
+    """,
 ]
 
 
