@@ -12,6 +12,7 @@ from .filters import Pattern
 ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 FORMATS = ("atom", "rss", "json")
 DEFAULT_ATTRIBUTION = "Originally published by {source} on {published:%Y-%m-%d}"
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"  # how HTML pages show dates (output.date_format)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Config:
     dedup_window: float = 14 * 86400.0
     listen: tuple[str, int] | None = None
     hubs: tuple[str, ...] = ()
+    templates: Path | None = None  # output.templates: a folder whose templates override the packaged ones
+    date_format: str = DEFAULT_DATE_FORMAT
 
     def source(self, source_id: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.id == source_id), None)

@@ -2,7 +2,8 @@
 
 The stage's entry is `publish_outputs`. Each output has a current document
 per format and, once entries fall out of it, numbered archive pages (RFC
-5005) that archive.py plans; atom.py and jsonfeed.py render them,
+5005) that archive.py plans; atom.py and jsonfeed.py render them, pages.py
+renders each document's HTML page and the story pages of its entries,
 files.write_atomic writes them, rendered.Rendered skips those unchanged.
 """
 
@@ -19,43 +20,52 @@ from ..store import Store
 from . import archive, websub
 from .archive import ArchiveUpdate, PublishMemory
 from .atom import render
-from .documents import STYLESHEET, Document
+from .documents import PAGE, STYLESHEET, Document, formats_of
 from .files import write_atomic
 from .opml import outputs_opml
+from .pages import STYLESHEET as PAGES_STYLESHEET, Site
 from .rendered import Rendered
 
 
 def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntry],
-                   archive: ArchiveUpdate | None = None, rendered: Rendered | None = None) -> list[Path]:
-    """Write every format of one output, archive pages first; the paths actually rewritten.
+                   archive: ArchiveUpdate | None = None, rendered: Rendered | None = None,
+                   site: Site | None = None) -> list[Path]:
+    """Write every format of one output and its HTML pages, archive pages first; the paths actually rewritten.
 
-    Pages are written before the current document, so a crash between the two
-    can repeat an entry for one publish but never lose one. With `rendered`,
-    documents unchanged since they were last written are not rendered.
+    Archive pages are written before the current document, so a crash between
+    the two can repeat an entry for one publish but never lose one; a
+    document's story pages before the document, so its links always lead
+    somewhere. With `rendered`, files unchanged since they were last written
+    are not rendered.
     """
     written: list[Path] = []
     archive = archive or ArchiveUpdate(None)
     rendered = rendered or Rendered(None, config)
+    site = site or Site(config, rendered)
     try:
         for page in archive.pages:
             document, page_entries = Document(output, page=page.number, full=page.full), list(page.entries)
+            if PAGE in page.formats:
+                written += site.stories(page_entries)
             for fmt in page.formats:
-                _publish_document(config, document, fmt, page_entries, rendered, written)
+                _publish_document(config, document, fmt, page_entries, rendered, written, site)
         current = Document(output, prev_archive=archive.newest)
-        for fmt in output.formats:
-            _publish_document(config, current, fmt, entries, rendered, written)
+        written += site.stories(entries)
+        for fmt in formats_of(output):
+            _publish_document(config, current, fmt, entries, rendered, written, site)
     finally:
         rendered.save()
     return written
 
 
 def _publish_document(config: Config, document: Document, fmt: str, entries: list[StoryEntry], rendered: Rendered,
-                      written: list[Path]) -> None:
+                      written: list[Path], site: Site) -> None:
     path = config.output_dir / document.name(fmt)
-    digest = rendered.digest(document, fmt, entries)
+    digest = rendered.digest(document, site.format_key(fmt), entries)
     if rendered.unchanged(path, digest):
         return
-    if write_atomic(path, render(config, document, fmt, entries)):
+    data = site.river(document, entries) if fmt == PAGE else render(config, document, fmt, entries)
+    if write_atomic(path, data):
         written.append(path)
     rendered.done(path, digest)
 
@@ -64,10 +74,12 @@ def stylesheet_bytes() -> bytes:
     return resources.files(__package__).joinpath(STYLESHEET).read_bytes()
 
 
-def publish_site(config: Config) -> list[Path]:
-    """The files shared by every output: the browser stylesheet and index.opml listing the outputs."""
+def publish_site(config: Config, site: Site | None = None) -> list[Path]:
+    """The files shared by every output: the stylesheets (feeds', pages') and index.opml listing the outputs."""
     written = []
-    for name, data in ((STYLESHEET, stylesheet_bytes()), ("index.opml", outputs_opml(config))):
+    site = site or Site(config, Rendered(None, config))
+    for name, data in ((STYLESHEET, stylesheet_bytes()), (PAGES_STYLESHEET, site.stylesheet()),
+                       ("index.opml", outputs_opml(config))):
         path = config.output_dir / name
         if write_atomic(path, data):
             written.append(path)
@@ -93,8 +105,9 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     inputs = rendered.inputs()  # first: a poll committing while this publish reads counts as a change next time
     if unless_unchanged and rendered.nothing_to_publish(config, inputs, store.published_inputs()):
         return []
+    site = Site(config, rendered)
     try:
-        written += publish_site(config)
+        written += publish_site(config, site)
     except PublishError as exc:
         errors.append(str(exc))
     failing = store.output_failures()
@@ -103,13 +116,17 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
             continue
         try:
             entries, update = archive.prepare(store, config, output, now, memory)
-            written += publish_output(config, output, entries, update, rendered)
+            written += publish_output(config, output, entries, update, rendered, site)
         except PublishError as exc:
             errors.append(str(exc))
             _record_publish(store, output.id, str(exc), now)
             continue
         if output.id in failing:
             _record_publish(store, output.id, None, now)
+    try:  # last: it links the outputs' files, and shows each one's newest story
+        written += _write(config.output_dir / "index.html", site.index())
+    except PublishError as exc:
+        errors.append(str(exc))
     if config.hubs:
         changed = {path.relative_to(config.output_dir).as_posix() for path in written}
         topics = [config.base_url + f"{o.id}.{fmt}" for o in config.outputs for fmt in o.formats
@@ -121,6 +138,10 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     if only is None:
         store.set_published_inputs(inputs)
     return written
+
+
+def _write(path: Path, data: bytes) -> list[Path]:
+    return [path] if write_atomic(path, data) else []
 
 
 def _record_publish(store: Store, output_id: str, error: str | None, now: datetime | None) -> None:
