@@ -1,10 +1,10 @@
-"""Serving the output folder over HTTP (`server.listen`): feeds, an index page, /healthz.
+"""Serving the output folder over HTTP (`server.listen`): feeds and pages, the operator's /status, /healthz.
 
 A WSGI app run by waitress, a production server. Files are served with the
 feed media types, an ETag (a hash of the bytes) and Last-Modified, answered
 with 304 to conditional requests, and gzipped for clients that accept it.
 Only regular, non-hidden files inside the folder are served (publishing's
-temporary files start with a dot).
+temporary files start with a dot). `/` is the published index.html.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import html
 import json
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from datetime import datetime, timezone
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import PROJECT_URL, __version__
 from ..config import Config
@@ -46,6 +48,7 @@ FORMAT_FILES = (("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed"))
 CACHE_CONTROL = "public, max-age=60"
 MIN_GZIP = 256  # bytes; smaller bodies are not worth compressing
 CACHE_FILES = 64
+SECRET_PARAM = re.compile(r"key|token|secret|pass|auth|sig|session|credential", re.IGNORECASE)
 
 
 class ServerError(AggregatorError):
@@ -107,8 +110,10 @@ class App:
                          [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")], method)
         path = environ.get("PATH_INFO") or "/"
         try:
-            if path in ("/", "/index.html"):
-                return self.index(start_response, method)
+            if path == "/":
+                path = "/index.html"  # the published page, as any web server serving the folder would answer
+            if path == "/status":
+                return self.status(start_response, method)
             if path == "/healthz":
                 return self.healthz(start_response, method)
             return self.file(environ, start_response, method, path)
@@ -141,9 +146,9 @@ class App:
             headers.append(("Content-Encoding", "gzip"))
         return _send(start_response, "200 OK", item.gzipped if zipped else item.body, headers, method)
 
-    def index(self, start_response, method: str):
+    def status(self, start_response, method: str):
         config = self.current()
-        body = render_index(config, source_rows(self.store, config), datetime.now(timezone.utc)).encode("utf-8")
+        body = render_status(config, source_rows(self.store, config), datetime.now(timezone.utc)).encode("utf-8")
         return _send(start_response, "200 OK", body, [("Content-Type", "text/html; charset=utf-8"),
                                                       ("Cache-Control", "no-cache")], method)
 
@@ -207,8 +212,10 @@ def not_modified(environ, etags: tuple[str, ...], modified: float) -> bool:
     return False
 
 
-def render_index(config: Config, rows: list[dict], now: datetime) -> str:
-    """The page at /: every output with subscribe links, every source's health."""
+def render_status(config: Config, rows: list[dict], now: datetime) -> str:
+    """The operator's page at /status: every output with subscribe links, every source's health.
+
+    Source URLs are shown without credentials, and a file: source as its id alone (no local paths)."""
     e = html.escape
     outputs, discovery = [], []
     for output in config.outputs:
@@ -226,19 +233,19 @@ def render_index(config: Config, rows: list[dict], now: datetime) -> str:
     sources = []
     for row in rows:
         sources.append(
-            f'<tr class="{e(row["state"])}"><td><a href="{e(row["url"])}">{e(row["id"])}</a></td>'
+            f'<tr class="{e(row["state"])}"><td>{_source_link(row)}</td>'
             f'<td>{e(row["state"])}</td><td title="{e(row["last_success"] or "")}">{e(relative(row["last_success"], now))}</td>'
             f'<td>{e(row["last_error"] or "")}</td>'
             f'<td title="{e(row["next_poll"] or "")}">{e(relative(row["next_poll"], now))}</td>'
             f'<td>{row["entries"]}</td></tr>')
     notes = "".join(f"<li>{e(line)}</li>" for line in advice(config, rows))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Feeds</title>
+<html lang="en"><head><meta charset="utf-8"><title>Status</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 {''.join(discovery)}
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}td,th{{padding:.2em .6em;
 text-align:left;vertical-align:top}}tr.failing td,tr.gone td{{color:#a00}}code{{background:#eee}}</style></head>
-<body><h1>Feeds</h1><p>Paste a subscribe address into your feed reader.</p>
+<body><h1>Status</h1><p><a href="index.html">The published pages</a>. Paste a subscribe address into your feed reader.</p>
 <ul>{''.join(outputs)}</ul>
 <h2>Sources</h2><table><tr><th>source</th><th>state</th><th>last success</th><th>last error</th>
 <th>next poll</th><th>entries</th></tr>{''.join(sources)}</table>
@@ -246,6 +253,23 @@ text-align:left;vertical-align:top}}tr.failing td,tr.gone td{{color:#a00}}code{{
 <p><small>aggregator {e(__version__)} · <a href="{e(PROJECT_URL)}">project</a> ·
 <a href="healthz">health</a></small></p></body></html>
 """
+
+
+def _source_link(row: dict) -> str:
+    url = public_url(row["url"])
+    name = html.escape(row["id"])
+    return f'<a href="{html.escape(url)}">{name}</a>' if url else name
+
+
+def public_url(url: str) -> str | None:
+    """An http(s) URL without its userinfo and secret-looking query parameters; None for anything else (file:)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not SECRET_PARAM.search(k)]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
 
 
 class Server:
