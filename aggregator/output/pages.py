@@ -171,7 +171,8 @@ class Site:
     def index(self) -> bytes:
         root = ""
         outputs = [self._output_view(o) for o in self.config.outputs]
-        return self._render("index.html", self.language, "Feeds", root, self._feeds(root, self.config.outputs),
+        return self._render("index.html", self.language, "Feeds", root,
+                            self._feeds(root, self.config.outputs, existing=True),
                             outputs=outputs)
 
     def stylesheet(self) -> bytes:
@@ -181,17 +182,17 @@ class Site:
         newest = newest_published(self.config.output_dir / f"{output.id}.atom")
         return OutputView(output.title, output.subtitle, language(output.language), f"{output.id}.html",
                           when(newest, self.config.date_format, self.language.tag) if newest else None,
-                          self._subscribe("", output))
+                          self._subscribe("", output, existing=True))
 
-    def _subscribe(self, root: str, output: OutputConfig) -> tuple[Link, ...]:
-        """The output's feeds that exist, so no link on a page points at nothing."""
-        return tuple(Link(root + f"{output.id}.{fmt}", MEDIA_TYPES[fmt], LABELS[fmt])
-                     for fmt in output.formats if (self.config.output_dir / f"{output.id}.{fmt}").is_file())
+    def _subscribe(self, root: str, output: OutputConfig, existing: bool = False) -> tuple[Link, ...]:
+        """The output's current feeds (written by this publish; with `existing`, only those on disk now)."""
+        return tuple(Link(root + f"{output.id}.{fmt}", MEDIA_TYPES[fmt], LABELS[fmt]) for fmt in output.formats
+                     if not existing or (self.config.output_dir / f"{output.id}.{fmt}").is_file())
 
-    def _feeds(self, root: str, outputs, formats: tuple[str, ...] | None = None) -> list[Link]:
+    def _feeds(self, root: str, outputs, formats: tuple[str, ...] | None = None, existing: bool = False) -> list[Link]:
         """Autodiscovery: the current feeds of these outputs (an archive page is no place to subscribe)."""
         return [Link(link.href, link.type, link.label, f"{output.title} ({link.label})")
-                for output in outputs for link in self._subscribe(root, output)
+                for output in outputs for link in self._subscribe(root, output, existing)
                 if formats is None or link.label in (LABELS[f] for f in formats)]
 
     def _render(self, name: str, lang: Language, title: str, root: str, feeds: list[Link], **values) -> bytes:

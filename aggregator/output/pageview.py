@@ -21,7 +21,7 @@ from babel import Locale, UnknownLocaleError
 from lxml import etree
 
 from ..models import RelatedCopy, StoryEntry, to_text as rfc3339
-from ..reader.sanitize import plain_text
+from ..reader.sanitize import clean_html, plain_text
 
 SUMMARY_WORDS = 60
 DEFAULT_LANGUAGE = "en"  # the language of the packaged templates' own words
@@ -179,10 +179,12 @@ def summary_text(entry: StoryEntry, words: int = SUMMARY_WORDS) -> str:
 def page_content(fragment: str | None) -> str:
     """Sanitised HTML made to load nothing from elsewhere: each remote image, video or audio becomes a link to it.
 
-    The HTML was sanitised when it was stored (no script, frames, styles or
-    handlers); what is left that a browser would fetch by itself is media.
-    Inline raster images (``data:``) load nothing and stay.
+    The HTML was sanitised when it was stored; it is sanitised once more here
+    (nh3 is fast, and a page must not trust what an older version stored).
+    What is left that a browser would fetch by itself is media; inline
+    raster images (``data:``) load nothing and stay.
     """
+    fragment = clean_html(fragment)
     if not fragment:
         return ""
     if not re.search(r"<(?:img|video|audio|source|picture|track)\b", fragment, re.IGNORECASE):
