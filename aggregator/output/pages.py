@@ -110,8 +110,8 @@ class Site:
         self.rendered = rendered
         self.env = environment(config)
         self.theme = theme_digest(config)
-        site_language = next((o.language for o in config.outputs if o.language), None)
-        self.language = page_language(site_language)  # index.html and story pages belong to no one output
+        # index.html and the story pages belong to no one output: they speak the first one's language
+        self.language = page_language(config.outputs[0].language if config.outputs else None)
         self._seen: set[str] = set()  # story keys written or found unchanged by this publish
 
     def format_key(self, fmt: str) -> str:
