@@ -30,7 +30,7 @@ from ..config import Config, OutputConfig
 from ..errors import ConfigError, PublishError
 from ..models import StoryEntry, from_text
 from .documents import ARCHIVE_DIR, MEDIA_TYPES, PAGE, Document
-from .files import write_atomic
+from .files import sync_folder, write_atomic
 from .pageview import Language, When, entry_view, language, page_language, story_key, when
 from .rendered import Rendered
 
@@ -153,9 +153,11 @@ class Site:
             digest = self.rendered.digest_of(f"story {self.theme} {self.language}", entry)
             if self.rendered.unchanged(path, digest):
                 continue
-            if write_atomic(path, self.story(entry)):
+            if write_atomic(path, self.story(entry), durable=False):
                 written.append(path)
             self.rendered.done(path, digest)
+        if written:  # one flush for the folder, before the document linking these pages is written
+            sync_folder(directory)
         return written
 
     def story(self, entry: StoryEntry) -> bytes:

@@ -141,6 +141,9 @@ def format_date(moment: datetime, pattern: str, tag: str) -> str:
     """`pattern` (strftime) with month and day names, AM/PM and digits in the language of `tag` (UTC)."""
     locale = _locale(tag.lower().replace("_", "-")) if tag else None
     digits = DIGITS.get(_numbering(locale), "")
+    tokens = _tokens(pattern)
+    if not digits and not any(code in NAMED or code == "p" for _, code in tokens):
+        return moment.strftime(pattern.replace("%Z", "UTC"))  # the common case: numbers only, in one call
     out = []
     for literal, directive in re.findall(r"([^%]*)(%.|$)", pattern):
         out.append(literal)
@@ -159,6 +162,11 @@ def format_date(moment: datetime, pattern: str, tag: str) -> str:
             text = moment.strftime(directive)
             out.append(text.translate(str.maketrans("0123456789", digits)) if digits else text)
     return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _tokens(pattern: str) -> tuple[tuple[str, str], ...]:
+    return tuple((literal, directive[1:]) for literal, directive in re.findall(r"([^%]*)(%.|$)", pattern))
 
 
 def _numbering(locale: Locale | None) -> str:
