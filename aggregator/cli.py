@@ -14,6 +14,7 @@ from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import Outcome, PollResult, SourceStatus, polled_url
+from .output.pages import raise_for_templates
 from .output.publish import finish_interrupted, publish_outputs
 from .reader.hosts import HostLimiter
 from .run.pipeline import poll
@@ -72,14 +73,21 @@ def _config(args) -> Config:
     return load_config(args.config if args.config is not None else default_config_path())
 
 
-def cmd_check(args) -> int:
+def _publishing_config(args) -> Config:
+    """The config of a command that publishes: its HTML templates must compile too, reported as FILE:LINE."""
     config = _config(args)
+    raise_for_templates(config)
+    return config
+
+
+def cmd_check(args) -> int:
+    config = _publishing_config(args)
     print(f"{config.path}: ok ({len(config.sources)} sources, {len(config.outputs)} outputs)")
     return 0
 
 
 def cmd_publish(args) -> int:
-    config = _config(args)
+    config = _publishing_config(args)
     finish_interrupted(config)
     store = Store(config.state)
     try:
@@ -91,7 +99,7 @@ def cmd_publish(args) -> int:
 
 
 def cmd_once(args) -> int:
-    config = _config(args)
+    config = _publishing_config(args)
     unknown = [s for s in args.source if config.source(s) is None]
     if unknown:
         print(f"aggregator: unknown source {', '.join(unknown)}; `aggregator status` lists them", file=sys.stderr)
@@ -254,7 +262,7 @@ def cmd_opml_export(args) -> int:
 def cmd_run(args) -> int:
     from .run.daemon import run
 
-    return run(_config(args))
+    return run(_publishing_config(args))
 
 
 def cmd_migrate_state(args) -> int:

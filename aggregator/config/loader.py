@@ -17,9 +17,9 @@ from ruamel.yaml.error import MarkedYAMLError
 from ..errors import ConfigError
 from ..redaction import redact
 from .filters import Pattern, parse_pattern
-from .model import DEFAULT_ATTRIBUTION, Config, OutputConfig, SourceConfig, default_config_path
-from .values import (Reader, _attribution, _boolean, _formats, _http_url, _identifier, _integer, _listen_address,
-                     _positive_integer, _public_url, _string, _string_list, parse_duration, parse_size)
+from .model import DEFAULT_ATTRIBUTION, DEFAULT_DATE_FORMAT, Config, OutputConfig, SourceConfig, default_config_path
+from .values import (Reader, _attribution, _boolean, _date_format, _formats, _http_url, _identifier, _integer,
+                     _listen_address, _positive_integer, _public_url, _string, _string_list, parse_duration, parse_size)
 
 
 class _Loader:
@@ -41,6 +41,14 @@ class _Loader:
         if "://" in text:
             return text
         return str((self.base_dir / text).resolve())
+
+    def template_dir(self, value: Any) -> str:
+        """`output.templates`: an existing folder of HTML templates overriding the packaged ones."""
+        path = self.resolve_path(value)
+        if "://" in path or not Path(path).is_dir():
+            raise ValueError(f"{_string(value)!r} is not a folder; name a folder of templates "
+                             "(relative to this file) or remove the key to use the packaged ones")
+        return path
 
     def source_url(self, value: Any) -> str:
         """The URL to read: http(s) as written; a file: URL as the file:///… URI of the file it names, its
@@ -64,11 +72,14 @@ class _Loader:
         r = self.r
         top = r.mapping(self.doc, "", self.TOP_KEYS, 1)
         state = r.value(top, "state", "", self.resolve_path, str(self.base_dir / "aggregator.db"))
-        output = r.mapping(top.get("output"), "output", {"dir", "base_url"}, r.line_of(top, "output"))
+        output = r.mapping(top.get("output"), "output", {"dir", "base_url", "templates", "date_format"},
+                           r.line_of(top, "output"))
         output_dir = r.value(output, "dir", "output", self.resolve_path, str(self.base_dir / "feeds"))
         base_url = r.value(output, "base_url", "output", _http_url, "http://127.0.0.1:8080/")
         if not base_url.endswith("/"):
             base_url += "/"
+        templates = r.value(output, "templates", "output", self.template_dir, None)
+        date_format = r.value(output, "date_format", "output", _date_format, DEFAULT_DATE_FORMAT)
         defaults = self.source_settings(
             r.mapping(top.get("defaults"), "defaults", self.SOURCE_KEYS - {"id", "url", "title"},
                       r.line_of(top, "defaults")),
@@ -90,6 +101,7 @@ class _Loader:
         return Config(
             path=self.path, state=state, output_dir=Path(output_dir), base_url=base_url,
             sources=sources, outputs=outputs, dedup_window=window, listen=listen, hubs=hubs, **operating,
+            templates=Path(templates) if templates else None, date_format=date_format,
         )
 
     def operating(self, top: dict, server: dict, websub: dict, listen: tuple | None) -> dict:

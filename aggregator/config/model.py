@@ -12,6 +12,7 @@ from .filters import Pattern
 ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 FORMATS = ("atom", "rss", "json")
 DEFAULT_ATTRIBUTION = "Originally published by {source} on {published:%Y-%m-%d}"
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"  # how HTML pages show dates (output.date_format)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Config:
     push_lease: float = 10 * 86400.0  # websub.lease: the lease asked of hubs
     push_safety_interval: float = 6 * 3600.0  # websub.safety_interval: polls of a live source at most this often
     metrics_per_source: bool = False  # metrics.per_source
+    templates: Path | None = None  # output.templates: a folder whose templates override the packaged ones
+    date_format: str = DEFAULT_DATE_FORMAT
 
     def source(self, source_id: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.id == source_id), None)

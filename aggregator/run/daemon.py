@@ -29,6 +29,7 @@ from ..config import Config, SourceConfig, load_config
 from ..errors import AggregatorError, ConfigError
 from ..models import Outcome, PollResult, SourceState, SourceStatus, polled_url
 from ..output.archive import PublishMemory
+from ..output.pages import raise_for_templates
 from ..output.publish import finish_interrupted, publish_outputs
 from ..reader.hosts import PoliteLimiter
 from ..store import Store
@@ -377,6 +378,7 @@ class Daemon:
         """SIGHUP: take the new config if it is valid; otherwise say why and keep the old one."""
         try:
             new = load_config(self.config.path)
+            raise_for_templates(new)  # a theme that does not compile is a bad config too
         except ConfigError as exc:
             log.error("reload failed; still running the previous configuration:\n%s", exc)
             return

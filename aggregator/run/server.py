@@ -1,10 +1,10 @@
-"""Serving the output folder over HTTP (`server.listen`): feeds, an index page, /healthz.
+"""Serving the output folder over HTTP (`server.listen`): feeds and pages, the operator's /status, /healthz.
 
 A WSGI app run by waitress, a production server. Files are served with the
 feed media types, an ETag (a hash of the bytes) and Last-Modified, answered
 with 304 to conditional requests, and gzipped for clients that accept it.
 Only regular, non-hidden files inside the folder are served (publishing's
-temporary files start with a dot).
+temporary files start with a dot). `/` is the published index.html.
 """
 
 from __future__ import annotations
@@ -113,8 +113,10 @@ class App:
                          [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")], method)
         path = environ.get("PATH_INFO") or "/"
         try:
-            if path in ("/", "/index.html"):
-                return self.index(start_response, method)
+            if path == "/":
+                path = "/index.html"  # the published page, as any web server serving the folder would answer
+            if path == "/status":
+                return self.status(start_response, method)
             if path == "/healthz":
                 return self.healthz(start_response, method)
             return self.file(environ, start_response, method, path)
@@ -147,10 +149,10 @@ class App:
             headers.append(("Content-Encoding", "gzip"))
         return _send(start_response, "200 OK", item.gzipped if zipped else item.body, headers, method)
 
-    def index(self, start_response, method: str):
+    def status(self, start_response, method: str):
         config = self.current()
         rows = source_rows(self.store, config, public=True)
-        body = render_index(config, rows, datetime.now(timezone.utc)).encode("utf-8")
+        body = render_status(config, rows, datetime.now(timezone.utc)).encode("utf-8")
         return _send(start_response, "200 OK", body, [("Content-Type", "text/html; charset=utf-8"),
                                                       ("Cache-Control", "no-cache")], method)
 
@@ -214,8 +216,10 @@ def not_modified(environ, etags: tuple[str, ...], modified: float) -> bool:
     return False
 
 
-def render_index(config: Config, rows: list[dict], now: datetime) -> str:
-    """The page at /: every output with subscribe links, every source's health."""
+def render_status(config: Config, rows: list[dict], now: datetime) -> str:
+    """The operator's page at /status: every output with subscribe links, every source's health.
+
+    Source URLs are shown without credentials, and a file: source as its id alone (no local paths)."""
     e = html.escape
     outputs, discovery = [], []
     for output in config.outputs:
@@ -242,12 +246,12 @@ def render_index(config: Config, rows: list[dict], now: datetime) -> str:
             f'<td>{row["entries"]}</td></tr>')
     notes = "".join(f"<li>{e(line)}</li>" for line in advice(config, rows, public=True))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Feeds</title>
+<html lang="en"><head><meta charset="utf-8"><title>Status</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 {''.join(discovery)}
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}td,th{{padding:.2em .6em;
 text-align:left;vertical-align:top}}tr.failing td,tr.gone td{{color:#a00}}code{{background:#eee}}</style></head>
-<body><h1>Feeds</h1><p>Paste a subscribe address into your feed reader.</p>
+<body><h1>Status</h1><p><a href="index.html">The published pages</a>. Paste a subscribe address into your feed reader.</p>
 <ul>{''.join(outputs)}</ul>
 <h2>Sources</h2><table><tr><th>source</th><th>state</th><th>last success</th><th>last error</th>
 <th>next poll</th><th>entries</th></tr>{''.join(sources)}</table>
