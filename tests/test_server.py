@@ -160,8 +160,8 @@ def test_the_status_page_lists_outputs_with_subscribe_links_and_every_sources_he
     assert ">good</a></td><td>ok</td>" in page
     assert ">evil</a></td><td>failing</td>" in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "<script>" not in page
-    assert 'href="https://example.org/p.xml?page=2">private</a>' in page  # no credentials, no local path
-    assert not [w for w in ("s3cretPassw0rd", "KEYtok3n99", str(config.path.parent), "file:") if w in page], page
+    assert "<td>private</td>" in page  # a URL with credentials is not linked at all (they are masked everywhere)
+    assert not [w for w in ("s3cretPassw0rd", "KEYtok3n99", str(config.path.parent)) if w in page], page
 
 
 def test_healthz_reports_the_daemons_health(site):
