@@ -16,6 +16,7 @@ from .errors import AggregatorError, ConfigError
 from .models import Outcome, PollResult, SourceStatus, polled_url
 from .output.publish import publish_outputs
 from .reader.hosts import HostLimiter
+from .run.outage import forgive_run
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
 from .run.prepare import POOL_MIN_SOURCES
@@ -97,9 +98,12 @@ def cmd_once(args) -> int:
         return 2
     store = Store(config.state)
     try:
-        results = _poll_all(store, config, args.source, args.force)
+        results, forgiven = _poll_all(store, config, args.source, args.force)
         for result in results:
             print(_summary_line(result))
+        if forgiven:
+            print(f"network: no server answered ({len(forgiven)} sources): the network looks down; "
+                  "not counted against the sources")
         counts = {k: sum(1 for r in results if r.outcome == k) for k in Outcome}
         print(f"total: {len(results)} sources, {sum(r.new for r in results)} new entries, "
               f"{sum(r.updated for r in results)} updated, {counts[Outcome.UNCHANGED]} unchanged, "
@@ -111,7 +115,8 @@ def cmd_once(args) -> int:
     return 0
 
 
-def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> list[PollResult]:
+def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> tuple[list[PollResult], list[str]]:
+    """Every result, in config order, and the sources whose failures were given back (the network was down)."""
     now = datetime.now(timezone.utc)
     states = store.source_states(count_entries=False)
     todo, results = [], []
@@ -143,8 +148,9 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
                     results.append(future.result())
                     progress.update(1)
     progress.close()
+    forgiven = forgive_run(store, config, states, results)
     order = {s.id: s.order for s in config.sources}
-    return sorted(results, key=lambda r: order[r.source_id])
+    return sorted(results, key=lambda r: order[r.source_id]), forgiven
 
 
 def _progress(total: int):

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from .errors import FailureKind
+
 if TYPE_CHECKING:
     from .config import SourceConfig
 
@@ -157,6 +159,7 @@ class PollResult:
     updated: int = 0
     status: int | None = None
     error: str | None = None
+    failure: FailureKind | None = None  # what kind of failure `error` describes (outcome ERROR)
     next_poll: datetime | None = None  # to the microsecond; the store keeps whole seconds
 
 
@@ -178,6 +181,7 @@ class SourceState:
     next_poll: datetime | None = None
     retry_after: datetime | None = None
     last_error: str | None = None
+    last_failure: FailureKind | None = None  # the kind of last_error
     feed_title: str | None = None
     feed_link: str | None = None
     feed_id: str | None = None

@@ -115,7 +115,6 @@ def _full_backlog_servers(count: int) -> tuple[list[FeedServer], list[socket.soc
     return servers, fillers
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15.5: DNS failures are not recognised as the network being down")
 def test_run_does_not_charge_sources_for_dns_failures_everywhere(tmp_path, daemons):
     """Asserts: three sources on three unresolvable hosts (*.invalid), each polled at least 4 times by `run`
     (interval 1s): every source keeps 0 errors, its next poll one interval after the last (no backoff), and
@@ -134,7 +133,6 @@ def test_run_does_not_charge_sources_for_dns_failures_everywhere(tmp_path, daemo
         assert NETWORK_DOWN.search(json.dumps(row)), row
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15.5: connect timeouts are not recognised as the network being down")
 def test_run_does_not_charge_sources_for_connect_timeouts_everywhere_and_recovers(tmp_path, daemons):
     """Asserts: three sources on three hosts whose connects time out (listening sockets with a full backlog,
     timeout 1s), polled at least 4 times each by `run`: 0 errors each, no backoff, `status` says the network
@@ -176,7 +174,6 @@ def test_run_does_not_charge_sources_for_connect_timeouts_everywhere_and_recover
                 server.httpd.server_close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15.5: `once` never consults outage detection")
 @pytest.mark.parametrize("kind", ["refused", "dns"])
 def test_once_does_not_charge_sources_when_the_network_is_down(tmp_path, kind):
     """Asserts: three `once` runs with every source unreachable (refused connections on three ports, or
@@ -196,6 +193,67 @@ def test_once_does_not_charge_sources_when_the_network_is_down(tmp_path, kind):
         assert row["errors"] == 0, (row, result.stdout)
         assert _not_backed_off(row, 1800), row
         assert NETWORK_DOWN.search(json.dumps(row)), row
+
+
+def test_each_way_a_fetch_fails_has_its_kind(feed_server):
+    """Asserts: the kind a fetch error carries (what outage detection reads, never the message): an
+    unresolvable host is dns, a refused connection and a connect that times out are connect (no answer);
+    an HTTP 500, a connected server that never answers, a connection closed mid-answer and an oversized
+    body are http, timeout, broken and too_large (a server answered: not an outage)."""
+    from aggregator.errors import FailureKind, FetchError
+    from aggregator.reader.fetch import fetch
+
+    def closes(request):  # headers promise a body, then the connection ends
+        request.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\npartial")
+        request.close_connection = True
+
+    def silent(request):
+        time.sleep(3)
+
+    feed_server.serve("/500.xml", b"oops", status=500)
+    feed_server.serve("/big.xml", b"x" * 5000)
+    servers, fillers = _full_backlog_servers(1)
+    cases = {
+        "http://feed.outage-test.invalid/feed.xml": FailureKind.DNS,
+        f"http://127.0.0.1:{free_port()}/feed.xml": FailureKind.CONNECT,
+        servers[0].url("/feed.xml"): FailureKind.CONNECT,
+        feed_server.url("/500.xml"): FailureKind.HTTP,
+        feed_server.serve("/silent.xml", handler=silent): FailureKind.TIMEOUT,
+        feed_server.serve("/closes.xml", handler=closes): FailureKind.BROKEN,
+        feed_server.url("/big.xml"): FailureKind.TOO_LARGE,
+    }
+    try:
+        kinds = {}
+        for url, kind in cases.items():
+            with pytest.raises(FetchError) as caught:
+                fetch(url, timeout=1, max_bytes=1000)
+            kinds[url] = caught.value.kind
+        assert kinds == cases
+        assert [k for k in FailureKind if k.no_answer] == [FailureKind.DNS, FailureKind.CONNECT]
+    finally:
+        for filler in fillers:
+            filler.close()
+        servers[0].httpd.server_close()
+
+
+def test_once_charges_dead_hosts_while_another_host_answers(tmp_path, feed_server):
+    """Asserts: the other side of 15.5 for `once`: two sources on hosts that refuse connections and one
+    unresolvable host, beside one host that answers, are each charged (1 error after one run, 2 after two,
+    backing off), and no row says the network was down: an answer from any server means the network is up."""
+    sources = [{"id": "dead0", "url": f"http://127.0.0.1:{free_port()}/feed.xml"},
+               {"id": "dead1", "url": f"http://127.0.0.1:{free_port()}/feed.xml"},
+               {"id": "dead2", "url": "http://feed.outage-test.invalid/feed.xml"},
+               {"id": "alive", "url": feed_server.serve("/alive.xml", rss("alive", 1))}]
+    config = write_config(tmp_path, sources, defaults={"interval": "30m", "timeout": 2})
+    for run in (1, 2):
+        result = run_cli("once", config=config, check=True)
+        assert "network" not in result.stdout, result.stdout
+        rows = status_json(config)
+        for n in range(3):
+            row = rows[f"dead{n}"]
+            assert row["errors"] == run and not NETWORK_DOWN.search(json.dumps(row)), row
+        assert rows["alive"]["state"] == "ok", rows["alive"]
+    assert not _not_backed_off(rows["dead0"], 1800), rows["dead0"]  # the second failure waits 2 intervals
 
 
 # 15.6 ------------------------------------------------------------------------------------------------------

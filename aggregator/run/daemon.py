@@ -18,7 +18,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
@@ -27,18 +26,18 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..config import Config, SourceConfig, load_config
 from ..errors import AggregatorError, ConfigError
-from ..models import Outcome, PollResult, SourceState, SourceStatus, polled_url
+from ..models import Outcome, PollResult, SourceState, polled_url
 from ..output.archive import PublishMemory
 from ..output.publish import publish_outputs
 from ..reader.hosts import PoliteLimiter
 from ..store import Store
 from ..store.backend import DAEMON_CACHE_KIB, backend_for
-from .outage import NetworkWatch, no_answer
+from .outage import NetworkWatch, forgive, no_answer, polled_over_http
 from .pipeline import poll
 from .prepare import Preparer
 from .publisher import Publisher
 from .local import LocalMode
-from .schedule import next_poll_after_failure, resume_at
+from .schedule import resume_at
 from .server import App, Server
 
 log = logging.getLogger("aggregator")
@@ -278,31 +277,16 @@ class Daemon:
     def _judge_network(self, source: SourceConfig, before: SourceState, result: PollResult) -> bool:
         """Feed the network watch; give back failures that were the network's. True if the state changed."""
         url = polled_url(source, before)
-        if not url.startswith(("http://", "https://")) or result.outcome == Outcome.SKIPPED:
+        if not polled_over_http(url, result):
             return False
         uncharged = False
-        if no_answer(result.error, result.status):
+        if no_answer(result):
             uncharged = self.watch.unreachable(source.id, url)
         else:
             self.watch.answered()
         owed = self.watch.settle(source.id) + uncharged
-        return bool(owed) and self._refund(source, owed, annotate=uncharged)
-
-    def _refund(self, source: SourceConfig, count: int, annotate: bool) -> bool:
-        """Take `count` failures off the source's error count (and its backoff), in its own job's thread."""
-        now = datetime.now(timezone.utc)
-        with self.store.transaction() as db:
-            state = self.store.source_state(source.id)
-            errors = max(state.errors - count, 0)
-            if errors == state.errors:
-                return False
-            state = replace(state, errors=errors)
-            if annotate:
-                state = replace(state, last_error=f"{state.last_error} (the network was down: "
-                                                  "not counted against this source)")
-            if state.state == SourceStatus.FAILING:
-                state = replace(state, next_poll=next_poll_after_failure(source, state, now))
-            Store.save_source_state(db, state)
+        if not owed or not forgive(self.store, source, owed, note=uncharged):
+            return False
         log.warning("%s: no server answers: the network looks down; not counting it against the source", source.id)
         return True
 

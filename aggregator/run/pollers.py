@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from multiprocessing.connection import wait
 
 from ..config import Config, SourceConfig
-from ..errors import AggregatorError
+from ..errors import AggregatorError, FailureKind
 from ..models import FetchResult, Outcome, PollResult, SourceState, polled_url
 from ..reader.hosts import HostLimiter
 from ..store import Store
@@ -110,7 +110,8 @@ def poll_in_processes(store: Store, config: Config, jobs: list[tuple[SourceConfi
                 if not isinstance(fetched, Fetched):
                     _, missing = pollers.pop(reader)
                     reader.close()
-                    results += [PollResult(source_id, Outcome.ERROR, error=DIED) for source_id in sorted(missing)]
+                    results += [PollResult(source_id, Outcome.ERROR, error=DIED, failure=FailureKind.ABORTED)
+                                for source_id in sorted(missing)]
                     continue
                 pollers[reader][1].discard(fetched.source_id)
                 source, state = by_id[fetched.source_id]

@@ -143,6 +143,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sources ADD COLUMN changed_bodies INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: the kind of a source's last failure (errors.FailureKind), so what decides on it (is the network down?)
+    # never reads the message
+    """
+    ALTER TABLE sources ADD COLUMN last_failure TEXT;
+    """,
 ]
 
 
