@@ -81,7 +81,7 @@ def cmd_check(args) -> int:
 
 def cmd_publish(args) -> int:
     config = _config(args)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         written = publish_outputs(store, config)
     finally:
@@ -96,7 +96,7 @@ def cmd_once(args) -> int:
     if unknown:
         print(f"aggregator: unknown source {', '.join(unknown)}; `aggregator status` lists them", file=sys.stderr)
         return 2
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         results, forgiven = _poll_all(store, config, args.source, args.force)
         for result in results:
@@ -175,7 +175,7 @@ def _summary_line(result: PollResult) -> str:
 
 def cmd_status(args) -> int:
     config = _config(args)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         rows = source_rows(store, config)
         outputs = output_rows(store, config)
@@ -239,7 +239,7 @@ def cmd_opml_export(args) -> int:
     config = _config(args)
     site_links, urls = {}, {}
     if not is_postgresql(config.state) and Path(config.state).exists():
-        store = Store(config.state)
+        store = Store.of(config)
         try:
             for source in config.sources:
                 state = store.source_state(source.id)
@@ -275,7 +275,7 @@ def cmd_explain(args) -> int:
     from .dedup.links import canonical_link
 
     config = _config(args)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         story_ids = store.stories_matching(args.needle, canonical_link(args.needle))
         if not story_ids:

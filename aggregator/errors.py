@@ -84,6 +84,17 @@ class StoreError(AggregatorError):
     stage = "store"
 
 
+class DamagedState(StoreError):
+    """A value read back from the state is not one that was stored there (a damaged file, a bad restore).
+
+    The value itself is never shown: it may be anything, a stored text included.
+    """
+
+    def __init__(self, what: str):
+        super().__init__(f"the state holds {what}: it is damaged; restore it from a backup, "
+                         "or move it aside to start afresh")
+
+
 class PublishError(AggregatorError):
     """An output file could not be written."""
 

@@ -465,12 +465,12 @@ def _tree(out: Path) -> dict[str, tuple[bytes, int]]:
     return {str(p.relative_to(out)): (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15.17: an emptied state file is silently treated as fresh")
 def test_an_emptied_state_file_is_refused_when_the_outputs_have_a_history(tmp_path):
     """Asserts: after `once` published, the state file truncated to 0 bytes makes `once`, `publish` and `run`
-    each exit non-zero with one line (no traceback) naming the state file and saying it is empty, and leaves
-    every file under out/ untouched (bytes and mtime) and the state file still empty.
-    Today: `once` exits 0 and republishes every story with new ids and republished dates."""
+    and `status` each exit non-zero with one line (no traceback) naming the state file, saying it is empty and
+    how to start afresh (delete it), and leave every file under out/ untouched (bytes and mtime) and the state
+    file still empty; once the file is deleted as the line says, `once` starts afresh.
+    Before the fix: `once` exited 0 and republished every story with new ids and republished dates."""
     shutil.copy(FIXTURES / "feeds" / "dates.atom", tmp_path / "dates.atom")
     config = write_config(tmp_path, [{"id": "dates", "url": "file:dates.atom"}],
                           [{"id": "all", "title": "All", "formats": ["atom", "rss", "json"]}])
@@ -480,7 +480,7 @@ def test_an_emptied_state_file_is_refused_when_the_outputs_have_a_history(tmp_pa
         extra.unlink(missing_ok=True)
     state.write_bytes(b"")
     before = _tree(tmp_path / "out")
-    for command in ("once", "publish", "run"):
+    for command in ("once", "publish", "run", "status"):
         try:
             result = run_cli(command, config=config, timeout=60)
         except subprocess.TimeoutExpired:
@@ -489,8 +489,54 @@ def test_an_emptied_state_file_is_refused_when_the_outputs_have_a_history(tmp_pa
         assert result.returncode != 0, (command, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr and len(lines) == 1, (command, result.stderr)
         assert "aggregator.db" in lines[0] and re.search(r"empty|0 bytes", lines[0], re.I), (command, lines)
+        assert re.search(r"delete .*aggregator\.db", lines[0]), (command, lines)
         assert _tree(tmp_path / "out") == before, command
         assert state.stat().st_size == 0, command
+    state.unlink()
+    assert "dates: new: 3 new" in run_cli("once", config=config, check=True).stdout
+
+
+def test_an_empty_state_file_without_published_feeds_is_a_new_state(tmp_path):
+    """Asserts: a 0-byte state file beside an output folder that holds no feed (an operator's `touch`, a
+    first run) is taken for a new state: `once` polls and publishes."""
+    shutil.copy(FIXTURES / "feeds" / "dates.atom", tmp_path / "dates.atom")
+    config = write_config(tmp_path, [{"id": "dates", "url": "file:dates.atom"}])
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "aggregator.db").write_bytes(b"")
+    (tmp_path / "out").mkdir()
+    assert "dates: new: 3 new" in run_cli("once", config=config, check=True).stdout
+    assert (tmp_path / "out" / "all.atom").exists()
+
+
+@pytest.mark.parametrize("damage", [
+    "UPDATE items SET published = 'SECRET stored text' WHERE id = (SELECT min(id) FROM items)",
+    "UPDATE items SET authors = '[SECRET stored text' WHERE id = (SELECT min(id) FROM items)",
+    "UPDATE sources SET last_poll = 'SECRET stored text'",
+    "UPDATE sources SET state = 'SECRET stored text'",
+    "UPDATE stories SET republished = 'SECRET stored text'",
+])
+def test_a_damaged_stored_value_is_one_line_without_the_stored_text(tmp_path, damage):
+    """Asserts: a state whose stored values were damaged (a time, a list, a source's state that are not
+    one) makes `publish` and `status` fail, if they read that value, with one line (exit 1) that says the
+    state is damaged and what to do, never a traceback and never the stored text.
+    Before the fix: a 30-line traceback ending in `ValueError: Invalid isoformat string: 'SECRET…'`."""
+    import sqlite3
+
+    shutil.copy(FIXTURES / "feeds" / "dates.atom", tmp_path / "dates.atom")
+    config = write_config(tmp_path, [{"id": "dates", "url": "file:dates.atom"}])
+    run_cli("once", config=config, check=True)
+    with sqlite3.connect(tmp_path / "state" / "aggregator.db") as db:
+        db.execute(damage)
+    (tmp_path / "out" / "all.atom").unlink()  # so that publishing reads every story again
+    failed = 0
+    for command in ("publish", "status"):
+        result = run_cli(command, config=config)
+        assert "SECRET" not in result.stdout + result.stderr and "Traceback" not in result.stderr, result.stderr
+        if result.returncode:
+            failed += 1
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 1 and len(lines) == 1 and "damaged" in lines[0], (command, result.stderr)
+    assert failed, "neither command read the damaged value"
 
 
 # 15.18 -----------------------------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ class Daemon:
     def run(self) -> int:
         self.lock.acquire()
         try:
-            self.store = Store(self.config.state, cache_kib=DAEMON_CACHE_KIB)
+            self.store = Store.of(self.config, cache_kib=DAEMON_CACHE_KIB)
             stopping = lambda: bool(self._stop)  # noqa: E731
             if self.store.backend.shared:
                 from .workers import Worker  # psycopg is imported only where a state needs it
@@ -201,6 +201,9 @@ class Daemon:
     def _shutdown(self) -> int:
         """Stop scheduling, serving and publishing; the number of polls abandoned in flight."""
         self._stop = True
+        if self.store is None:  # the state would not open: nothing started, and the error says why
+            self.lock.release()
+            return 0
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.server:
@@ -314,7 +317,7 @@ class Daemon:
         if config.listen is None:
             return
         if self.app is None:
-            self.app = App(lambda: self.config, Store(config.state, cache_kib=DAEMON_CACHE_KIB), self.health)
+            self.app = App(lambda: self.config, Store.of(config, cache_kib=DAEMON_CACHE_KIB), self.health)
         self.server = Server(self.app, config.listen).start()
 
     def _serving(self) -> str:

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from ..config import Config, SourceConfig
 from ..dedup import copies as dedup_copies, match as dedup_match
 from ..errors import AggregatorError, StoreError, failure_kind
-from ..models import Entry, FetchResult, Outcome, ParsedFeed, PollResult, SourceState, SourceStatus, polled_url
+from ..models import (Entry, FetchResult, Outcome, ParsedFeed, PollResult, SourceState, SourceStatus, from_text,
+                      polled_url)
 from ..reader.fetch import fetch, retry_after
 from ..reader.hosts import HostLimiter
 from ..store import Store, story_uid
@@ -190,7 +191,7 @@ def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_publishe
     if entry.published or entry.updated:
         published = entry.published or entry.updated
     elif stored_published:
-        published = datetime.strptime(stored_published, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        published = from_text(stored_published)
     else:
         published = now
     if entry.updated:

@@ -110,6 +110,11 @@ class Backend(ABC):
         """The file whose flock admits one daemon to this state (None: the state coordinates its workers)."""
         return None
 
+    def emptied(self) -> bool:
+        """Whether the state exists but holds nothing at all, not even its own header (a file truncated to 0
+        bytes); a state that does not exist yet is not emptied."""
+        return False
+
 
 class SqliteBackend(Backend):
     """A SQLite file in WAL mode: one writer at a time (BEGIN IMMEDIATE), readers never blocked."""
@@ -172,6 +177,12 @@ class SqliteBackend(Backend):
 
     def lock_file(self) -> Path | None:
         return Path(str(self.path) + ".lock")
+
+    def emptied(self) -> bool:
+        try:
+            return self.path.stat().st_size == 0
+        except OSError:
+            return False
 
 
 class PostgresBackend(Backend):
