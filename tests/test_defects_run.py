@@ -258,7 +258,6 @@ def test_once_charges_dead_hosts_while_another_host_answers(tmp_path, feed_serve
 
 # 15.6 ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 15.6: on PostgreSQL, publishing reads the whole items table at once")
 def test_publish_memory_on_postgresql_does_not_grow_with_the_items_table(tmp_path, postgres_url):
     """Asserts: the peak RSS of `aggregator publish` on a PostgreSQL state grows by less than 40 MB when the
     items table gains 50,000 rows of ~2 KB each (~100 MB of rows: copies kept from a source since removed from

@@ -20,10 +20,14 @@ from functools import lru_cache
 import psycopg
 from psycopg.adapt import Dumper, Loader
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 
 from ..errors import StoreError
 
 ERRORS = (psycopg.Error,)
+IDLE = TransactionStatus.IDLE  # a connection outside any transaction
+TUPLES = tuple_row  # plain tuples, for long scans (backend.stream)
 CONNECT_TIMEOUT = 10  # seconds; a blackholed host would otherwise hang for minutes
 
 _TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\?|(?<![:\w]):([A-Za-z_]\w*)|%""")
