@@ -543,6 +543,61 @@ def test_a_damaged_stored_value_is_one_line_without_the_stored_text(tmp_path, da
 LEASE = 2
 
 
+def test_a_stalled_worker_keeps_the_lease_of_its_request_in_flight(tmp_path, postgres_url, daemons):
+    """Asserts: two `run` workers (AGGREGATOR_LEASE=2) on a machine made busy by two CPU burners; a source whose
+    answer takes 6 s (three leases; its timeout 30 s); the worker whose request for it is in flight is stopped
+    (SIGSTOP: no heartbeat at all, a stall far longer than the lease) for 8 s, then continued: the other worker
+    never requests that source while the first request is in flight (the feed server records no overlap and
+    only one request during the stall), the first poll completes, and the source is polled again afterwards.
+    Before the fix: the lease lapsed 2 s into the stall and the other worker sent a second request."""
+    import psycopg
+
+    host = FeedServer().start()
+    other = FeedServer().start()
+    burners: list[subprocess.Popen] = []
+    stopped = None
+    try:
+        def slow(request):
+            time.sleep(6)
+            try:
+                request._send(200, {"Content-Type": "application/rss+xml"}, rss("slow", 2).encode())
+            except OSError:
+                pass
+
+        sources = [{"id": "slow", "url": host.serve("/slow.xml", handler=slow), "timeout": 30}]
+        sources += [{"id": f"f{n}", "url": other.serve(f"/f{n}.xml", rss(f"f{n}", 2))} for n in range(6)]
+        config = write_config(tmp_path, sources, state=postgres_url, defaults={"interval": 1})
+        burners = [subprocess.Popen(["nice", sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+        workers = [daemons(config, f"worker{n}", {"AGGREGATOR_LEASE": str(LEASE)}) for n in range(2)]
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            def holder():
+                try:
+                    row = db.execute("SELECT lease_owner FROM sources WHERE id = 'slow'").fetchone()
+                except psycopg.Error:  # the first worker has not made the tables yet
+                    return None
+                return row[0] if row and row[0] and host.in_flight.get("/slow.xml") else None
+
+            owner = wait_for(holder, timeout=60, what="a worker requesting slow", log=workers[0].log)
+        stopped = next(w for w in workers if owner.endswith(f":{w.process.pid}"))
+        stopped.send(signal.SIGSTOP)
+        time.sleep(8)  # four leases: the other worker claims every second
+        during = len(host.seen("/slow.xml"))
+        stopped.send(signal.SIGCONT)
+        stopped = None
+        wait_for(lambda: len(host.seen("/slow.xml")) >= 3, timeout=60, what="slow polled again after the stall",
+                 log=workers[0].log)
+        assert host.overlaps == [] and during == 1, (host.overlaps, during)
+        assert all(w.process.poll() is None for w in workers)
+    finally:
+        if stopped is not None:
+            stopped.send(signal.SIGCONT)
+        for burner in burners:
+            burner.kill()
+            burner.wait(10)
+        host.stop()
+        other.stop()
+
+
 # issue 15.18 did not reproduce: passed here as written, and also with AGGREGATOR_LEASE=1, six burners, 60 + 12
 # slow sources and four feeds bringing 300 new items at every poll (6-9 s ingests): no "lease(s) expired"
 # warning in any worker's log, no overlap. Kept as a plain test (not xfail) so it guards the contract.

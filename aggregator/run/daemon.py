@@ -262,7 +262,8 @@ class Daemon:
             self._active += 1
         try:
             before = self.store.source_state(source_id)
-            result = poll(self.store, config, source, self.limiter, prepare=self.preparer)
+            result = poll(self.store, config, source, self.mode.poll_limiter(self.limiter, source),
+                          prepare=self.preparer)
             refunded = self._judge_network(source, before, result)
             if result.outcome.changed:
                 self.publisher.changed({o.id for o in config.outputs if o.selects(source)})
