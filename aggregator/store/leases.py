@@ -159,7 +159,9 @@ class Coordinator:
                     (self.lease, self.owner, held)).fetchall()
             except postgres.ERRORS as exc:
                 raise StoreError(postgres.explain(exc, postgres.redact(self._url))) from exc
-            return len(held) - len(rows)
+        renewed = {row[0] for row in rows}
+        with self._lock:  # a source handed back meanwhile was not lost
+            return sum(1 for source_id in held if source_id not in renewed and source_id in self.held)
 
     def cover(self, source_id: str, seconds: float) -> None:
         """Right before a request for this source: its lease extended to outlast the request (`seconds`, its
