@@ -17,6 +17,7 @@ from .models import Outcome, PollResult, SourceStatus, polled_url
 from .output.pages import raise_for_templates
 from .output.publish import finish_interrupted, publish_outputs
 from .reader.hosts import HostLimiter
+from .run.outage import forgive_run
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
 from .run.prepare import POOL_MIN_SOURCES
@@ -89,7 +90,7 @@ def cmd_check(args) -> int:
 def cmd_publish(args) -> int:
     config = _publishing_config(args)
     finish_interrupted(config)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         written = publish_outputs(store, config)
     finally:
@@ -105,11 +106,14 @@ def cmd_once(args) -> int:
         print(f"aggregator: unknown source {', '.join(unknown)}; `aggregator status` lists them", file=sys.stderr)
         return 2
     finish_interrupted(config)  # a publish a crash interrupted, before anything else
-    store = Store(config.state)
+    store = Store.of(config)
     try:
-        results = _poll_all(store, config, args.source, args.force)
+        results, forgiven = _poll_all(store, config, args.source, args.force)
         for result in results:
             print(_summary_line(result))
+        if forgiven:
+            print(f"network: no server answered ({len(forgiven)} sources): the network looks down; "
+                  "not counted against the sources")
         counts = {k: sum(1 for r in results if r.outcome == k) for k in Outcome}
         print(f"total: {len(results)} sources, {sum(r.new for r in results)} new entries, "
               f"{sum(r.updated for r in results)} updated, {counts[Outcome.UNCHANGED]} unchanged, "
@@ -121,7 +125,8 @@ def cmd_once(args) -> int:
     return 0
 
 
-def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> list[PollResult]:
+def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> tuple[list[PollResult], list[str]]:
+    """Every result, in config order, and the sources whose failures were given back (the network was down)."""
     now = datetime.now(timezone.utc)
     states = store.source_states(count_entries=False)
     todo, results = [], []
@@ -153,8 +158,9 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
                     results.append(future.result())
                     progress.update(1)
     progress.close()
+    forgiven = forgive_run(store, config, states, results)
     order = {s.id: s.order for s in config.sources}
-    return sorted(results, key=lambda r: order[r.source_id])
+    return sorted(results, key=lambda r: order[r.source_id]), forgiven
 
 
 def _progress(total: int):
@@ -179,7 +185,7 @@ def _summary_line(result: PollResult) -> str:
 
 def cmd_status(args) -> int:
     config = _config(args)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         rows = source_rows(store, config)
         outputs = output_rows(store, config)
@@ -246,7 +252,7 @@ def cmd_opml_export(args) -> int:
     config = _config(args)
     site_links, urls = {}, {}
     if not is_postgresql(config.state) and Path(config.state).exists():
-        store = Store(config.state)
+        store = Store.of(config)
         try:
             for source in config.sources:
                 state = store.source_state(source.id)
@@ -282,7 +288,7 @@ def cmd_explain(args) -> int:
     from .dedup.links import canonical_link
 
     config = _config(args)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         story_ids = store.stories_matching(args.needle, canonical_link(args.needle))
         if not story_ids:

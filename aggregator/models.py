@@ -5,10 +5,13 @@ Datetimes are always timezone-aware UTC; parse.py guarantees it at the boundary.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import TYPE_CHECKING
+
+from .errors import DamagedState, FailureKind
 
 if TYPE_CHECKING:
     from .config import SourceConfig
@@ -24,7 +27,22 @@ def to_text(when: datetime | None) -> str | None:
 
 
 def from_text(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None  # C-fast; reads the trailing Z as UTC
+    """A stored RFC 3339 time; DamagedState when the stored text is none."""
+    try:
+        return datetime.fromisoformat(text) if text else None  # C-fast; reads the trailing Z as UTC
+    except (TypeError, ValueError):
+        raise DamagedState("a time that is not one") from None
+
+
+def from_json(text: str) -> list:
+    """A stored JSON list (authors, categories, fingerprint blocks); DamagedState when it is not one."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise DamagedState("a list that is not one") from None
+    if not isinstance(value, list):
+        raise DamagedState("a list that is not one")
+    return value
 
 
 class Outcome(StrEnum):
@@ -158,6 +176,7 @@ class PollResult:
     updated: int = 0
     status: int | None = None
     error: str | None = None
+    failure: FailureKind | None = None  # what kind of failure `error` describes (outcome ERROR)
     next_poll: datetime | None = None  # to the microsecond; the store keeps whole seconds
 
 
@@ -179,6 +198,7 @@ class SourceState:
     next_poll: datetime | None = None
     retry_after: datetime | None = None
     last_error: str | None = None
+    last_failure: FailureKind | None = None  # the kind of last_error
     feed_title: str | None = None
     feed_link: str | None = None
     feed_id: str | None = None

@@ -18,7 +18,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
@@ -27,20 +26,20 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..config import Config, SourceConfig, load_config
 from ..errors import AggregatorError, ConfigError
-from ..models import Outcome, PollResult, SourceState, SourceStatus, polled_url
+from ..models import Outcome, PollResult, SourceState, polled_url
 from ..output.archive import PublishMemory
 from ..output.pages import raise_for_templates
 from ..output.publish import finish_interrupted, publish_outputs
 from ..reader.hosts import PoliteLimiter
 from ..store import Store
 from ..store.backend import DAEMON_CACHE_KIB, backend_for
-from .outage import NetworkWatch, no_answer
+from .outage import NetworkWatch, forgive, no_answer, polled_over_http
 from .pipeline import poll
 from .prepare import Preparer
 from .publisher import Publisher
 from .live import Live
 from .local import LocalMode
-from .schedule import next_poll_after_failure, resume_at
+from .schedule import resume_at
 from .server import App, Server
 
 log = logging.getLogger("aggregator")
@@ -160,7 +159,7 @@ class Daemon:
                 finish_interrupted(self.config)  # a publish a crash interrupted, before anything else
             except AggregatorError as exc:
                 log.error("%s; publishing tries again", exc)
-            self.store = Store(self.config.state, cache_kib=DAEMON_CACHE_KIB)
+            self.store = Store.of(self.config, cache_kib=DAEMON_CACHE_KIB)
             stopping = lambda: bool(self._stop)  # noqa: E731
             if self.store.backend.shared:
                 from .workers import Worker  # psycopg is imported only where a state needs it
@@ -213,6 +212,9 @@ class Daemon:
     def _shutdown(self) -> int:
         """Stop scheduling, serving and publishing; the number of polls abandoned in flight."""
         self._stop = True
+        if self.store is None:  # the state would not open: nothing started, and the error says why
+            self.lock.release()
+            return 0
         if self.live:
             self.live.stop()
         if self.scheduler.running:
@@ -273,7 +275,8 @@ class Daemon:
             self._active += 1
         try:
             before, now = self.store.source_state(source_id), datetime.now(timezone.utc)
-            result = poll(self.store, config, source, self.limiter, now=now, prepare=self.preparer,
+            result = poll(self.store, config, source, self.mode.poll_limiter(self.limiter, source), now=now,
+                          prepare=self.preparer,
                           observe=lambda fetched, seconds: self.live.fetched(source, fetched, seconds))
             refunded = self._judge_network(source, before, result)
             if result.outcome.changed:
@@ -294,31 +297,16 @@ class Daemon:
     def _judge_network(self, source: SourceConfig, before: SourceState, result: PollResult) -> bool:
         """Feed the network watch; give back failures that were the network's. True if the state changed."""
         url = polled_url(source, before)
-        if not url.startswith(("http://", "https://")) or result.outcome == Outcome.SKIPPED:
+        if not polled_over_http(url, result):
             return False
         uncharged = False
-        if no_answer(result.error, result.status):
+        if no_answer(result):
             uncharged = self.watch.unreachable(source.id, url)
         else:
             self.watch.answered()
         owed = self.watch.settle(source.id) + uncharged
-        return bool(owed) and self._refund(source, owed, annotate=uncharged)
-
-    def _refund(self, source: SourceConfig, count: int, annotate: bool) -> bool:
-        """Take `count` failures off the source's error count (and its backoff), in its own job's thread."""
-        now = datetime.now(timezone.utc)
-        with self.store.transaction() as db:
-            state = self.store.source_state(source.id)
-            errors = max(state.errors - count, 0)
-            if errors == state.errors:
-                return False
-            state = replace(state, errors=errors)
-            if annotate:
-                state = replace(state, last_error=f"{state.last_error} (the network was down: "
-                                                  "not counted against this source)")
-            if state.state == SourceStatus.FAILING:
-                state = replace(state, next_poll=next_poll_after_failure(source, state, now))
-            Store.save_source_state(db, state)
+        if not owed or not forgive(self.store, source, owed, note=uncharged):
+            return False
         log.warning("%s: no server answers: the network looks down; not counting it against the source", source.id)
         return True
 
@@ -349,7 +337,7 @@ class Daemon:
         if config.listen is None:
             return
         if self.app is None:
-            self.app = App(lambda: self.config, Store(config.state, cache_kib=DAEMON_CACHE_KIB), self.health,
+            self.app = App(lambda: self.config, Store.of(config, cache_kib=DAEMON_CACHE_KIB), self.health,
                            routes=self.live.route)
         self.server = Server(self.app, config.listen).start()
 

@@ -38,6 +38,10 @@ class LocalMode:
     def limiter(self, config: Config) -> PoliteLimiter:
         return PoliteLimiter(config)
 
+    def poll_limiter(self, limiter: PoliteLimiter, source) -> PoliteLimiter:
+        """What one poll takes its host slot from: the daemon's limiter itself (no lease to keep)."""
+        return limiter
+
     def start(self, store: Store, config: Config) -> None:
         self._schedule_all(store, config, previous=None)
 

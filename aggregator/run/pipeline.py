@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 
 from ..config import Config, SourceConfig
 from ..dedup import copies as dedup_copies, match as dedup_match
-from ..errors import AggregatorError, StoreError
-from ..models import Entry, FetchResult, Outcome, ParsedFeed, PollResult, SourceState, SourceStatus, polled_url
+from ..errors import AggregatorError, StoreError, failure_kind
+from ..models import (Entry, FetchResult, Outcome, ParsedFeed, PollResult, SourceState, SourceStatus, from_text,
+                      polled_url)
 from ..redaction import redact
 from ..reader.fetch import fetch, retry_after
 from ..reader.hosts import HostLimiter
@@ -106,7 +107,7 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
             result: FetchResult, now: datetime, prepare: Prepare, body_hash: str | None = None) -> PollResult:
     base = replace(
         state, state=SourceStatus.OK, last_poll=now, last_success=now, last_status=result.status, errors=0,
-        last_error=None, retry_after=None,
+        last_error=None, last_failure=None, retry_after=None,
         etag=result.etag or (state.etag if result.not_modified else None),
         last_modified=result.last_modified or (state.last_modified if result.not_modified else None),
         url=result.permanent_url or (state.url if state.configured_url == source.url else None),
@@ -212,7 +213,7 @@ def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_publishe
     if entry.published or entry.updated:
         published = entry.published or entry.updated
     elif stored_published:
-        published = datetime.strptime(stored_published, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        published = from_text(stored_published)
     else:
         published = now
     if entry.updated:
@@ -240,10 +241,11 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
                     exc: AggregatorError, now: datetime) -> PollResult:
     status = getattr(exc, "status", None)
     gone = status == 410
+    kind = failure_kind(exc)
     message = redact(str(exc))  # kept, shown and logged: never the source URL's credentials
     failed = replace(
         state, state=SourceStatus.GONE if gone else SourceStatus.FAILING, last_poll=now, last_status=status,
-        errors=state.errors + 1, last_error=message,
+        errors=state.errors + 1, last_error=message, last_failure=kind,
         # from when the answer came, not when the poll began: a politeness wait may lie between
         retry_after=retry_after(getattr(exc, "retry_after", None), datetime.now(timezone.utc))
         if status in (429, 503) else None,
@@ -252,4 +254,4 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
     failed = replace(failed, next_poll=None if gone else next_poll_after_failure(source, failed, now))
     with store.transaction() as db:
         store.save_source_state(db, failed)
-    return PollResult(source.id, Outcome.ERROR, status=status, error=message, next_poll=failed.next_poll)
+    return PollResult(source.id, Outcome.ERROR, status=status, error=message, failure=kind, next_poll=failed.next_poll)

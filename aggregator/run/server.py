@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,6 +48,11 @@ FORMAT_FILES = (("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed"))
 CACHE_CONTROL = "public, max-age=60"
 MIN_GZIP = 256  # bytes; smaller bodies are not worth compressing
 CACHE_FILES = 64
+#: Connections served at once: idle ones (a half-sent request, a kept-alive reader) cost a descriptor and a few
+#: KB each, no thread, so a thousand of them leave the others answered. Fewer when the descriptor limit is low.
+MAX_CONNECTIONS = 4096
+RESERVED_DESCRIPTORS = 256  # kept for all but the clients: the state, the polls' sockets, files being written
+CHANNEL_TIMEOUT = 30  # seconds a connection may stay silent (a request half sent included) before it is closed
 
 
 class ServerError(AggregatorError):
@@ -81,7 +87,7 @@ class FileCache:
                         self._items.move_to_end(key)
                         return self._items[key]
                 body = f.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        except OSError:  # gone, a folder, unreadable, or a name the filesystem refuses
             return None
         zipped = gzip.compress(body, mtime=0) if compressible and len(body) >= MIN_GZIP else None
         item = Representation(body, zipped, '"' + hashlib.sha1(body).hexdigest()[:24] + '"', info.st_mtime)
@@ -178,9 +184,9 @@ def _inside(root: Path, path: str) -> Path | None:
     try:
         base = root.resolve()
         target = base.joinpath(*parts).resolve()
-    except (OSError, ValueError):
-        return None
-    if not target.is_relative_to(base) or not target.is_file():
+        if not target.is_relative_to(base) or not target.is_file():
+            return None
+    except (OSError, ValueError):  # a name too long for the filesystem (ENAMETOOLONG), a loop of links
         return None
     return target
 
@@ -202,7 +208,8 @@ def _float(text: str) -> float:
 
 
 def not_modified(environ, etags: tuple[str, ...], modified: float) -> bool:
-    """RFC 9110 §13.1: If-None-Match (weak comparison) wins; else If-Modified-Since against the mtime."""
+    """RFC 9110 §13.1: If-None-Match (weak comparison) wins; else If-Modified-Since against the mtime, unless
+    it is later than now."""
     match = environ.get("HTTP_IF_NONE_MATCH")
     if match is not None:
         tags = {t.strip().removeprefix("W/") for t in match.split(",")}
@@ -210,9 +217,11 @@ def not_modified(environ, etags: tuple[str, ...], modified: float) -> bool:
     since = environ.get("HTTP_IF_MODIFIED_SINCE")
     if since:
         try:
-            return int(modified) <= parsedate_to_datetime(since).timestamp()
+            when = parsedate_to_datetime(since).timestamp()
         except (TypeError, ValueError, OverflowError):
             return False
+        # RFC 9110 §13.1.3: a date later than the server's clock is invalid, and the header is ignored
+        return when <= time.time() and int(modified) <= when
     return False
 
 
@@ -261,6 +270,23 @@ text-align:left;vertical-align:top}}tr.failing td,tr.gone td{{color:#a00}}code{{
 """
 
 
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft limit on open descriptors to its hard limit; the soft limit it ends with."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return MAX_CONNECTIONS + RESERVED_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + RESERVED_DESCRIPTORS if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):  # macOS refuses more than its OPEN_MAX: keep the soft limit
+            pass
+    return soft if soft != resource.RLIM_INFINITY else wanted
+
+
 class Server:
     """waitress serving App on one address, in a thread of its own."""
 
@@ -268,9 +294,13 @@ class Server:
         import waitress
 
         host, port = address
+        self.connections = max(16, min(MAX_CONNECTIONS, raise_descriptor_limit() - RESERVED_DESCRIPTORS))
         try:
-            self._server = waitress.create_server(app, host=host, port=port, threads=4, ident="aggregator",
-                                                  clear_untrusted_proxy_headers=True)
+            # poll(), not select(): select cannot watch a descriptor numbered 1024 or more
+            self._server = waitress.create_server(
+                app, host=host, port=port, threads=4, ident="aggregator", clear_untrusted_proxy_headers=True,
+                connection_limit=self.connections, channel_timeout=CHANNEL_TIMEOUT, cleanup_interval=5,
+                asyncore_use_poll=True)
         except OSError as exc:
             raise ServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                               "change server.listen or stop what uses that address") from exc

@@ -11,6 +11,7 @@ writes one set of SQL in SQLite's style (`?` placeholders, portable
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 import time
 from abc import ABC, abstractmethod
@@ -114,6 +115,11 @@ class Backend(ABC):
         """The file whose flock admits one daemon to this state (None: the state coordinates its workers)."""
         return None
 
+    def emptied(self) -> bool:
+        """Whether the state exists but holds nothing at all, not even its own header (a file truncated to 0
+        bytes); a state that does not exist yet is not emptied."""
+        return False
+
 
 class SqliteBackend(Backend):
     """A SQLite file in WAL mode: one writer at a time (BEGIN IMMEDIATE), readers never blocked."""
@@ -181,6 +187,12 @@ class SqliteBackend(Backend):
     def lock_file(self) -> Path | None:
         return Path(str(self.path) + ".lock")
 
+    def emptied(self) -> bool:
+        try:
+            return self.path.stat().st_size == 0
+        except OSError:
+            return False
+
 
 class PostgresBackend(Backend):
     """A PostgreSQL database (or schema) that several workers share; psycopg behind sqlite3's interface."""
@@ -193,6 +205,7 @@ class PostgresBackend(Backend):
 
         self.url = url
         self._postgres = postgres
+        self._cursors = itertools.count()  # names of this backend's server-side cursors
         self.errors = postgres.ERRORS
 
     @property
@@ -241,10 +254,28 @@ class PostgresBackend(Backend):
         db.execute("SELECT pg_advisory_xact_lock(?, slot) FROM unnest(?::int[]) AS slot", (scope_key, slots))
 
     def stream(self, db, sql: str, params: tuple, batch: int = STREAM_BATCH) -> Iterator[tuple]:
-        cursor = db.cursor()
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(batch):
-            yield from rows
+        """On a server-side (named) cursor, `batch` rows per round trip: a client-side cursor would hold the
+        whole result in libpq's memory before the first row. A named cursor lives in a transaction: outside
+        one, the scan opens its own read-only snapshot and ends it with the last row."""
+        own = db.info.transaction_status == self._postgres.IDLE
+        if own:
+            db.execute(self.begin_read)
+        try:
+            name = f"aggregator_stream_{next(self._cursors)}"
+            with db.cursor(name=name, row_factory=self._postgres.TUPLES) as cursor:
+                cursor.itersize = batch
+                cursor.execute(self._postgres.translate(sql), params)
+                while rows := cursor.fetchmany(batch):
+                    yield from rows
+        except BaseException:
+            if own and not db.closed:
+                try:
+                    db.execute("ROLLBACK")
+                except self.errors:
+                    pass  # the connection is gone, and the snapshot with it
+            raise
+        if own:
+            db.execute("COMMIT")
 
 
 def _enter_wal(db: sqlite3.Connection) -> None:

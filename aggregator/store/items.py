@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Iterable
 
-from ..models import StoredItem, from_text, to_text
+from ..models import StoredItem, from_json, from_text, to_text
 from .backend import chunked, marks
 
 Connection = Any  # a transaction's connection (sqlite3, or psycopg behind sqlite3's interface)
@@ -123,7 +123,7 @@ def _stored_item(row) -> StoredItem:
     return StoredItem(
         id=row["id"], story_id=row["story_id"], source_id=row["source_id"], key=row["key"], title=row["title"],
         link=row["link"], summary=row["summary"], content=row["content"],
-        authors=tuple(json.loads(row["authors"])), categories=tuple(json.loads(row["categories"])),
+        authors=tuple(from_json(row["authors"])), categories=tuple(from_json(row["categories"])),
         language=row["language"], published=from_text(row["published"]), updated=from_text(row["updated"]),
         first_seen=from_text(row["first_seen"]),
     )

@@ -167,6 +167,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX push_subscriptions_next_action ON push_subscriptions (next_action);
     """,
+    # 12: the kind of a source's last failure (errors.FailureKind), so what decides on it (is the network down?)
+    # never reads the message
+    """
+    ALTER TABLE sources ADD COLUMN last_failure TEXT;
+    """,
 ]
 
 
