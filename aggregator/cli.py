@@ -194,6 +194,8 @@ def _opml_parser(commands) -> None:
     importing = actions.add_parser("import", help="turn an OPML file's feeds into sources (printed as YAML)")
     importing.add_argument("file", type=Path, metavar="FILE")
     importing.add_argument("--write", action="store_true", help="append them to the config file instead")
+    importing.add_argument("--allow-files", action="store_true",
+                           help="also import file: outlines (local files; skipped by default)")
     importing.set_defaults(func=cmd_opml_import)
     actions.add_parser("export", help="print the sources as OPML 2.0").set_defaults(func=cmd_opml_export)
 
@@ -208,7 +210,7 @@ def cmd_opml_import(args) -> int:
         print(f"aggregator: opml: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        plan = plan_import(read_outlines(data, str(args.file)), config)
+        plan = plan_import(read_outlines(data, str(args.file)), config, allow_files=args.allow_files)
         for reason in plan.skipped:
             print(f"skipped {reason}", file=sys.stderr)
         if args.write and plan.sources:

@@ -231,7 +231,6 @@ OPML_WITH_FILES = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15.14: OPML import adds local files")
 def test_opml_import_skips_file_outlines_unless_allowed(tmp_path):
     """Asserts: `opml import` of an OPML with an https outline and two file: outlines prints only the https
     source and says (stderr) that each file: outline was skipped; `--write` leaves no file: URL in the config;
