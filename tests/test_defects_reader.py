@@ -65,23 +65,31 @@ def _gzip_bomb(decoded_size: int) -> bytes:
     return b"".join(parts)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15.3: gzip bodies without Content-Encoding are not read")
 def test_gzip_bodies_without_content_encoding_are_read_and_bombs_refused(tmp_path, feed_server):
     """Asserts: a real feed (heise.atom, 15 entries) gzipped is read (a) over http as `feed.xml.gz`
-    (application/xml), (b) over http as application/x-gzip, (c) from a file: `.xml.gz`; each source is ok
-    with 15 entries. And a gzip bomb (64 MB decoded, < 100 KB on the wire) with max_bytes 1MB is refused over
-    http and from file: with an error naming max_bytes, the process staying under 300 MB.
-    Today: the gzip bytes go to the parser ("not an RSS or Atom feed")."""
+    (application/xml), (b) over http as application/x-gzip, (c) from a file: `.xml.gz`, (d) from a file: made
+    of two gzip members (`cat a.gz b.gz`), (e) over http as a `.gz` file also sent with Content-Encoding: gzip;
+    each source is ok with 15 entries. A truncated `.gz` file fails with a one-line error saying so. And a
+    gzip bomb (64 MB decoded, < 100 KB on the wire) with max_bytes 1MB is refused over http and from file:
+    with an error naming max_bytes, the process staying under 300 MB.
+    Before the fix: the gzip bytes went to the parser ("not an RSS or Atom feed")."""
     feed = (REAL / "rss-parser" / "heise.atom").read_bytes()
     packed = gzip.compress(feed)
     bomb = _gzip_bomb(64 * 1024 * 1024)
     assert len(bomb) < 100 * 1024
     (tmp_path / "local.xml.gz").write_bytes(packed)
+    (tmp_path / "members.xml.gz").write_bytes(gzip.compress(feed[:5000]) + gzip.compress(feed[5000:]))
+    (tmp_path / "truncated.xml.gz").write_bytes(packed[:len(packed) // 2])
     (tmp_path / "bomb.xml.gz").write_bytes(bomb)
     sources = [
         {"id": "http-gz", "url": feed_server.serve("/feed.xml.gz", packed, content_type="application/xml")},
         {"id": "http-x-gzip", "url": feed_server.serve("/feed", packed, content_type="application/x-gzip")},
         {"id": "file-gz", "url": "file:local.xml.gz"},
+        {"id": "file-members", "url": "file:members.xml.gz"},
+        {"id": "http-twice", "url": feed_server.serve("/twice.xml.gz", gzip.compress(packed),
+                                                      content_type="application/x-gzip",
+                                                      headers={"Content-Encoding": "gzip"})},
+        {"id": "file-truncated", "url": "file:truncated.xml.gz"},
         {"id": "http-bomb", "url": feed_server.serve("/bomb.xml.gz", bomb, content_type="application/x-gzip"),
          "max_bytes": "1MB"},
         {"id": "file-bomb", "url": "file:bomb.xml.gz", "max_bytes": "1MB"},
@@ -90,8 +98,11 @@ def test_gzip_bodies_without_content_encoding_are_read_and_bombs_refused(tmp_pat
     result = run_cli_measured("once", config=config)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     rows = status_json(config)
-    for source_id in ("http-gz", "http-x-gzip", "file-gz"):
+    for source_id in ("http-gz", "http-x-gzip", "file-gz", "file-members", "http-twice"):
         assert rows[source_id]["state"] == "ok" and rows[source_id]["entries"] == 15, rows[source_id]
+    truncated = rows["file-truncated"]
+    assert truncated["state"] == "failing" and "gzip" in truncated["last_error"], truncated
+    assert "\n" not in truncated["last_error"], truncated
     for source_id in ("http-bomb", "file-bomb"):
         assert rows[source_id]["state"] == "failing", rows[source_id]
         assert "max_bytes" in rows[source_id]["last_error"], rows[source_id]

@@ -21,6 +21,7 @@ import requests
 from .. import USER_AGENT
 from ..errors import FetchError
 from ..models import FetchResult
+from .body import Body, plain_headers
 from .transport import AddressPolicy, AddressRefused, Watch, WatchedAdapter
 
 MAX_REDIRECTS = 5
@@ -66,14 +67,14 @@ def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None
 
 def _read_file(url: str, max_bytes: int) -> FetchResult:
     path = Path(url2pathname(urlsplit(url).path))
+    body = Body(max_bytes, f"{path} is larger than max_bytes ({max_bytes} bytes)")
     try:
         with path.open("rb") as f:
-            body = f.read(max_bytes + 1)
+            while chunk := f.read(CHUNK):
+                body.add(chunk)
     except OSError as exc:
         raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if len(body) > max_bytes:
-        raise FetchError(f"{path} is larger than max_bytes ({max_bytes} bytes)")
-    return FetchResult(url=url, status=200, body=body, headers={"content-location": url})
+    return FetchResult(url=url, status=200, body=body.bytes(), headers={"content-location": url})
 
 
 def _fetch_http(url: str, etag: str | None, last_modified: str | None,
@@ -156,13 +157,10 @@ def _read_response(response: requests.Response, url: str, permanent: str | None,
     if status != 200:
         response.close()
         raise FetchError(f"HTTP {status} {response.reason or ''}".strip(), status, headers.get("retry-after"))
-    chunks, size = [], 0
+    body = Body(max_bytes, f"body larger than max_bytes ({max_bytes} bytes); raise max_bytes if it is a real feed")
     try:
         for chunk in response.iter_content(CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise FetchError(f"body larger than max_bytes ({max_bytes} bytes); raise max_bytes if it is a real feed")
-            chunks.append(chunk)
+            body.add(chunk)
             if deadline.expired:
                 raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
     finally:
@@ -170,7 +168,8 @@ def _read_response(response: requests.Response, url: str, permanent: str | None,
     if deadline.expired:
         raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
     headers.setdefault("content-location", url)
-    return FetchResult(url=url, status=200, body=b"".join(chunks), headers=headers, permanent_url=permanent,
+    return FetchResult(url=url, status=200, body=body.bytes(), headers=plain_headers(headers, body),
+                       permanent_url=permanent,
                        etag=headers.get("etag"), last_modified=headers.get("last-modified"),
                        max_age=_max_age(headers))
 
