@@ -179,7 +179,6 @@ def test_json_feed_sources_are_parsed_into_entries(tmp_path, feed_server):
 
 # 15.9 ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 15.9: podcast episodes without guid collapse into one entry")
 def test_podcast_episodes_linking_one_show_page_stay_separate(tmp_path):
     """Asserts: the 4 episodes of a podcast feed with no guids, every <link> the show page (a real capture,
     The Omni Show, with its guids taken out; see tests/fixtures/defects/ORIGIN.md) become 4 entries; and in a
