@@ -142,7 +142,6 @@ JSON_FEED_10 = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15.8: JSON Feed 1.0/1.1 sources are refused")
 def test_json_feed_sources_are_parsed_into_entries(tmp_path, feed_server):
     """Asserts: a JSON Feed 1.1 served as application/feed+json, the same served as application/json, and a
     JSON Feed 1.0 read from a file: (recognised by sniffing) are each ok; the Atom output carries their titles,
@@ -153,7 +152,8 @@ def test_json_feed_sources_are_parsed_into_entries(tmp_path, feed_server):
     config = write_config(tmp_path, [
         {"id": "jf11", "url": feed_server.serve("/feed.json", body11, content_type="application/feed+json")},
         {"id": "jf11-plain", "url": feed_server.serve("/plain.json", body11.replace(b"JSON Desk", b"Plain Desk")
-                                                      .replace(b"json.example/", b"plain.example/"),
+                                                      .replace(b"json.example/", b"plain.example/")
+                                                      .replace(b"JSON story", b"story as application/json"),
                                                       content_type="application/json")},
         {"id": "jf10", "url": "file:old.json"},
     ])
@@ -163,7 +163,7 @@ def test_json_feed_sources_are_parsed_into_entries(tmp_path, feed_server):
         "jf11": ("ok", 2), "jf11-plain": ("ok", 2), "jf10": ("ok", 1)}, rows
     entries = {e.findtext(f"{ATOM}title"): e for e in atom_entries(tmp_path / "out" / "all.atom")}
     first = entries["First JSON story"]
-    assert first.find(f"{ATOM}link[@rel='alternate']").get("href") == "https://json.example/stories/1"
+    assert alternate_links(first) == ["https://json.example/stories/1"]
     assert first.findtext(f"{ATOM}published").startswith("2021-09-27T08:00:00")
     assert first.findtext(f"{ATOM}updated").startswith("2021-09-28T09:30:00")
     assert [a.findtext(f"{ATOM}name") for a in first.findall(f"{ATOM}author")] == ["Ann Writer"]
@@ -171,10 +171,68 @@ def test_json_feed_sources_are_parsed_into_entries(tmp_path, feed_server):
     assert "<b>body</b>" in (first.findtext(f"{ATOM}content") or "")
     assert "Plain second body" in (entries["Second JSON story"].findtext(f"{ATOM}content") or
                                    entries["Second JSON story"].findtext(f"{ATOM}summary") or "")
+    assert [a.findtext(f"{ATOM}name") for a in entries["Second JSON story"].findall(f"{ATOM}author")] == [
+        "Desk Editor"]  # an item without authors has the feed's (JSON Feed 1.1)
     old = entries["Version one story"]
     assert old.findtext(f"{ATOM}published").startswith("2021-09-25T08:00:00")
     assert [a.findtext(f"{ATOM}name") for a in old.findall(f"{ATOM}author")] == ["Bob Writer"]
     assert "economy" in {c.get("term") for c in old.findall(f"{ATOM}category")}
+
+
+def alternate_links(entry) -> list[str]:
+    """An Atom entry's own alternate links (a link without rel is one, RFC 4287 §4.2.7.2)."""
+    return [link.get("href") for link in entry.findall(f"{ATOM}link") if link.get("rel", "alternate") == "alternate"]
+
+
+def test_json_feed_limits_and_hostile_json(tmp_path, feed_server):
+    """Asserts: JSON Feed items go through the limits every feed does: a 5,000-character title is cut to
+    1,000, a date years ahead counts as missing (published = first seen), max_entries caps the items, a
+    relative `url` resolves against the document's URL, an item with only `external_url` links there, and
+    values of the wrong type are ignored, not fatal. A JSON document nested 100,000 deep, one that is not
+    JSON, a JSON array, a JSON object that is no feed, and a feed whose `items` is a string each fail their
+    source with a one-line `parse:` error, no traceback, while the good source is published."""
+    items = [{"id": f"n{n}", "url": f"/posts/{n}", "title": f"Numbered {n}", "content_text": f"Body {n}",
+              "date_published": f"2021-09-{10 + n:02d}T10:00:00Z"} for n in range(6)]
+    items += [
+        {"id": "long", "url": "https://limits.example/long", "title": "L" * 5000, "content_html": "<p>x</p>",
+         "date_published": "2099-01-01T00:00:00Z"},
+        {"id": "ext", "external_url": "https://elsewhere.example/original", "title": "Linked elsewhere",
+         "content_text": "About that", "date_published": "2021-09-01T10:00:00Z"},
+        {"id": "types", "url": "https://limits.example/types", "title": "Wrong types", "tags": "not-a-list",
+         "authors": {"name": "not a list"}, "date_published": 20210901, "content_html": ["not", "text"],
+         "summary": "Still readable", "attachments": [None, 3]},
+        "not an object", None,
+    ]
+    good = {"version": "https://jsonfeed.org/version/1.1", "title": "Limits", "home_page_url": 42, "items": items}
+    url = feed_server.serve("/limits.json", json.dumps(good), content_type="application/feed+json")
+    hostile = {
+        "deep": b"[" * 100_000 + b"]" * 100_000,
+        "broken": b'{"version": "https://jsonfeed.org/version/1.1", "items": [',
+        "array": b"[1, 2, 3]",
+        "other": json.dumps({"name": "some API", "results": []}).encode(),
+        "items-string": json.dumps({"version": "https://jsonfeed.org/version/1", "items": "none"}).encode(),
+    }
+    sources = [{"id": "limits", "url": url, "max_entries": 9}]
+    for name, body in hostile.items():
+        sources.append({"id": name, "url": feed_server.serve(f"/{name}.json", body, content_type="application/json")})
+    config = write_config(tmp_path, sources)
+    result = run_cli("once", config=config, check=True)
+    assert "Traceback" not in result.stderr, result.stderr
+    rows = status_json(config)
+    assert rows["limits"]["state"] == "ok" and rows["limits"]["entries"] == 9, rows["limits"]
+    for name in hostile:
+        error = rows[name]["last_error"] or ""
+        assert rows[name]["state"] == "failing" and error.startswith("parse: ") and "\n" not in error, rows[name]
+    entries = {e.findtext(f"{ATOM}title"): e for e in atom_entries(tmp_path / "out" / "all.atom")}
+    assert alternate_links(entries["Numbered 0"]) == [feed_server.url("/posts/0")]
+    assert alternate_links(entries["Linked elsewhere"]) == ["https://elsewhere.example/original"]
+    long_title = next(t for t in entries if t.startswith("LLL"))
+    assert len(long_title) == 1000
+    assert entries[long_title].findtext(f"{ATOM}published")[:4] != "2099"
+    wrong = entries["Wrong types"]
+    assert "Still readable" in (wrong.findtext(f"{ATOM}content") or "")
+    assert wrong.findall(f"{ATOM}author") == [] and "not-a-list" not in {
+        c.get("term") for c in wrong.findall(f"{ATOM}category")}
 
 
 # 15.9 ------------------------------------------------------------------------------------------------------

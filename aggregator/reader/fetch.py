@@ -26,7 +26,8 @@ from .transport import AddressPolicy, AddressRefused, Watch, WatchedAdapter
 
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
-ACCEPT = "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+ACCEPT = ("application/atom+xml, application/rss+xml, application/feed+json, application/rdf+xml;q=0.9, "
+          "application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.8, */*;q=0.5")
 
 _local = threading.local()
 
