@@ -19,7 +19,7 @@ from .reader.hosts import HostLimiter
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
 from .run.prepare import POOL_MIN_SOURCES
-from .run.status import advice, output_rows, render_table, rfc3339, source_rows
+from .run.status import advice, output_rows, render_table, rfc3339, source_rows, warnings
 from .store import Store
 from .store.backend import is_postgresql
 
@@ -182,6 +182,8 @@ def cmd_status(args) -> int:
     notes = advice(config, rows)
     if notes:
         print("\nto do:\n" + "\n".join(f"  {line}" for line in notes))
+    if noticed := warnings(rows):
+        print("\nwarnings:\n" + "\n".join(f"  {line}" for line in noticed))
     for row in outputs:
         if row["last_error"]:
             print(f"output {row['id']}: publish failed at {row['failed_at']}: {row['last_error']}")

@@ -271,21 +271,45 @@ NEWS_RU = ("<rss version=\"2.0\"><channel><title>Новости</title><link>htt
            + "</channel></rss>")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15.13: undeclared encodings become mojibake silently")
 def test_an_undeclared_windows_1251_feed_is_detected_and_flagged(tmp_path, feed_server):
     """Asserts: a windows-1251 feed with no XML declaration, served as `text/xml` without charset, is
-    republished with the Cyrillic titles (`Новости дня: выпуск 0`, no `Íîâîñòè`), and `status` says the
-    encoding was guessed (the word "encoding" in the source's status row).
-    Today: republished as latin-1 mojibake, status silent."""
-    url = feed_server.serve("/news.xml", NEWS_RU.encode("windows-1251"), content_type="text/xml")
-    config = write_config(tmp_path, [{"id": "ru", "url": url}])
+    republished with the Cyrillic titles (`Новости дня: выпуск 0`, no `Íîâîñòè`), and `status` (JSON `warning`
+    and the plain table's warnings) says the encoding was guessed, naming windows-1251. So is feedparser's
+    undeclared KOI8-R document read from a file:. A UTF-8 feed with one stray byte stays UTF-8 (one character
+    replaced, the warning saying so). Left untouched and unflagged: the same Cyrillic text declared as
+    windows-1251 in its XML declaration, and as UTF-8 served text/xml without charset.
+    Before the fix: republished as latin-1 mojibake, status silent."""
+    def retitled(marker: str) -> str:
+        return NEWS_RU.replace("Новости дня", f"Новости {marker}").replace("ru.example", f"{marker}.example")
+
+    stray = retitled("utf").encode("utf-8").replace("выпуск 1".encode(), "выпуск 1".encode() + b"\xff", 1)
+    (tmp_path / "koi8r.xml").write_bytes((FIXTURES / "corpus" / "feedparser" / "illformed" / "chardet"
+                                          / "koi8r.xml").read_bytes())
+    config = write_config(tmp_path, [
+        {"id": "ru", "url": feed_server.serve("/news.xml", NEWS_RU.encode("windows-1251"), content_type="text/xml")},
+        {"id": "koi8", "url": "file:koi8r.xml"},
+        {"id": "stray", "url": feed_server.serve("/stray.xml", stray, content_type="application/xml")},
+        {"id": "declared", "url": feed_server.serve(
+            "/declared.xml", ('<?xml version="1.0" encoding="windows-1251"?>' + retitled("decl")).encode("windows-1251"),
+            content_type="text/xml")},
+        {"id": "utf8", "url": feed_server.serve("/utf8.xml", retitled("plain").encode("utf-8"), content_type="text/xml")},
+    ])
     run_cli("once", config=config, check=True)
     text = (tmp_path / "out" / "all.atom").read_text(encoding="utf-8")
     assert "Íîâîñòè" not in text
-    assert set(atom_titles(tmp_path / "out" / "all.atom")) == {f"Новости дня: выпуск {n}" for n in range(3)}
-    row = status_json(config)["ru"]
-    assert row["state"] == "ok"
-    assert "encoding" in json.dumps(row, ensure_ascii=False).lower(), row
+    titles = set(atom_titles(tmp_path / "out" / "all.atom"))
+    assert titles >= {f"Новости дня: выпуск {n}" for n in range(3)}
+    assert "Как пережить новогоднюю ночь" in titles
+    assert titles >= {f"Новости {m}: выпуск {n}" for m in ("decl", "plain") for n in range(3)}
+    assert {"Новости utf: выпуск 0", "Новости utf: выпуск 1\ufffd", "Новости utf: выпуск 2"} <= titles, titles
+    rows = status_json(config)
+    assert all(row["state"] == "ok" for row in rows.values()), rows
+    assert "encoding" in rows["ru"]["warning"] and "windows-1251" in rows["ru"]["warning"], rows["ru"]
+    assert "koi8" in rows["koi8"]["warning"].lower(), rows["koi8"]
+    assert "UTF-8 with 1 invalid byte replaced" in rows["stray"]["warning"], rows["stray"]
+    assert rows["declared"]["warning"] is None and rows["utf8"]["warning"] is None, rows
+    table = run_cli("status", config=config, check=True).stdout
+    assert "warnings:" in table and "ru: encoding guessed: read as windows-1251" in table, table
 
 
 # 15.14 -----------------------------------------------------------------------------------------------------

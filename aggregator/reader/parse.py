@@ -15,7 +15,7 @@ from feedparser.sanitizer import replace_doctype
 from feedparser.util import FeedParserDict
 from lxml import etree
 
-from . import fastparse, jsonfeed
+from . import encoding, fastparse, jsonfeed
 from ..errors import ParseError
 from ..models import Entry, FeedInfo, ParsedFeed
 from .sanitize import plain_text, xml_safe
@@ -56,9 +56,13 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
         quick = jsonfeed.read(body)  # feedparser does not read JSON Feed
     else:
         quick = fastparse.read(body, content_type) if fast else None
+    guessed = None
     if quick is not None:
         feed, raw_entries, warning = quick["feed"], quick["entries"], None
     else:
+        guessed = encoding.decode_or_guess(body, headers)  # None for every feed its declared encoding fits
+        if guessed is not None:
+            body, headers = guessed.body, guessed.headers
         feed, raw_entries, warning = _reference(body, headers)
     resolver = Resolver.for_document(base, feed.get("link"))
     info = FeedInfo(
@@ -74,7 +78,8 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
     shared = _shared_links(raw_entries, links, resolver)
     entries = tuple(_entry(raw, link, shared, resolver, info.language, now)
                     for raw, link in zip(raw_entries[:max_entries], links))
-    return ParsedFeed(info=info, entries=entries, warning=warning)
+    return ParsedFeed(info=info, entries=entries, warning=warning,
+                      encoding_warning=guessed.warning if guessed else None)
 
 
 def _reference(body: bytes, headers: dict[str, str]) -> tuple[dict, list, str | None]:

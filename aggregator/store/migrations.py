@@ -143,6 +143,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sources ADD COLUMN changed_bodies INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: what the last body read had to work around (an encoding guessed because none declared fits), for status
+    """
+    ALTER TABLE sources ADD COLUMN warning TEXT;
+    """,
 ]
 
 
