@@ -104,8 +104,9 @@ def test_relative_item_links_are_resolved_or_left_out(tmp_path, feed_server):
 def test_html_resolves_against_the_resolved_link_and_an_unresolved_entry_keeps_its_id(tmp_path):
     """Asserts: relative URLs inside an item's HTML resolve against the item link once that is resolved
     (against the channel link of a file: feed); an item with no guid whose relative link nothing resolves is
-    published without a link, and when its text changes at the source it stays one entry with the same id
-    (its key is the link as written, not a hash of its text)."""
+    published without a link and without its HTML's relative URLs (the link text stays), and when its text
+    changes at the source it stays one entry with the same id (its key is the link as written, not a hash of
+    its text)."""
     def document(text: str) -> str:
         return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Games</title>'
                 "<link>https://www.games.example/</link><description>d</description>"
@@ -117,7 +118,8 @@ def test_html_resolves_against_the_resolved_link_and_an_unresolved_entry_keeps_i
     (tmp_path / "pictured.rss").write_text(document(""))
     lonely = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Lonely</title>'
               "<description>d</description><item><title>No guid, relative link</title><link>/en/lonely</link>"
-              "<pubDate>Mon, 27 Sep 2021 11:00:00 GMT</pubDate><description>{}</description></item></channel></rss>")
+              "<pubDate>Mon, 27 Sep 2021 11:00:00 GMT</pubDate><description>{} &lt;img src=\"x.png\"&gt; "
+              "&lt;a href=\"../more\"&gt;more&lt;/a&gt;</description></item></channel></rss>")
     (tmp_path / "lonely.rss").write_text(lonely.format("First text"))
     config = write_config(tmp_path, [{"id": "pictured", "url": "file:pictured.rss"},
                                      {"id": "lonely", "url": "file:lonely.rss"}])
@@ -128,6 +130,8 @@ def test_html_resolves_against_the_resolved_link_and_an_unresolved_entry_keeps_i
     assert 'href="https://www.games.example/en/games/other"' in content, content
     first = entries["No guid, relative link"]
     assert first.find(f"{ATOM}link[@rel='alternate']") is None and first.find(f"{ATOM}link[@href]") is None
+    lonely_html = first.findtext(f"{ATOM}content")  # nothing resolves its URLs either: they are left out
+    assert "x.png" not in lonely_html and "../more" not in lonely_html and ">more</a>" in lonely_html, lonely_html
     (tmp_path / "lonely.rss").write_text(lonely.format("Second text, edited at the source"))
     run_cli("once", config=config, check=True)
     entries = by_title(atom(tmp_path / "out" / "all.atom"))
