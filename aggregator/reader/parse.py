@@ -7,6 +7,7 @@ import hashlib
 import html
 import io
 import re
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import feedparser
@@ -204,10 +205,13 @@ def _digest(text: str) -> str:
 
 def _shared_links(raw_entries: list, links: list[tuple[str | None, str | None]], resolver: Resolver) -> frozenset:
     """The links (as items are identified by them) that several distinct items of the document carry."""
+    counts = Counter(link for _, link in links if link)
+    if len(counts) == sum(counts.values()):
+        return frozenset()  # every link once: the usual feed costs one count
     seen: dict[str, tuple] = {}
     shared = set()
     for raw, (_, link) in zip(raw_entries, links):
-        if not link or link in shared:
+        if not link or counts[link] < 2 or link in shared:
             continue
         signature = (raw.get("id"), _enclosure(raw, resolver), raw.get("title"), _key_date(raw))
         if seen.setdefault(link, signature) != signature:
@@ -260,7 +264,7 @@ def _entry(raw: dict, links: tuple[str | None, str | None], shared: frozenset, r
     shared_link = key_link in shared
     return Entry(
         key=entry_key(guid, key_link, shared_link, _enclosure(raw, resolver) if shared_link else None, title,
-                      _key_date(raw), content or summary or ""),
+                      _key_date(raw) if shared_link else None, content or summary or ""),
         title=title,
         link=link,
         guid=guid,

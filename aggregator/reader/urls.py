@@ -48,6 +48,8 @@ class Resolver:
         if not link or len(link) > MAX_URL:
             return None, None
         resolved = _join(self.base, link) if self.base else link
+        if resolved and _is_web(resolved):
+            return (resolved, resolved) if len(resolved) <= MAX_URL else (None, None)  # the usual case
         if resolved and not _scheme(resolved) and self.site:
             resolved = _join(self.site, resolved)
         if not resolved:
@@ -88,6 +90,11 @@ def _scheme(link: str) -> str:
 
 
 def _is_web(link: str) -> bool:
+    """Absolute http(s) with a host; the common `http://host…` / `https://host…` is told without urlsplit."""
+    head = link[:8].lower()
+    rest = link[8:] if head == "https://" else link[7:] if head.startswith("http://") else None
+    if rest and rest[0] not in "/?#[\\":
+        return True
     try:
         parts = urlsplit(link)
     except ValueError:
