@@ -21,7 +21,7 @@ from .run.outage import forgive_run
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
 from .run.prepare import POOL_MIN_SOURCES
-from .run.status import advice, output_rows, render_table, rfc3339, source_rows
+from .run.status import advice, output_rows, render_table, rfc3339, source_rows, warnings
 from .store import Store
 from .store.backend import is_postgresql
 
@@ -198,6 +198,8 @@ def cmd_status(args) -> int:
     notes = advice(config, rows)
     if notes:
         print("\nto do:\n" + "\n".join(f"  {line}" for line in notes))
+    if noticed := warnings(rows):
+        print("\nwarnings:\n" + "\n".join(f"  {line}" for line in noticed))
     for row in outputs:
         if row["last_error"]:
             print(f"output {row['id']}: publish failed at {row['failed_at']}: {row['last_error']}")
@@ -210,6 +212,8 @@ def _opml_parser(commands) -> None:
     importing = actions.add_parser("import", help="turn an OPML file's feeds into sources (printed as YAML)")
     importing.add_argument("file", type=Path, metavar="FILE")
     importing.add_argument("--write", action="store_true", help="append them to the config file instead")
+    importing.add_argument("--allow-files", action="store_true",
+                           help="also import file: outlines (local files; skipped by default)")
     importing.set_defaults(func=cmd_opml_import)
     exporting = actions.add_parser("export", help="print the sources as OPML 2.0 (credentials in URLs masked)")
     exporting.add_argument("--with-credentials", action="store_true",
@@ -227,7 +231,7 @@ def cmd_opml_import(args) -> int:
         print(f"aggregator: opml: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        plan = plan_import(read_outlines(data, str(args.file)), config)
+        plan = plan_import(read_outlines(data, str(args.file)), config, allow_files=args.allow_files)
         for reason in plan.skipped:
             print(f"skipped {reason}", file=sys.stderr)
         if args.write and plan.sources:

@@ -126,6 +126,7 @@ class ParsedFeed:
     info: FeedInfo
     entries: tuple[Entry, ...]
     warning: str | None = None  # what feedparser found wrong but could work around
+    encoding_warning: str | None = None  # the bytes fit no encoding declared: what was guessed (reader/encoding.py)
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ class SourceState:
     skip_hours: str | None = None  # RSS skipHours as "0 1 2" (GMT hours)
     skip_days: str | None = None  # RSS skipDays as "saturday sunday"
     changed_bodies: int = 0  # polls that brought a new body: publishing's inputs from this source may have changed
+    warning: str | None = None  # what the last body read had to work around (a guessed encoding), for `status`
 
 
 @dataclass(frozen=True)

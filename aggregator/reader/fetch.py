@@ -22,12 +22,14 @@ import urllib3
 from .. import USER_AGENT
 from ..errors import FailureKind, FetchError
 from ..models import FetchResult
+from .body import Body, plain_headers
 from ..redaction import redact
 from .transport import AddressPolicy, AddressRefused, Watch, WatchedAdapter
 
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
-ACCEPT = "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+ACCEPT = ("application/atom+xml, application/rss+xml, application/feed+json, application/rdf+xml;q=0.9, "
+          "application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.8, */*;q=0.5")
 
 _local = threading.local()
 
@@ -70,14 +72,14 @@ def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None
 
 def _read_file(url: str, max_bytes: int, shown: str) -> FetchResult:
     path = Path(url2pathname(urlsplit(url).path))  # the one percent-decoding (config.loader encoded it)
+    body = Body(max_bytes, f"{shown} is larger than max_bytes ({max_bytes} bytes)")
     try:
         with path.open("rb") as f:
-            body = f.read(max_bytes + 1)
+            while chunk := f.read(CHUNK):
+                body.add(chunk)
     except OSError as exc:
         raise FetchError(f"cannot read {shown}: {exc.strerror or exc.__class__.__name__}", kind=FailureKind.FILE) from exc
-    if len(body) > max_bytes:
-        raise FetchError(f"{shown} is larger than max_bytes ({max_bytes} bytes)", kind=FailureKind.TOO_LARGE)
-    return FetchResult(url=url, status=200, body=body, headers={"content-location": url})
+    return FetchResult(url=url, status=200, body=body.bytes(), headers={"content-location": url})
 
 
 def _fetch_http(url: str, etag: str | None, last_modified: str | None,
@@ -179,14 +181,10 @@ def _read_response(response: requests.Response, url: str, permanent: str | None,
         response.close()
         raise FetchError(f"HTTP {status} {response.reason or ''}".strip(), status, headers.get("retry-after"),
                          kind=FailureKind.HTTP)
-    chunks, size = [], 0
+    body = Body(max_bytes, f"body larger than max_bytes ({max_bytes} bytes); raise max_bytes if it is a real feed")
     try:
         for chunk in response.iter_content(CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise FetchError(f"body larger than max_bytes ({max_bytes} bytes); raise max_bytes if it is a real feed",
-                                 kind=FailureKind.TOO_LARGE)
-            chunks.append(chunk)
+            body.add(chunk)
             if deadline.expired:
                 raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)",
                                  kind=FailureKind.TIMEOUT)
@@ -196,7 +194,8 @@ def _read_response(response: requests.Response, url: str, permanent: str | None,
         raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)",
                          kind=FailureKind.TIMEOUT)
     headers.setdefault("content-location", url)
-    return FetchResult(url=url, status=200, body=b"".join(chunks), headers=headers, permanent_url=permanent,
+    return FetchResult(url=url, status=200, body=body.bytes(), headers=plain_headers(headers, body),
+                       permanent_url=permanent,
                        etag=headers.get("etag"), last_modified=headers.get("last-modified"),
                        max_age=_max_age(headers))
 

@@ -132,6 +132,7 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
                                                if e.updated or e.published), default=state.feed_updated),
         skip_hours=" ".join(map(str, sorted(feed.info.skip_hours))) or None,
         skip_days=" ".join(sorted(feed.info.skip_days)) or None,
+        warning=feed.encoding_warning,
     )
     with store.transaction() as db:
         new, updated = store_entries(store, db, source, feed, now, config.dedup_window, prepared=prepared)

@@ -250,7 +250,7 @@ def render_status(config: Config, rows: list[dict], now: datetime) -> str:
             f'<tr class="{e(row["state"])}"><td>'
             + (f'<a href="{e(row["url"])}">{e(row["id"])}</a>' if linked else e(row["id"])) + '</td>'
             f'<td>{e(row["state"])}</td><td title="{e(row["last_success"] or "")}">{e(relative(row["last_success"], now))}</td>'
-            f'<td>{e(row["last_error"] or "")}</td>'
+            f'<td>{e(row["last_error"] or row["warning"] or "")}</td>'
             f'<td title="{e(row["next_poll"] or "")}">{e(relative(row["next_poll"], now))}</td>'
             f'<td>{row["entries"]}</td></tr>')
     notes = "".join(f"<li>{e(line)}</li>" for line in advice(config, rows, public=True))

@@ -41,6 +41,7 @@ def source_rows(store: Store, config: Config, public: bool = False) -> list[dict
             "next_poll": rfc3339(state.next_poll) if source.enabled and not gone else None,
             "entries": state.entries,
             "last_error": error,
+            "warning": state.warning,  # what reading its last body had to work around (a guessed encoding)
             "push": push_row(subscriptions.get(source.id)),
         })
     return rows
@@ -103,6 +104,11 @@ def advice(config: Config, rows: list[dict], public: bool = False) -> list[str]:
             lines.append(f"{source.id}: gone (HTTP 410), no longer polled; remove it from {path} "
                          "or give it a new url")
     return lines
+
+
+def warnings(rows: list[dict]) -> list[str]:
+    """One line per source whose last body needed a workaround the feed's publisher could fix."""
+    return [f"{row['id']}: {row['warning']}" for row in rows if row.get("warning")]
 
 
 def _where(config: Config, url: str, path: str) -> str:

@@ -172,6 +172,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sources ADD COLUMN last_failure TEXT;
     """,
+    # 13: what the last body read had to work around (an encoding guessed because none declared fits), for status
+    """
+    ALTER TABLE sources ADD COLUMN warning TEXT;
+    """,
 ]
 
 
