@@ -14,12 +14,14 @@ from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import Outcome, PollResult, SourceStatus, polled_url
+from .output.pages import raise_for_templates
 from .output.publish import finish_interrupted, publish_outputs
 from .reader.hosts import HostLimiter
+from .run.outage import forgive_run
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
 from .run.prepare import POOL_MIN_SOURCES
-from .run.status import advice, output_rows, render_table, rfc3339, source_rows, store_row
+from .run.status import advice, output_rows, render_table, rfc3339, source_rows, store_row, warnings
 from .store import Store
 from .store.backend import is_postgresql
 
@@ -75,16 +77,23 @@ def _config(args) -> Config:
     return load_config(args.config if args.config is not None else default_config_path())
 
 
-def cmd_check(args) -> int:
+def _publishing_config(args) -> Config:
+    """The config of a command that publishes: its HTML templates must compile too, reported as FILE:LINE."""
     config = _config(args)
+    raise_for_templates(config)
+    return config
+
+
+def cmd_check(args) -> int:
+    config = _publishing_config(args)
     print(f"{config.path}: ok ({len(config.sources)} sources, {len(config.outputs)} outputs)")
     return 0
 
 
 def cmd_publish(args) -> int:
-    config = _config(args)
+    config = _publishing_config(args)
     finish_interrupted(config)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         written = publish_outputs(store, config)
     finally:
@@ -94,17 +103,20 @@ def cmd_publish(args) -> int:
 
 
 def cmd_once(args) -> int:
-    config = _config(args)
+    config = _publishing_config(args)
     unknown = [s for s in args.source if config.source(s) is None]
     if unknown:
         print(f"aggregator: unknown source {', '.join(unknown)}; `aggregator status` lists them", file=sys.stderr)
         return 2
     finish_interrupted(config)  # a publish a crash interrupted, before anything else
-    store = Store(config.state)
+    store = Store.of(config)
     try:
-        results = _poll_all(store, config, args.source, args.force)
+        results, forgiven = _poll_all(store, config, args.source, args.force)
         for result in results:
             print(_summary_line(result))
+        if forgiven:
+            print(f"network: no server answered ({len(forgiven)} sources): the network looks down; "
+                  "not counted against the sources")
         counts = {k: sum(1 for r in results if r.outcome == k) for k in Outcome}
         print(f"total: {len(results)} sources, {sum(r.new for r in results)} new entries, "
               f"{sum(r.updated for r in results)} updated, {counts[Outcome.UNCHANGED]} unchanged, "
@@ -116,7 +128,8 @@ def cmd_once(args) -> int:
     return 0
 
 
-def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> list[PollResult]:
+def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> tuple[list[PollResult], list[str]]:
+    """Every result, in config order, and the sources whose failures were given back (the network was down)."""
     now = datetime.now(timezone.utc)
     states = store.source_states(count_entries=False)
     todo, results = [], []
@@ -148,8 +161,9 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> lis
                     results.append(future.result())
                     progress.update(1)
     progress.close()
+    forgiven = forgive_run(store, config, states, results)
     order = {s.id: s.order for s in config.sources}
-    return sorted(results, key=lambda r: order[r.source_id])
+    return sorted(results, key=lambda r: order[r.source_id]), forgiven
 
 
 def _progress(total: int):
@@ -174,7 +188,7 @@ def _summary_line(result: PollResult) -> str:
 
 def cmd_status(args) -> int:
     config = _config(args)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         rows = source_rows(store, config)
         outputs = output_rows(store, config)
@@ -190,6 +204,8 @@ def cmd_status(args) -> int:
     notes = advice(config, rows)
     if notes:
         print("\nto do:\n" + "\n".join(f"  {line}" for line in notes))
+    if noticed := warnings(rows):
+        print("\nwarnings:\n" + "\n".join(f"  {line}" for line in noticed))
     for row in outputs:
         if row["last_error"]:
             print(f"output {row['id']}: publish failed at {row['failed_at']}: {row['last_error']}")
@@ -202,6 +218,8 @@ def _opml_parser(commands) -> None:
     importing = actions.add_parser("import", help="turn an OPML file's feeds into sources (printed as YAML)")
     importing.add_argument("file", type=Path, metavar="FILE")
     importing.add_argument("--write", action="store_true", help="append them to the config file instead")
+    importing.add_argument("--allow-files", action="store_true",
+                           help="also import file: outlines (local files; skipped by default)")
     importing.set_defaults(func=cmd_opml_import)
     exporting = actions.add_parser("export", help="print the sources as OPML 2.0 (credentials in URLs masked)")
     exporting.add_argument("--with-credentials", action="store_true",
@@ -219,7 +237,7 @@ def cmd_opml_import(args) -> int:
         print(f"aggregator: opml: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        plan = plan_import(read_outlines(data, str(args.file)), config)
+        plan = plan_import(read_outlines(data, str(args.file)), config, allow_files=args.allow_files)
         for reason in plan.skipped:
             print(f"skipped {reason}", file=sys.stderr)
         if args.write and plan.sources:
@@ -244,7 +262,7 @@ def cmd_opml_export(args) -> int:
     config = _config(args)
     site_links, urls = {}, {}
     if not is_postgresql(config.state) and Path(config.state).exists():
-        store = Store(config.state)
+        store = Store.of(config)
         try:
             for source in config.sources:
                 state = store.source_state(source.id)
@@ -260,14 +278,14 @@ def cmd_opml_export(args) -> int:
 def cmd_run(args) -> int:
     from .run.daemon import run
 
-    return run(_config(args))
+    return run(_publishing_config(args))
 
 
 def cmd_prune(args) -> int:
     from .run.prune import prune
 
     config = _config(args)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         report = prune(store, config, datetime.now(timezone.utc), dry_run=args.dry_run)
     finally:
@@ -293,7 +311,7 @@ def cmd_explain(args) -> int:
     from .dedup.links import canonical_link
 
     config = _config(args)
-    store = Store(config.state)
+    store = Store.of(config)
     try:
         story_ids = store.stories_matching(args.needle, canonical_link(args.needle))
         pruned = store.tombstones_matching(args.needle) if not story_ids else []

@@ -5,10 +5,13 @@ Datetimes are always timezone-aware UTC; parse.py guarantees it at the boundary.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import TYPE_CHECKING
+
+from .errors import DamagedState, FailureKind
 
 if TYPE_CHECKING:
     from .config import SourceConfig
@@ -24,7 +27,22 @@ def to_text(when: datetime | None) -> str | None:
 
 
 def from_text(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None  # C-fast; reads the trailing Z as UTC
+    """A stored RFC 3339 time; DamagedState when the stored text is none."""
+    try:
+        return datetime.fromisoformat(text) if text else None  # C-fast; reads the trailing Z as UTC
+    except (TypeError, ValueError):
+        raise DamagedState("a time that is not one") from None
+
+
+def from_json(text: str) -> list:
+    """A stored JSON list (authors, categories, fingerprint blocks); DamagedState when it is not one."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise DamagedState("a list that is not one") from None
+    if not isinstance(value, list):
+        raise DamagedState("a list that is not one")
+    return value
 
 
 class Outcome(StrEnum):
@@ -108,6 +126,7 @@ class ParsedFeed:
     info: FeedInfo
     entries: tuple[Entry, ...]
     warning: str | None = None  # what feedparser found wrong but could work around
+    encoding_warning: str | None = None  # the bytes fit no encoding declared: what was guessed (reader/encoding.py)
 
 
 @dataclass(frozen=True)
@@ -158,6 +177,7 @@ class PollResult:
     updated: int = 0
     status: int | None = None
     error: str | None = None
+    failure: FailureKind | None = None  # what kind of failure `error` describes (outcome ERROR)
     next_poll: datetime | None = None  # to the microsecond; the store keeps whole seconds
 
 
@@ -179,6 +199,7 @@ class SourceState:
     next_poll: datetime | None = None
     retry_after: datetime | None = None
     last_error: str | None = None
+    last_failure: FailureKind | None = None  # the kind of last_error
     feed_title: str | None = None
     feed_link: str | None = None
     feed_id: str | None = None
@@ -189,6 +210,7 @@ class SourceState:
     skip_hours: str | None = None  # RSS skipHours as "0 1 2" (GMT hours)
     skip_days: str | None = None  # RSS skipDays as "saturday sunday"
     changed_bodies: int = 0  # polls that brought a new body: publishing's inputs from this source may have changed
+    warning: str | None = None  # what the last body read had to work around (a guessed encoding), for `status`
     body_changed: datetime | None = None  # when a poll last brought a new body (a tombstone's source moved on)
 
 
@@ -225,3 +247,29 @@ def polled_url(source: SourceConfig, state: SourceState) -> str:
     if state.url and state.configured_url == source.url:
         return state.url
     return source.url
+
+
+class PushState(StrEnum):
+    """A source's WebSub subscription (SPEC §5.3), as `status` shows it."""
+
+    PENDING = "pending"  # wanted: requested and awaiting the hub's verification, or to be (re)requested
+    LIVE = "live"  # verified by the hub; pushes are taken until `expires`
+    DENIED = "denied"  # the hub refused it: the source is polled as if it had no hub
+
+
+@dataclass(frozen=True)
+class PushSubscription:
+    """What the store remembers about one source's subscription at its hub."""
+
+    source_id: str
+    hub: str  # where the hub is reached: as advertised, its https URL, or where it redirected
+    topic: str  # the feed's rel="self" URL, as the hub knows it
+    state: PushState = PushState.PENDING
+    secret: str | None = field(default=None, repr=False)  # ours, sent only to an HTTPS hub; never shown anywhere
+    requested: datetime | None = None  # when the last subscription request went out (None: none awaits an answer)
+    expires: datetime | None = None  # the lease's end, once the hub verified it
+    lease: int | None = None  # seconds the hub granted
+    error: str | None = None  # why the last attempt failed, or the hub's reason for a denial
+    attempts: int = 0  # failed attempts in a row: the retry backs off
+    next_action: datetime | None = None  # when the subscriber acts on it next: request, renew, give up waiting
+    advertised: str | None = None  # the hub as the feed names it (a new hub there is a new subscription)

@@ -21,6 +21,11 @@ also carried by a second source (so entries have related links).
   in one source.
 - history: (formerly publish_outputs.py) 20,000 stories, two outputs of `limit: 100` in all three
   formats, one with include/exclude filters: first publish (every archive page), unchanged, 20 new.
+- pages: what the HTML pages add to publishing one output of N entries (--pages, default 5,000; all three
+  formats, an archive page of N/2): the time publish_outputs spends in pages.Site (story pages, the river
+  pages, index.html, pages.css) against the whole publish, for a first publish into an empty folder (a
+  page per story), a publish after one new story, and one where nothing changed. Medians of --runs runs.
+  Temporary folders are made where TMPDIR says (creating files is much slower in some /tmp than others).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import write_config  # noqa: E402
 from feedgen.feed import FeedGenerator  # noqa: E402
 
-from aggregator.output import archive, publish  # noqa: E402
+from aggregator.output import archive, pages, publish  # noqa: E402
 from aggregator.config import load_config  # noqa: E402
 from aggregator.output.documents import Document  # noqa: E402
 from aggregator.output.publish import publish_outputs  # noqa: E402
@@ -215,13 +220,64 @@ def history(stories: int) -> None:
             print(f"  {label:<38} {took:6.2f} s  {renders.count:4d} documents rendered  {len(written):4d} files written")
 
 
+class PageClock:
+    """Wall time spent inside pages.Site's rendering and writing (each call timed once, not nested)."""
+
+    METHODS = ("stories", "river", "index", "stylesheet")
+
+    def __init__(self):
+        self.seconds = self.cpu = 0.0
+        self._saved = {}
+
+    def __enter__(self):
+        for name in self.METHODS:
+            original = self._saved[name] = getattr(pages.Site, name)
+
+            def timed(site, *args, _original=original, **kwargs):
+                start, cpu = time.perf_counter(), time.process_time()
+                try:
+                    return _original(site, *args, **kwargs)
+                finally:
+                    self.seconds += time.perf_counter() - start
+                    self.cpu += time.process_time() - cpu
+            setattr(pages.Site, name, timed)
+        return self
+
+    def __exit__(self, *exc):
+        for name, original in self._saved.items():
+            setattr(pages.Site, name, original)
+
+
+def pages_part(n: int, runs: int) -> None:
+    outputs = [{"id": "all", "title": "All formats", "formats": list(FORMATS), "limit": n}]
+    print(f"one output of {n:,} entries ({len(FORMATS)} formats, an archive page of {n // 2:,}): "
+          f"seconds in the pages / the whole publish, median of {runs}")
+    results: dict[str, list[tuple[float, float, int]]] = {}
+    for run in range(runs):
+        with site(["src", "copy"], outputs) as (config, store):
+            add_stories(store, 0, n + n // 2)
+            for label, before in (("first publish (a page per story)", None),
+                                  ("after 1 new story", lambda: add_stories(store, n + n // 2 + run, 1)),
+                                  ("nothing changed", None)):
+                if before:
+                    before()
+                with PageClock() as page_clock:
+                    took, used, written = clock(lambda: publish_outputs(store, config))
+                results.setdefault(label, []).append((page_clock.seconds, took, page_clock.cpu, used, len(written)))
+    for label, values in results.items():
+        in_pages, whole, cpu_pages, cpu_whole = (statistics.median(v[i] for v in values) for i in range(4))
+        print(f"  {label:<34} pages {in_pages:6.3f} s of {whole:6.3f} s ({in_pages / whole:4.0%}); "
+              f"cpu {cpu_pages:6.3f} s of {cpu_whole:6.3f} s; {values[0][4]:,} files written")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="sizes,changes,history")
+    parser.add_argument("--parts", default="sizes,changes,history,pages")
     parser.add_argument("--sizes", default="500,5000,50000")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--changes", type=int, default=5000, help="entries per output in the changes part")
     parser.add_argument("--history", type=int, default=20000, help="stories in the history part")
+    parser.add_argument("--pages", type=int, default=5000, help="entries in the pages part")
     args = parser.parse_args()
     parts = args.parts.split(",")
     if "sizes" in parts:
@@ -230,6 +286,8 @@ def main() -> None:
         changes(args.changes)
     if "history" in parts:
         history(args.history)
+    if "pages" in parts:
+        pages_part(args.pages, args.runs)
 
 
 if __name__ == "__main__":

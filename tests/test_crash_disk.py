@@ -37,7 +37,9 @@ def test_a_full_disk_keeps_the_old_output_and_reports_it(tmp_path):
     [line] = result.stderr.strip().splitlines()
     assert "all.atom" in line and "free some disk space" in line and "Traceback" not in line
     assert output.read_bytes() == old
-    assert sorted(p.name for p in output.parent.iterdir()) == ["all.atom", "feed.xsl", "index.opml"]  # nothing half-written beside them
+    assert sorted(p.name for p in output.parent.iterdir()) == [  # nothing half-written beside them
+        "all.atom", "all.html", "feed.xsl", "index.html", "index.opml", "pages.css", "stories"]
+    assert not [p.name for p in (output.parent / "stories").iterdir() if p.name.startswith(".")]
     status = json.loads(run_cli("status", "--json", config=config, check=True).stdout)
     assert status["sources"][0]["state"] == "ok" and status["sources"][0]["entries"] == 21
     [row] = status["outputs"]

@@ -63,10 +63,15 @@ def _snapshot(directory: Path, context: str) -> dict:
     finally:
         db.close()
     outputs = {}
-    for path in sorted((directory / "out").glob("*")):
-        if path.name.startswith("."):
-            continue  # a temporary file a killed writer left behind; never a published name
+    for path in sorted((directory / "out").rglob("*")):
+        if path.name.startswith(".") or path.is_dir() or path.suffix == ".css":
+            continue  # a temporary file a killed writer left behind is never a published name
         data = path.read_bytes()
+        if path.suffix == ".html":  # a page is whole, or not there yet
+            assert data.rstrip().endswith(b"</html>"), f"{context}: {path.name} is cut short"
+            continue
+        if path.parent != directory / "out":
+            continue
         if path.suffix == ".json":
             document = json.loads(data)
             outputs[path.name] = {i["id"]: i.get("_aggregator", {}).get("republished") for i in document["items"]}

@@ -162,8 +162,11 @@ def test_outputs_are_published_served_with_304s_and_new_items_appear(tmp_path, f
                      what="the new item in the served feed", log=daemon.log)
     assert {k: v for k, v in entries(newer).items() if k in entries(first)} == entries(first)  # nothing else moved
 
-    status, _, page = fetch(port, "/")
-    assert status == 200 and b'href="all.atom"' in page and b">s3</a></td><td>ok</td>" in page
+    status, headers, page = fetch(port, "/")  # the published index.html
+    assert status == 200 and b'href="all.atom"' in page and b'href="all.html"' in page, page
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    status, _, page = fetch(port, "/status")  # the operator's view
+    assert status == 200 and b">s3</a></td><td>ok</td>" in page
     status, _, health = fetch(port, "/healthz")
     assert status == 200 and b'"status": "ok"' in health
 

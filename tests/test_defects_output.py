@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -54,7 +55,6 @@ def absolute_web(url: str) -> bool:
 
 # 15.2 ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 15.2: relative item links are published relative")
 def test_relative_item_links_are_resolved_or_left_out(tmp_path, feed_server):
     """Asserts: an item link `/en/games/…` is resolved against, in order, xml:base, the document's http(s)
     URL, then the channel <link>; where nothing resolves it (file: source, no channel link) the entry is kept
@@ -99,6 +99,65 @@ def test_relative_item_links_are_resolved_or_left_out(tmp_path, feed_server):
     json_urls = [i[k] for i in jitems.values() for k in ("url", "external_url") if i.get(k)]
     relative = [u for u in hrefs + rss_links + json_urls if not urlsplit(u).scheme]
     assert relative == []
+
+
+def test_html_resolves_against_the_resolved_link_and_an_unresolved_entry_keeps_its_id(tmp_path):
+    """Asserts: relative URLs inside an item's HTML resolve against the item link once that is resolved
+    (against the channel link of a file: feed); an item with no guid whose relative link nothing resolves is
+    published without a link and without its HTML's relative URLs (the link text stays), and when its text
+    changes at the source it stays one entry with the same id (its key is the link as written, not a hash of
+    its text)."""
+    def document(text: str) -> str:
+        return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Games</title>'
+                "<link>https://www.games.example/</link><description>d</description>"
+                "<item><title>Pictured</title><link>/en/games/pictured/</link><guid isPermaLink=\"false\">p</guid>"
+                "<pubDate>Mon, 27 Sep 2021 10:00:00 GMT</pubDate>"
+                '<description>&lt;img src="pic.png"&gt; &lt;a href="../other"&gt;other&lt;/a&gt;</description></item>'
+                "</channel></rss>")
+
+    (tmp_path / "pictured.rss").write_text(document(""))
+    lonely = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Lonely</title>'
+              "<description>d</description><item><title>No guid, relative link</title><link>/en/lonely</link>"
+              "<pubDate>Mon, 27 Sep 2021 11:00:00 GMT</pubDate><description>{} &lt;img src=\"x.png\"&gt; "
+              "&lt;a href=\"../more\"&gt;more&lt;/a&gt;</description></item></channel></rss>")
+    (tmp_path / "lonely.rss").write_text(lonely.format("First text"))
+    config = write_config(tmp_path, [{"id": "pictured", "url": "file:pictured.rss"},
+                                     {"id": "lonely", "url": "file:lonely.rss"}])
+    run_cli("once", config=config, check=True)
+    entries = by_title(atom(tmp_path / "out" / "all.atom"))
+    content = entries["Pictured"].findtext(f"{ATOM}content")
+    assert 'src="https://www.games.example/en/games/pictured/pic.png"' in content, content
+    assert 'href="https://www.games.example/en/games/other"' in content, content
+    first = entries["No guid, relative link"]
+    assert first.find(f"{ATOM}link[@rel='alternate']") is None and first.find(f"{ATOM}link[@href]") is None
+    lonely_html = first.findtext(f"{ATOM}content")  # nothing resolves its URLs either: they are left out
+    assert "x.png" not in lonely_html and "../more" not in lonely_html and ">more</a>" in lonely_html, lonely_html
+    (tmp_path / "lonely.rss").write_text(lonely.format("Second text, edited at the source"))
+    run_cli("once", config=config, check=True)
+    entries = by_title(atom(tmp_path / "out" / "all.atom"))
+    assert len(entries) == 2 and status_json(config)["lonely"]["entries"] == 1
+    edited = entries["No guid, relative link"]
+    assert edited.findtext(f"{ATOM}id") == first.findtext(f"{ATOM}id")
+    assert "Second text" in edited.findtext(f"{ATOM}content")
+
+
+def test_relative_links_stored_by_an_older_version_are_not_published(tmp_path):
+    """Asserts: an item link an earlier version stored relative (it kept `/en/…` as given) is left out by the
+    next `publish` (new code renders every document again), in all three formats, while the entry stays."""
+    (tmp_path / "site.rss").write_text(rss_doc("Games site", [("Stored relative", "https://www.games.example/x")],
+                                               "https://www.games.example/"))
+    config = write_config(tmp_path, [{"id": "site", "url": "file:site.rss"}],
+                          [{"id": "all", "title": "All", "formats": ["atom", "rss", "json"]}])
+    run_cli("once", config=config, check=True)
+    with sqlite3.connect(tmp_path / "state" / "aggregator.db") as db:  # what the version before 15.2 stored
+        assert db.execute("UPDATE items SET link = '/en/games/x'").rowcount == 1
+        db.execute("DELETE FROM rendered")  # as after an upgrade: the documents are rendered again
+    run_cli("publish", config=config, check=True)
+    out = tmp_path / "out"
+    entry = by_title(atom(out / "all.atom"))["Stored relative"]
+    assert [link.get("href") for link in entry.findall(f"{ATOM}link")] == []  # the entry's own links
+    assert rss_items(out / "all.rss")["Stored relative"].findtext("link") is None
+    assert "url" not in json_items(out / "all.json")["Stored relative"]
 
 
 # 15.4 ------------------------------------------------------------------------------------------------------

@@ -179,7 +179,9 @@ def test_failing_source_is_recorded_and_others_still_publish(tmp_path, feed_serv
     assert rows["broken"]["last_status"] == 500
     assert rows["dates"]["state"] == "ok" and rows["dates"]["entries"] == 3
     assert set(rows["dates"]) == {"id", "url", "state", "last_poll", "last_success", "last_status", "errors",
-                                  "next_poll", "entries", "last_error"}
+                                  "next_poll", "entries", "last_error", "push", "warning"}  # SPEC §2, and 15.13's
+    assert rows["dates"]["push"] is None  # no WebSub subscription (SPEC §2)
+    assert rows["dates"]["warning"] is None
     assert len(entries_by_title(tmp_path / "out" / "all.atom")) == 3
 
 

@@ -72,12 +72,13 @@ def test_import_write_appends_to_the_config_keeping_comments_and_round_trips_thr
     assert [(o["xmlUrl"], o["title"]) for o in outlines] == [(s.url, s.title or s.id) for s in after.sources]
     assert {o["xmlUrl"] for o in outlines} >= {s.url for s in added}
 
-    # The export imports into an empty config as the same sources, tags included.
+    # The export imports into an empty config as the same sources, tags included (the bundled samples are
+    # file: sources, which an import takes only when the operator allows them).
     (tmp_path / "export.opml").write_text(run_cli("opml", "export", config=config, check=True).stdout)
     (tmp_path / "fresh").mkdir()
     fresh = write_config(tmp_path / "fresh", [])
-    reimported = source_list(run_cli("opml", "import", str(tmp_path / "export.opml"), config=fresh,
-                                     check=True).stdout)
+    reimported = source_list(run_cli("opml", "import", "--allow-files", str(tmp_path / "export.opml"),
+                                     config=fresh, check=True).stdout)
     expected = [(s.url, s.title or s.id, list(s.tags)) for s in after.sources]
     assert [(s["url"], s["title"], s.get("tags", [])) for s in reimported] == expected
 

@@ -26,15 +26,19 @@ def site(tmp_path):
     config_path = write_config(tmp_path, [
         {"id": "good", "url": "http://example.org/good.xml"},
         {"id": "evil", "url": "http://example.org/evil.xml"},
+        {"id": "private", "url": "https://reader:s3cretPassw0rd@example.org/p.xml?token=KEYtok3n99&page=2"},
+        {"id": "local", "url": "file:local.rss"},
     ], [{"id": "world", "title": "World <news>", "subtitle": "From everywhere", "formats": ["atom", "rss", "json"]}],
         server={"listen": "127.0.0.1:8080"})  # the test serves on a free port instead
     config = load_config(config_path)
     out = config.output_dir
     (out / "archive" / "world").mkdir(parents=True)
+    (out / "stories").mkdir()
     files = {"world.atom": ATOM, "world.rss": b"<rss version='2.0'><channel/></rss>",
              "world.json": b'{"version": "https://jsonfeed.org/version/1.1"}', "feed.xsl": b"<xsl:stylesheet/>",
              "index.opml": b"<opml version='2.0'/>", ".world.atom.123.tmp": b"half a fi",
-             "archive/world/1.atom": ATOM}
+             "archive/world/1.atom": ATOM, "world.html": b"<!DOCTYPE html><title>World</title>",
+             "stories/0f3e.html": b"<!DOCTYPE html><title>A story</title>", "pages.css": b"body{margin:0}"}
     for name, body in files.items():
         (out / name).write_bytes(body)
     (tmp_path / "secret.txt").write_text("not for the web")
@@ -65,7 +69,8 @@ def get(port: int, path: str, method: str = "GET", **headers) -> tuple[int, dict
 @pytest.mark.parametrize("name, media_type", [
     ("world.atom", "application/atom+xml"), ("world.rss", "application/rss+xml"),
     ("world.json", "application/feed+json"), ("feed.xsl", "text/xsl"), ("index.opml", "text/x-opml"),
-    ("archive/world/1.atom", "application/atom+xml"),
+    ("archive/world/1.atom", "application/atom+xml"), ("world.html", "text/html"),
+    ("stories/0f3e.html", "text/html"), ("pages.css", "text/css"),
 ])
 def test_each_kind_of_file_is_served_with_its_media_type(site, name, media_type):
     config, port, _ = site
@@ -129,9 +134,22 @@ def test_only_get_and_head(site):
     assert status == 405 and headers["allow"] == "GET, HEAD"
 
 
-def test_the_index_lists_outputs_with_subscribe_links_and_every_sources_health(site):
-    _, port, _ = site
+def test_the_root_is_the_published_index_page(site):
+    config, port, _ = site
     status, headers, body = get(port, "/")
+    assert status == 404  # not published yet: nothing pretends to be the index
+    write_atomic(config.output_dir / "index.html", b"<!DOCTYPE html><title>Feeds</title>" + b"<p>x</p>" * 64)
+    for path in ("/", "/index.html"):
+        status, headers, body = get(port, path, **{"Accept-Encoding": "gzip"})
+        assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+        assert gzip.decompress(body) == (config.output_dir / "index.html").read_bytes()
+        status, _, body = get(port, path, **{"If-None-Match": headers["etag"], "Accept-Encoding": "gzip"})
+        assert (status, body) == (304, b"")
+
+
+def test_the_status_page_lists_outputs_with_subscribe_links_and_every_sources_health(site):
+    config, port, _ = site
+    status, headers, body = get(port, "/status")
     page = body.decode()
     assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
     assert "World &lt;news&gt;" in page and "From everywhere" in page
@@ -142,6 +160,8 @@ def test_the_index_lists_outputs_with_subscribe_links_and_every_sources_health(s
     assert ">good</a></td><td>ok</td>" in page
     assert ">evil</a></td><td>failing</td>" in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "<script>" not in page
+    assert "<td>private</td>" in page  # a URL with credentials is not linked at all (they are masked everywhere)
+    assert not [w for w in ("s3cretPassw0rd", "KEYtok3n99", str(config.path.parent)) if w in page], page
 
 
 def test_healthz_reports_the_daemons_health(site):

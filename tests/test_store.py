@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from aggregator.dedup.copies import SourceContext
-from aggregator.errors import StoreError
+from aggregator.errors import FailureKind, StoreError
 from aggregator.dedup.links import canonical_link
 from aggregator.models import Entry, SourceState
 from aggregator.run.pipeline import item_values
@@ -48,7 +48,7 @@ def test_source_state_round_trips_every_field(store):
         etag='"abc"', last_modified="Mon, 27 Sep 2021 10:00:00 GMT", body_hash="f" * 64,
         last_poll=NOW, last_success=NOW - timedelta(hours=1), last_status=503, errors=3,
         next_poll=NOW + timedelta(minutes=30), retry_after=NOW + timedelta(minutes=5), last_error="fetch: 503",
-        feed_title="WSWS", feed_link="https://wsws.test/", feed_id="tag:wsws", feed_updated=NOW,
+        last_failure=FailureKind.HTTP, feed_title="WSWS", feed_link="https://wsws.test/", feed_id="tag:wsws", feed_updated=NOW,
         min_interval=3600,
     )
     with store.transaction() as db:

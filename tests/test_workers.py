@@ -18,6 +18,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from aggregator.run.workers import REQUEST_GRACE
 from aggregator.store import Store
 from conftest import run_cli, write_config
 from feedserver import FeedServer
@@ -25,6 +26,7 @@ from test_daemon import daemons, titles, wait_for  # noqa: F401 (daemons is a fi
 
 LEASE = 3
 ENV = {"AGGREGATOR_LEASE": str(LEASE)}
+HANG_TIMEOUT = 6
 BASE = datetime(2024, 3, 4, 12, 0, tzinfo=timezone.utc)
 
 
@@ -150,8 +152,10 @@ def test_a_worker_killed_mid_poll_leaves_its_sources_to_the_others_once_its_leas
 
     hosts[3].serve("/hang.xml", handler=hang)
     sources = [{"id": f"f{n}", "url": hosts[n % 3].serve(f"/f{n}.xml", feed(n))} for n in range(30)]
-    sources.append({"id": "hang", "url": hosts[3].url("/hang.xml"), "timeout": 60})
-    config = write_config(tmp_path, sources, state=postgres_url, defaults={"interval": 1})
+    sources.append({"id": "hang", "url": hosts[3].url("/hang.xml")})
+    # a request in flight keeps its lease until its deadline (timeout) plus REQUEST_GRACE: short timeouts, so that
+    # the dead worker's requests no longer hold their sources back within the test
+    config = write_config(tmp_path, sources, state=postgres_url, defaults={"interval": 1, "timeout": HANG_TIMEOUT})
     workers = start_workers(daemons, config)
 
     with closing(Store(postgres_url)) as store:
@@ -174,15 +178,16 @@ def test_a_worker_killed_mid_poll_leaves_its_sources_to_the_others_once_its_leas
         survivors = [w for w in workers if w is not victim]
         wait_for(lambda: store.query("SELECT entries FROM (SELECT count(*) AS entries FROM items "
                                      "WHERE source_id = 'hang') AS c")[0][0] == 2,
-                 timeout=LEASE + 15, what="hang polled by another worker", log=survivors[0].log)
+                 timeout=max(LEASE, HANG_TIMEOUT + REQUEST_GRACE) + 15, what="hang polled by another worker",
+                 log=survivors[0].log)
         assert pids_polling(survivors, "hang")
-        expired = max(row[1] for row in leased)
+        expires = {row[0]: row[1] for row in leased}  # each lease as the dead worker left it
         for source_id, count in seen.items():  # every source the dead worker held was polled again…
             path = "/hang.xml" if source_id == "hang" else f"/{source_id}.xml"
             server = hosts[3] if source_id == "hang" else hosts[int(source_id[1:]) % 3]
             wait_for(lambda: len(server.seen(path)) > count, timeout=10, what=f"{source_id} polled again")
             retaken = server.seen(path)[count].time
-            assert retaken >= expired - 0.1, (source_id, retaken - killed)  # …only once its lease had expired
+            assert retaken >= expires[source_id] - 0.1, (source_id, retaken - killed)  # …only once its lease expired
         start = {n: len(hosts[n % 3].seen(f"/f{n}.xml")) for n in range(30)}
         wait_for(lambda: all(len(hosts[n % 3].seen(f"/f{n}.xml")) > start[n] for n in range(30)), timeout=15,
                  what="every source polled by the two left", log=survivors[0].log)

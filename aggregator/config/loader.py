@@ -17,9 +17,10 @@ from ruamel.yaml.error import MarkedYAMLError
 from ..errors import ConfigError
 from ..redaction import redact
 from .filters import Pattern, parse_pattern
-from .model import DEFAULT_ATTRIBUTION, DEFAULT_RETENTION, Config, OutputConfig, SourceConfig, default_config_path
-from .values import (Reader, _attribution, _keep, _boolean, _formats, _http_url, _identifier, _integer, _listen_address,
-                     _positive_integer, _string, _string_list, parse_duration, parse_size)
+from .model import (DEFAULT_ATTRIBUTION, DEFAULT_DATE_FORMAT, DEFAULT_RETENTION, Config, OutputConfig, SourceConfig,
+                    default_config_path)
+from .values import (Reader, _attribution, _boolean, _date_format, _formats, _http_url, _identifier, _integer, _keep,
+                     _listen_address, _positive_integer, _public_url, _string, _string_list, parse_duration, parse_size)
 
 
 class _Loader:
@@ -28,7 +29,7 @@ class _Loader:
         "id", "title", "subtitle", "sources", "tags", "include", "exclude", "limit", "formats",
         "since", "languages", "attribution", "icon", "logo", "author", "rights", "language",
     }
-    TOP_KEYS = {"state", "output", "defaults", "sources", "outputs", "dedup", "server", "websub", "retention"}
+    TOP_KEYS = {"state", "output", "defaults", "sources", "outputs", "dedup", "server", "websub", "metrics", "retention"}
 
     def __init__(self, path: Path, document: Any):
         self.path = path
@@ -41,6 +42,14 @@ class _Loader:
         if "://" in text:
             return text
         return str((self.base_dir / text).resolve())
+
+    def template_dir(self, value: Any) -> str:
+        """`output.templates`: an existing folder of HTML templates overriding the packaged ones."""
+        path = self.resolve_path(value)
+        if "://" in path or not Path(path).is_dir():
+            raise ValueError(f"{_string(value)!r} is not a folder; name a folder of templates "
+                             "(relative to this file) or remove the key to use the packaged ones")
+        return path
 
     def source_url(self, value: Any) -> str:
         """The URL to read: http(s) as written; a file: URL as the file:///… URI of the file it names, its
@@ -64,11 +73,14 @@ class _Loader:
         r = self.r
         top = r.mapping(self.doc, "", self.TOP_KEYS, 1)
         state = r.value(top, "state", "", self.resolve_path, str(self.base_dir / "aggregator.db"))
-        output = r.mapping(top.get("output"), "output", {"dir", "base_url"}, r.line_of(top, "output"))
+        output = r.mapping(top.get("output"), "output", {"dir", "base_url", "templates", "date_format"},
+                           r.line_of(top, "output"))
         output_dir = r.value(output, "dir", "output", self.resolve_path, str(self.base_dir / "feeds"))
         base_url = r.value(output, "base_url", "output", _http_url, "http://127.0.0.1:8080/")
         if not base_url.endswith("/"):
             base_url += "/"
+        templates = r.value(output, "templates", "output", self.template_dir, None)
+        date_format = r.value(output, "date_format", "output", _date_format, DEFAULT_DATE_FORMAT)
         defaults = self.source_settings(
             r.mapping(top.get("defaults"), "defaults", self.SOURCE_KEYS - {"id", "url", "title"},
                       r.line_of(top, "defaults")),
@@ -78,18 +90,40 @@ class _Loader:
         outputs = self.outputs(top, {s.id for s in sources})
         dedup = r.mapping(top.get("dedup"), "dedup", {"window"}, r.line_of(top, "dedup"))
         window = r.value(dedup, "window", "dedup", parse_duration, 14 * 86400.0)
-        server = r.mapping(top.get("server"), "server", {"listen"}, r.line_of(top, "server"))
+        server = r.mapping(top.get("server"), "server", {"listen", "public_url", "stuck_after"},
+                           r.line_of(top, "server"))
         listen = r.value(server, "listen", "server", _listen_address, None)
-        websub = r.mapping(top.get("websub"), "websub", {"hubs"}, r.line_of(top, "websub"))
+        websub = r.mapping(top.get("websub"), "websub", {"hubs", "subscribe", "lease", "safety_interval"},
+                           r.line_of(top, "websub"))
         hubs = r.value(websub, "hubs", "websub", lambda v: tuple(_http_url(h) for h in _string_list(v)), ())
+        operating = self.operating(top, server, websub, listen)
         retention = r.mapping(top.get("retention"), "retention", {"keep"}, r.line_of(top, "retention"))
         keep = r.value(retention, "keep", "retention", _keep, DEFAULT_RETENTION)
         if r.problems:
             raise ConfigError(r.problems)
         return Config(
             path=self.path, state=state, output_dir=Path(output_dir), base_url=base_url,
-            sources=sources, outputs=outputs, dedup_window=window, listen=listen, hubs=hubs, retention=keep,
+            sources=sources, outputs=outputs, dedup_window=window, listen=listen, hubs=hubs, **operating,
+            templates=Path(templates) if templates else None, date_format=date_format, retention=keep,
         )
+
+    def operating(self, top: dict, server: dict, websub: dict, listen: tuple | None) -> dict:
+        """The daemon's push, health and metrics settings (server.public_url and .stuck_after, websub.subscribe,
+        .lease and .safety_interval, metrics.per_source)."""
+        r, v = self.r, self.r.value
+        metrics = r.mapping(top.get("metrics"), "metrics", {"per_source"}, r.line_of(top, "metrics"))
+        settings = {
+            "public_url": v(server, "public_url", "server", _public_url, None),
+            "stuck_after": v(server, "stuck_after", "server", parse_duration, 600.0),
+            "subscribe": v(websub, "subscribe", "websub", _boolean, False),
+            "push_lease": v(websub, "lease", "websub", parse_duration, 10 * 86400.0),
+            "push_safety_interval": v(websub, "safety_interval", "websub", parse_duration, 6 * 3600.0),
+            "metrics_per_source": v(metrics, "per_source", "metrics", _boolean, False),
+        }
+        if settings["subscribe"] and (listen is None or settings["public_url"] is None):
+            r.problem(r.line_of(websub, "subscribe"), "websub.subscribe",
+                      "needs server.listen and server.public_url (the address at which hubs reach server.listen)")
+        return settings
 
     def source_settings(self, node: dict, key_path: str, base: SourceConfig) -> dict:
         """The per-source keys that may also be set in `defaults`, converted."""

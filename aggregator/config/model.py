@@ -12,6 +12,7 @@ from .filters import Pattern
 ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 FORMATS = ("atom", "rss", "json")
 DEFAULT_ATTRIBUTION = "Originally published by {source} on {published:%Y-%m-%d}"
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"  # how HTML pages show dates (output.date_format)
 DEFAULT_RETENTION = 90 * 86400.0
 
 
@@ -73,6 +74,14 @@ class Config:
     dedup_window: float = 14 * 86400.0
     listen: tuple[str, int] | None = None
     hubs: tuple[str, ...] = ()
+    public_url: str | None = None  # server.public_url: how hubs reach server.listen (WebSub callbacks)
+    stuck_after: float = 600.0  # server.stuck_after: /healthz fails once the daemon is stuck this long
+    subscribe: bool = False  # websub.subscribe: subscribe to the hubs sources advertise
+    push_lease: float = 10 * 86400.0  # websub.lease: the lease asked of hubs
+    push_safety_interval: float = 6 * 3600.0  # websub.safety_interval: polls of a live source at most this often
+    metrics_per_source: bool = False  # metrics.per_source
+    templates: Path | None = None  # output.templates: a folder whose templates override the packaged ones
+    date_format: str = DEFAULT_DATE_FORMAT
     retention: float | None = DEFAULT_RETENTION  # seconds a republished story stays in the store; None: forever
 
     def source(self, source_id: str) -> SourceConfig | None:

@@ -143,6 +143,15 @@ def _http_url(value: Any) -> str:
     return text
 
 
+def _public_url(value: Any) -> str:
+    """An http(s) URL without credentials, ending in '/': what paths such as websub/<id> are appended to."""
+    text = _http_url(value)
+    parts = urlsplit(text)
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{text!r}: give the plain address, without user, password, query or fragment")
+    return text if text.endswith("/") else text + "/"
+
+
 def _formats(value: Any) -> tuple[str, ...]:
     formats = _string_list(value)
     for name in formats:
@@ -174,6 +183,24 @@ def _listen_address(value: Any) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{text!r} is not HOST:PORT")
     return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+#: strftime directives a date_format may use: dates and times, never locale- or platform-specific ones.
+DATE_DIRECTIVES = set("aAbBdHIjmMpSyYZz%eGuVw")
+
+
+def _date_format(value: Any) -> str:
+    """`output.date_format`: a strftime pattern (%Y-%m-%d, %d %B %Y, %Y-%m-%d %H:%M %Z…)."""
+    text = _string(value)
+    if not text.strip():
+        raise ValueError('an empty date format shows no date; write one such as "%Y-%m-%d" or "%d %B %Y"')
+    directives = re.findall(r"%(.)", text.replace("%%", ""))
+    unknown = sorted(set(directives) - DATE_DIRECTIVES)
+    if unknown or text.replace("%%", "").endswith("%"):
+        bad = ", ".join("%" + d for d in unknown) or "a lone %"
+        raise ValueError(f"bad date format {text!r}: {bad} is not a date directive; use %Y %m %d %B %b %A %a "
+                         "%H %M %S %Z (write %% for a percent sign)")
+    return text
 
 
 def _keep(value: Any) -> float | None:

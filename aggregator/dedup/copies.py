@@ -6,7 +6,6 @@ or from the columns the store keeps of a stored one (`stored_copy`).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from datetime import datetime
 
 import numpy as np
 
-from ..models import Entry, ParsedFeed, from_text
+from ..models import Entry, ParsedFeed, from_json, from_text
 from . import fingerprint
 from .links import canonical_link, identifies_page
 from .titles import Decorations, is_generic_title, learn_decorations, normalised_title, title_keys
@@ -119,12 +118,12 @@ def stored_copy(row: Mapping) -> Copy:
     its title key was normalised when it was stored."""
     if row["hashes"] is not None:
         text = Fingerprint(row["words"], np.frombuffer(row["hashes"], dtype="<u4"),
-                            tuple(json.loads(row["blocks"])))
+                            tuple(from_json(row["blocks"])))
     else:  # stored before fingerprints were
         text, _ = fingerprint.text_fingerprint(text_of(row["content"], row["summary"]))
     key = row["title_key"] or ""
     if row["title_keys"] is not None:
-        titles = tuple(json.loads(row["title_keys"]))
+        titles = tuple(from_json(row["title_keys"]))
     else:  # stored before title keys were: as its source would have seen them, less what it learnt
         titles = tuple(k for k in dict.fromkeys((key, *title_keys(row["title"])))
                        if k and not is_generic_title(k))

@@ -23,12 +23,12 @@ from typing import Iterable, Iterator
 
 from lxml import etree
 
-from ..config import FORMATS, Config, OutputConfig
+from ..config import Config, OutputConfig
 from ..errors import PublishError
 from ..models import StoryEntry
 from ..store import Store
 from ..store.publications import Publication
-from .documents import ARCHIVE_DIR
+from .documents import ARCHIVE_DIR, DOCUMENT_FORMATS, formats_of
 from .pageindex import OLD_FULL_PAGES_INDEX, PageIndexes, Archived, append_index, index_lines
 from .select import RejectedCopies, StoryRef, StorySet, load_entries, recent, story_refs
 
@@ -122,7 +122,7 @@ def read_pages(directory: Path, indexes: PageIndexes | None = None) -> list[Page
         index = indexes.get(directory)
     pages, found = [], []
     for number in numbers:
-        formats = frozenset(fmt for fmt in FORMATS if f"{number}.{fmt}" in names)
+        formats = frozenset(fmt for fmt in DOCUMENT_FORMATS if f"{number}.{fmt}" in names)
         if number in index.numbers:
             pages.append(Page(number, None, True, formats))
             continue
@@ -188,7 +188,7 @@ def _read_page(directory: Path, number: int, names: set[str]) -> Page:
                            "to start it afresh") from exc
     uids = tuple((e.text or "").strip() for e in root.iterfind(f"{ATOM}entry/{ATOM}id"))
     full = root.find(f"{ATOM}link[@rel='next-archive']") is not None
-    formats = frozenset(fmt for fmt in FORMATS if f"{number}.{fmt}" in names)
+    formats = frozenset(fmt for fmt in DOCUMENT_FORMATS if f"{number}.{fmt}" in names)
     return Page(number, uids, full, formats)
 
 
@@ -271,11 +271,12 @@ def prepare(store: Store, config: Config, output: OutputConfig, now: datetime | 
     directory = archive_dir(config, output)
     found = unarchived(store, config, output, memory, settings)
     refs, pages = found.refs, found.pages
-    unread = {p.number for p in pages if p.uids is None and set(output.formats) - p.formats}
+    formats = formats_of(output)
+    unread = {p.number for p in pages if p.uids is None and set(formats) - p.formats}
     if unread:  # a format added to the output: those pages are written again, with the stories they hold
         uids = memory.pages.uids(directory, unread)
         pages = [replace(p, uids=uids.get(p.number, ())) if p.number in unread else p for p in pages]
-    result = plan(pages, refs, recent(output, refs, now)[:output.limit], output.limit, output.formats)
+    result = plan(pages, refs, recent(output, refs, now)[:output.limit], output.limit, formats)
     entries = load_entries(store, config, list(result.current))
     record = Publication(settings, frozenset(r.story_id for r in result.current),
                          max([len(pages), *(p.number for p in result.pages)])) if settings else None

@@ -21,7 +21,7 @@ from ..config import Config, OutputConfig
 from ..models import SourceMeta, StoryEntry, to_text as rfc3339
 from ..reader.sanitize import xml_safe
 from . import jsonfeed
-from .documents import MEDIA_TYPES, Document, entry_body, feed_url, updated_of
+from .documents import MEDIA_TYPES, PAGE, Document, entry_body, feed_url, updated_of
 
 ATOM = "http://www.w3.org/2005/Atom"
 HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
@@ -191,7 +191,8 @@ def build_feed(config: Config, document: Document, fmt: str, entries: list[Story
     if fmt == "atom":
         for rel, href in hubs + history:
             fg.link(href=href, rel=rel, **({} if rel == "hub" else {"type": MEDIA_TYPES[fmt]}))
-    fg.link(href=config.base_url, rel="alternate", type="text/html")  # last: feedgen makes it RSS's <link>
+    # the document's own HTML page (pages.py); last: feedgen makes it RSS's <link>
+    fg.link(href=feed_url(config, document.name(PAGE)), rel="alternate", type="text/html")
     _feed_metadata(fg, output, fmt)
     fg.updated(updated_of(entries))
     return fg

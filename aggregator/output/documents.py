@@ -18,6 +18,13 @@ EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MEDIA_TYPES = {"atom": "application/atom+xml", "rss": "application/rss+xml", "json": "application/feed+json"}
 STYLESHEET = "feed.xsl"
 ARCHIVE_DIR = "archive"
+PAGE = "html"  # every document's HTML page (pages.py), written beside its feed formats
+DOCUMENT_FORMATS = ("atom", "rss", "json", PAGE)  # what an archive page may exist in
+
+
+def formats_of(output: OutputConfig) -> tuple[str, ...]:
+    """The files each document of `output` is written as: its feed formats, then its page."""
+    return output.formats + (PAGE,)
 
 
 def feed_url(config: Config, name: str) -> str:

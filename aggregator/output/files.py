@@ -11,8 +11,13 @@ from pathlib import Path
 from ..errors import PublishError
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Replace `path` with `data` (write beside, fsync, rename); False when it already holds them."""
+def write_atomic(path: Path, data: bytes, durable: bool = True) -> bool:
+    """Replace `path` with `data` (write beside, fsync, rename); False when it already holds them.
+
+    `durable=False` (many small files in one folder: story pages) leaves out the fsyncs and the sweep of
+    stale temporaries (the caller does those once for the folder: `sync_folder`): a reader still never
+    sees a partial file, but after a power cut a file may be empty; its size then no longer matches what
+    Rendered recorded, so the next publish writes it again."""
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:  # a large document is not read in vain
             return False
@@ -27,16 +32,14 @@ def write_atomic(path: Path, data: bytes) -> bool:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         tmp = None
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        _remove_stale_temporaries(path)
+        if durable:
+            _fsync_folder(path.parent)
+            _remove_stale_temporaries(path)
     except OSError as exc:
         hint = "free some disk space" if exc.errno in (28, 27, 122) else "check that the output folder is writable"
         raise PublishError(f"cannot write {path}: {exc.strerror or exc}; {hint}") from exc
@@ -49,10 +52,29 @@ def write_atomic(path: Path, data: bytes) -> bool:
     return True
 
 
-def _remove_stale_temporaries(path: Path, age: float = 60.0) -> None:
+def sync_folder(directory: Path) -> None:
+    """After `write_atomic(..., durable=False)` into `directory`: its entries to disk once, stale temporaries swept."""
+    try:
+        _fsync_folder(directory)
+    except OSError as exc:
+        raise PublishError(f"cannot write {directory}: {exc.strerror or exc}; check that the output folder "
+                           "is writable") from exc
+    _remove_stale_temporaries(directory, pattern=".*.tmp")
+
+
+def _fsync_folder(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _remove_stale_temporaries(path: Path, age: float = 60.0, pattern: str | None = None) -> None:
     """A writer killed mid-write (kill -9, power loss) leaves its temporary file; sweep old ones away."""
     cutoff = time.time() - age
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    folder = path if pattern else path.parent
+    for leftover in folder.glob(pattern or f".{glob.escape(path.name)}.*.tmp"):
         try:
             if leftover.stat().st_mtime < cutoff:
                 leftover.unlink()

@@ -14,7 +14,7 @@ from .. import PROJECT_URL
 from ..config import Config
 from ..models import StoryEntry, to_text as rfc3339
 from ..reader.sanitize import plain_text
-from .documents import Document, entry_body, feed_url
+from .documents import PAGE, Document, entry_body, feed_url
 
 VERSION = "https://jsonfeed.org/version/1.1"
 ABOUT = f"{PROJECT_URL}#feed-extensions"  # the README section documenting `_aggregator`
@@ -25,7 +25,7 @@ def render(config: Config, document: Document, entries: list[StoryEntry]) -> byt
     feed: dict = {
         "version": VERSION,
         "title": document.title(),
-        "home_page_url": config.base_url,
+        "home_page_url": feed_url(config, document.name(PAGE)),  # the document's HTML page
         "feed_url": feed_url(config, document.name("json")),
     }
     if output.subtitle:

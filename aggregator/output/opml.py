@@ -3,7 +3,8 @@
 Import reads any OPML 1.0/2.0 file a feed reader exports: every outline with
 an xmlUrl is a feed; the folders it sits in and its `category` attribute
 become tags. Feeds already configured (same canonical URL) and repeats inside
-the file are skipped. Export writes OPML 2.0 with the same attributes, so an
+the file are skipped, and so are `file:` outlines unless the operator allows
+them: a list from elsewhere must not make the aggregator read local files. Export writes OPML 2.0 with the same attributes, so an
 export imports back to the same sources.
 """
 
@@ -93,8 +94,12 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:40].strip("-")
 
 
-def plan_import(outlines: list[Outline], config: Config) -> ImportPlan:
-    """Pure: the new sources, with ids unique against the config and each other."""
+def plan_import(outlines: list[Outline], config: Config, allow_files: bool = False) -> ImportPlan:
+    """Pure: the new sources, with ids unique against the config and each other.
+
+    A `file:` outline is skipped unless `allow_files`: it names a file on this
+    machine (`file:///etc/passwd`), which an OPML file from elsewhere has no say over.
+    """
     taken = {s.id for s in config.sources}
     known = {canonical_link(s.url) for s in config.sources}
     sources, skipped, listed = [], [], set()
@@ -102,6 +107,9 @@ def plan_import(outlines: list[Outline], config: Config) -> ImportPlan:
         scheme = urlsplit(outline.xml_url).scheme.lower()
         if scheme not in SCHEMES:
             skipped.append(f"{outline.xml_url}: not an http, https or file URL")
+            continue
+        if scheme == "file" and not allow_files:
+            skipped.append(f"{outline.xml_url}: a local file, not imported (--allow-files takes file: outlines)")
             continue
         key = canonical_link(outline.xml_url)
         if key in known or key in listed:

@@ -2,7 +2,8 @@
 
 The stage's entry is `publish_outputs`. Each output has a current document
 per format and, once entries fall out of it, numbered archive pages (RFC
-5005) that archive.py plans; atom.py and jsonfeed.py render them,
+5005) that archive.py plans; atom.py and jsonfeed.py render them, pages.py
+renders each document's HTML page and the story pages of its entries,
 journal.Publication puts them in place together, rendered.Rendered skips
 those unchanged.
 """
@@ -20,47 +21,56 @@ from ..store import Store
 from . import archive, journal, websub
 from .archive import ArchiveUpdate, PublishMemory, archive_dir
 from .atom import render
-from .documents import STYLESHEET, Document
+from .documents import PAGE, STYLESHEET, Document, formats_of
 from .files import write_atomic
 from .journal import Publication
 from .opml import outputs_opml
 from .pageindex import PendingIndex
+from .pages import STYLESHEET as PAGES_STYLESHEET, Site
 from .rendered import Rendered
 
 
 def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntry],
-                   archive: ArchiveUpdate | None = None, rendered: Rendered | None = None) -> list[Path]:
-    """Write every format of one output as one change on disk; the paths actually rewritten.
+                   archive: ArchiveUpdate | None = None, rendered: Rendered | None = None,
+                   site: Site | None = None) -> list[Path]:
+    """Write every format of one output and its HTML pages as one change on disk; the paths actually rewritten.
 
-    Archive pages and current documents are staged first and then put in
-    place together (journal.Publication): killed at any moment, the publish
-    is either not done at all or finished by the next one, so every story is
-    in exactly one document of each format. With `rendered`, documents
-    unchanged since they were last written are not rendered; a document
-    rendered to the bytes its file already holds is not rewritten.
+    Archive pages and current documents (feeds and HTML pages alike) are
+    staged first and then put in place together (journal.Publication): killed
+    at any moment, the publish is either not done at all or finished by the
+    next one, so every story is in exactly one document of each format. A
+    document's story pages are written before it, so its links always lead
+    somewhere. With `rendered`, documents unchanged since they were last
+    written are not rendered; a document rendered to the bytes its file
+    already holds is not rewritten.
     """
     archive = archive or ArchiveUpdate(None)
     rendered = rendered or Rendered(None, config)
+    site = site or Site(config, rendered)
     publication = Publication(config.output_dir, output.id)
     staged: list[tuple[Path, str]] = []  # (path, digest) recorded once in place
     full_pages = PendingIndex(archive_dir(config, output))  # indexed once in place
+    written: list[Path] = []
     try:
         for page in archive.pages:
             document, page_entries = Document(output, page=page.number, full=page.full), list(page.entries)
+            if PAGE in page.formats:
+                written += site.stories(page_entries)
             for fmt in page.formats:
-                _stage_document(config, document, fmt, page_entries, rendered, publication, staged)
+                _stage_document(config, document, fmt, page_entries, rendered, publication, staged, site)
             if page.index:
                 full_pages.add(page.number, (e.uid for e in page_entries))
         current = Document(output, prev_archive=archive.newest)
-        for fmt in output.formats:
-            _stage_document(config, current, fmt, entries, rendered, publication, staged)
+        written += site.stories(entries)
+        for fmt in formats_of(output):
+            _stage_document(config, current, fmt, entries, rendered, publication, staged, site)
     except BaseException:
         publication.abort()
         full_pages.discard()
         rendered.save()
         raise
     try:
-        written = publication.commit()  # failing, it leaves the journal (if any) for the next publish to finish
+        written += publication.commit()  # failing, it leaves the journal (if any) for the next publish to finish
         for path, digest in staged:
             rendered.done(path, digest)
         full_pages.commit()
@@ -71,12 +81,13 @@ def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntr
 
 
 def _stage_document(config: Config, document: Document, fmt: str, entries: list[StoryEntry], rendered: Rendered,
-                    publication: Publication, staged: list[tuple[Path, str]]) -> None:
+                    publication: Publication, staged: list[tuple[Path, str]], site: Site) -> None:
     path = config.output_dir / document.name(fmt)
-    digest = rendered.digest(document, fmt, entries)
+    digest = rendered.digest(document, site.format_key(fmt), entries)
     if rendered.unchanged(path, digest):
         return
-    if publication.stage(path, render(config, document, fmt, entries)):
+    data = site.river(document, entries) if fmt == PAGE else render(config, document, fmt, entries)
+    if publication.stage(path, data):
         staged.append((path, digest))
     else:  # the file holds these bytes already
         rendered.done(path, digest)
@@ -91,10 +102,12 @@ def stylesheet_bytes() -> bytes:
     return resources.files(__package__).joinpath(STYLESHEET).read_bytes()
 
 
-def publish_site(config: Config) -> list[Path]:
-    """The files shared by every output: the browser stylesheet and index.opml listing the outputs."""
+def publish_site(config: Config, site: Site | None = None) -> list[Path]:
+    """The files shared by every output: the stylesheets (feeds', pages') and index.opml listing the outputs."""
     written = []
-    for name, data in ((STYLESHEET, stylesheet_bytes()), ("index.opml", outputs_opml(config))):
+    site = site or Site(config, Rendered(None, config))
+    for name, data in ((STYLESHEET, stylesheet_bytes()), (PAGES_STYLESHEET, site.stylesheet()),
+                       ("index.opml", outputs_opml(config))):
         path = config.output_dir / name
         if write_atomic(path, data):
             written.append(path)
@@ -120,8 +133,9 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     inputs = rendered.inputs()  # first: a poll committing while this publish reads counts as a change next time
     if unless_unchanged and rendered.nothing_to_publish(config, inputs, store.published_inputs()):
         return []
+    site = Site(config, rendered)
     try:
-        written += publish_site(config)
+        written += publish_site(config, site)
     except PublishError as exc:
         errors.append(str(exc))
     failing = store.output_failures()
@@ -131,7 +145,7 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
         try:
             journal.finish(config.output_dir, output.id)  # a publish of it that was interrupted, first
             entries, update = archive.prepare(store, config, output, now, memory, rendered.selection())
-            written += publish_output(config, output, entries, update, rendered)
+            written += publish_output(config, output, entries, update, rendered, site)
             if update.record is not None:
                 store.record_publication(output.id, update.record, update.archived, update.consumed)
         except PublishError as exc:
@@ -140,6 +154,10 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
             continue
         if output.id in failing:
             _record_publish(store, output.id, None, now)
+    try:  # last: it links the outputs' files, and shows each one's newest story
+        written += _write(config.output_dir / "index.html", site.index())
+    except PublishError as exc:
+        errors.append(str(exc))
     if config.hubs:
         changed = {path.relative_to(config.output_dir).as_posix() for path in written}
         topics = [config.base_url + f"{o.id}.{fmt}" for o in config.outputs for fmt in o.formats
@@ -151,6 +169,10 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     if only is None:
         store.set_published_inputs(inputs)
     return written
+
+
+def _write(path: Path, data: bytes) -> list[Path]:
+    return [path] if write_atomic(path, data) else []
 
 
 def _record_publish(store: Store, output_id: str, error: str | None, now: datetime | None) -> None:

@@ -16,7 +16,9 @@ from lxml import etree
 from ..config import Config
 from ..models import StoryEntry
 from ..store import Store
-from .documents import ARCHIVE_DIR, STYLESHEET, Document
+from .documents import ARCHIVE_DIR, STYLESHEET, Document, formats_of
+
+SITE_FILES = (STYLESHEET, "index.opml", "pages.css", "index.html")  # written by every publish, for every output
 
 
 class Rendered:
@@ -39,6 +41,7 @@ class Rendered:
         # (patterns as their text: a compiled pattern's repr changes between runs)
         self._settings = hashlib.blake2b(_renderer() + repr(settings).encode(), digest_size=20).digest()
         self._done: list[tuple[str, str, str]] = []
+        self._known: dict[str, tuple[str, str] | None] = {}  # records looked up at once (story pages)
         self._entries: tuple[list[StoryEntry] | None, bytes] = (None, b"")  # the last list digested, for each format
 
     def digest(self, document: Document, fmt: str, entries: list[StoryEntry]) -> str:
@@ -55,6 +58,22 @@ class Rendered:
         publication recorded under another one is not trusted to say what the outputs hold."""
         return self._settings.hex()
 
+    def digest_of(self, kind: str, value) -> str:
+        """A digest of one value (a story page's entry) with everything rendering depends on."""
+        sink = _HashSink()
+        sink.write(self._settings + kind.encode())
+        pickle.Pickler(sink, protocol=5).dump(value)
+        return sink.digest.hexdigest()
+
+    def prefetch(self, paths: list[Path]) -> None:
+        """Look up the records of many files in a few queries, for `unchanged` to find (story pages)."""
+        if self._store is None or not paths:
+            return
+        names = [str(path) for path in paths]
+        found = self._store.rendered_many(names)
+        for name in names:
+            self._known[name] = found.get(name)
+
     def inputs(self) -> str:
         """A digest of what every document depends on besides time: this code, the config, and how many new
         bodies each source has had (every change to the stories comes with one) and where it lives."""
@@ -68,21 +87,28 @@ class Rendered:
         if inputs != published_inputs or any(o.since for o in config.outputs):
             return False
         files = self._store.rendered_files()
-        current = {str(config.output_dir / Document(o).name(fmt)) for o in config.outputs for fmt in o.formats}
+        current = {str(config.output_dir / Document(o).name(fmt)) for o in config.outputs for fmt in formats_of(o)}
         pages = tuple(f"{config.output_dir / ARCHIVE_DIR / o.id}{os.sep}" for o in config.outputs)
         return (current <= files.keys()
                 and all(_signature(Path(path)) == signature for path, signature in files.items()
                         if path in current or path.startswith(pages))
-                and all((config.output_dir / name).is_file() for name in (STYLESHEET, "index.opml")))
+                and all((config.output_dir / name).is_file() for name in SITE_FILES))
 
     def unchanged(self, path: Path, digest: str) -> bool:
         if self._store is None:
             return False
         signature = _signature(path)
-        return bool(signature) and self._store.rendered(str(path)) == (digest, signature)
+        if not signature:
+            return False
+        name = str(path)
+        record = self._known[name] if name in self._known else self._store.rendered(name)
+        return record == (digest, signature)
 
     def done(self, path: Path, digest: str) -> None:
-        self._done.append((str(path), digest, _signature(path)))
+        record = (str(path), digest, _signature(path))
+        self._done.append(record)
+        if record[0] in self._known:
+            self._known[record[0]] = record[1:]
 
     def save(self) -> None:
         if self._store is not None and self._done:

@@ -17,6 +17,7 @@ import numpy as np
 from ..config import Config, OutputConfig, SourceConfig
 from ..models import RelatedCopy, SourceMeta, SourceState, StoredItem, StoryEntry, from_text, polled_url
 from ..reader.sanitize import plain_text, xml_safe
+from ..reader.urls import web_link
 from ..redaction import redact
 from ..store import Store
 
@@ -266,7 +267,7 @@ def _story_entries(store: Store, config: Config, chosen: list[StoredItem],
             published=item.published,
             updated=max(item.updated, item.published),
             title=xml_safe(item.title) or "(untitled)",  # a title of nothing XML allows is no title
-            link=item.link,
+            link=web_link(item.link),  # stored by a version that kept relative links: left out, never published
             summary=item.summary,
             content=item.content,
             authors=item.authors,
@@ -296,6 +297,6 @@ def _other_copies(store: Store, configured: dict[str, SourceConfig], chosen: lis
     if chosen:
         rows = store.other_copies([(i.story_id, i.id) for i in chosen])
         for item_id, story_id, source_id, title, link, published in rows:
-            if link and source_id in configured:
+            if web_link(link) and source_id in configured:
                 copies.setdefault(story_id, []).append(_Copy(source_id, title, link, from_text(published)))
     return copies

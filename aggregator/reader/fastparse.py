@@ -187,6 +187,8 @@ def _rss_item(item) -> dict:
             entry["published_parsed"] = _date(value, rfc822=True)
         elif tag == f"{DC}date":
             entry["updated_parsed"] = _date(value, rfc822=False)
+        elif tag == "enclosure":
+            _enclosure(entry, child.get("url", child.get("uri", child.get("href"))))
     if "link" not in entry and entry.get("id") and permalink:
         entry["link"] = entry["id"]
     if "link" not in entry and entry.get("id"):
@@ -194,6 +196,12 @@ def _rss_item(item) -> dict:
     if "title" not in entry:
         raise Unsupported
     return entry
+
+
+def _enclosure(entry: dict, href: str | None) -> None:
+    """An enclosure as feedparser lists it (`enclosures`, hrefs as written); one without a URL is not listed."""
+    if href:
+        entry.setdefault("enclosures", []).append({"href": href})
 
 
 def _atom(root) -> dict:
@@ -247,6 +255,10 @@ def _atom_entry(element) -> dict:
                 raise Unsupported  # parse.py reads it from feedparser's full list of links
             if child.get("rel", "alternate") == "alternate":
                 entry.setdefault("link", child.get("href", "").strip())
+            elif child.get("rel") == "enclosure":
+                if not child.get("href"):
+                    raise Unsupported  # feedparser reads such a link's text in its own way
+                _enclosure(entry, child.get("href"))
         elif tag == f"{ATOM}id":
             entry["id"] = _absolute_id(_text(child))
         elif tag == f"{ATOM}published":

@@ -17,16 +17,19 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import getproxies, url2pathname
 
 import requests
+import urllib3
 
 from .. import USER_AGENT
-from ..errors import FetchError
+from ..errors import FailureKind, FetchError
 from ..models import FetchResult
+from .body import Body, plain_headers
 from ..redaction import redact
 from .transport import AddressPolicy, AddressRefused, Watch, WatchedAdapter
 
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
-ACCEPT = "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+ACCEPT = ("application/atom+xml, application/rss+xml, application/feed+json, application/rdf+xml;q=0.9, "
+          "application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.8, */*;q=0.5")
 
 _local = threading.local()
 
@@ -69,14 +72,14 @@ def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None
 
 def _read_file(url: str, max_bytes: int, shown: str) -> FetchResult:
     path = Path(url2pathname(urlsplit(url).path))  # the one percent-decoding (config.loader encoded it)
+    body = Body(max_bytes, f"{shown} is larger than max_bytes ({max_bytes} bytes)")
     try:
         with path.open("rb") as f:
-            body = f.read(max_bytes + 1)
+            while chunk := f.read(CHUNK):
+                body.add(chunk)
     except OSError as exc:
-        raise FetchError(f"cannot read {shown}: {exc.strerror or exc.__class__.__name__}") from exc
-    if len(body) > max_bytes:
-        raise FetchError(f"{shown} is larger than max_bytes ({max_bytes} bytes)")
-    return FetchResult(url=url, status=200, body=body, headers={"content-location": url})
+        raise FetchError(f"cannot read {shown}: {exc.strerror or exc.__class__.__name__}", kind=FailureKind.FILE) from exc
+    return FetchResult(url=url, status=200, body=body.bytes(), headers={"content-location": url})
 
 
 def _fetch_http(url: str, etag: str | None, last_modified: str | None,
@@ -95,7 +98,7 @@ def _fetch_http(url: str, etag: str | None, last_modified: str | None,
             while True:
                 remaining = timeout - (time.monotonic() - started)
                 if remaining <= 0:
-                    raise FetchError(f"timed out after {timeout:g}s")
+                    raise FetchError(f"timed out after {timeout:g}s", kind=FailureKind.TIMEOUT)
                 watch.hop = hops
                 response = session().get(current, headers=headers, stream=True, allow_redirects=False,
                                          timeout=(min(remaining, 10.0), remaining))
@@ -105,7 +108,7 @@ def _fetch_http(url: str, etag: str | None, last_modified: str | None,
                     response.close()
                     if hops > MAX_REDIRECTS:
                         raise FetchError(f"more than {MAX_REDIRECTS} redirects (last to {redact(target)})",
-                                         response.status_code)
+                                         response.status_code, kind=FailureKind.REDIRECT)
                     all_permanent = all_permanent and response.status_code in (301, 308)
                     current = target
                     continue
@@ -114,29 +117,47 @@ def _fetch_http(url: str, etag: str | None, last_modified: str | None,
     except FetchError:
         raise
     except AddressRefused as exc:
-        raise FetchError(str(exc)) from exc
+        raise FetchError(str(exc), kind=FailureKind.ADDRESS) from exc
     except requests.exceptions.RequestException as exc:
         raise _request_error(exc, watch, timeout) from exc
 
 
 def _request_error(exc: requests.exceptions.RequestException, watch: Watch, timeout: float) -> FetchError:
-    """requests' exception as one line naming what went wrong (refusal and deadline first: they cause others)."""
+    """requests' exception as one line naming what went wrong (refusal and deadline first: they cause others),
+    and its kind: whether a connection was made at all decides whether an outage could explain it."""
+    cause = _cause(exc)
     if watch.refused:
-        return FetchError(watch.refused)
-    if watch.expired or isinstance(exc, (requests.exceptions.Timeout, requests.exceptions.ConnectTimeout)):
-        return FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
+        return FetchError(watch.refused, kind=FailureKind.ADDRESS)
+    if isinstance(exc, requests.exceptions.ConnectTimeout) or (
+            isinstance(cause, urllib3.exceptions.ConnectTimeoutError)
+            and not isinstance(cause, urllib3.exceptions.NewConnectionError)):
+        return FetchError("timed out connecting: no server accepted the connection in time", kind=FailureKind.CONNECT)
+    if watch.expired or isinstance(exc, requests.exceptions.Timeout):
+        return FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)",
+                          kind=FailureKind.TIMEOUT)
     if isinstance(exc, requests.exceptions.SSLError):
-        return FetchError(f"TLS error: {_reason(exc)}")
+        return FetchError(f"TLS error: {_reason(exc)}", kind=FailureKind.TLS)
     if isinstance(exc, requests.exceptions.TooManyRedirects):
-        return FetchError(f"more than {MAX_REDIRECTS} redirects")
+        return FetchError(f"more than {MAX_REDIRECTS} redirects", kind=FailureKind.REDIRECT)
     if isinstance(exc, requests.exceptions.InvalidSchema):
-        return FetchError(f"redirected to an unsupported URL scheme: {_reason(exc)}")
+        return FetchError(f"redirected to an unsupported URL scheme: {_reason(exc)}", kind=FailureKind.REDIRECT)
     if isinstance(exc, requests.exceptions.ConnectionError):
         text = _reason(exc)
-        if "failed to resolve" in text.lower():
-            return FetchError(f"DNS error: {text}; check the host name")
-        return FetchError(f"cannot connect: {text}")
+        if isinstance(cause, urllib3.exceptions.NameResolutionError):
+            return FetchError(f"DNS error: {text}; check the host name", kind=FailureKind.DNS)
+        if isinstance(cause, urllib3.exceptions.NewConnectionError) or isinstance(
+                exc, requests.exceptions.ProxyError):
+            return FetchError(f"cannot connect: {text}", kind=FailureKind.CONNECT)
+        return FetchError(f"connection broken: {text}", kind=FailureKind.BROKEN)
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):  # the body ended before its promised length
+        return FetchError(f"request failed: {_reason(exc)}", kind=FailureKind.BROKEN)
     return FetchError(f"request failed: {_reason(exc)}")
+
+
+def _cause(exc: requests.exceptions.RequestException) -> object:
+    """urllib3's own exception under requests' (MaxRetryError's reason), which says how far the request got."""
+    inner = exc.args[0] if exc.args else None
+    return getattr(inner, "reason", None) or inner
 
 
 def _proxied(url: str) -> bool:
@@ -158,22 +179,23 @@ def _read_response(response: requests.Response, url: str, permanent: str | None,
                            max_age=_max_age(headers))
     if status != 200:
         response.close()
-        raise FetchError(f"HTTP {status} {response.reason or ''}".strip(), status, headers.get("retry-after"))
-    chunks, size = [], 0
+        raise FetchError(f"HTTP {status} {response.reason or ''}".strip(), status, headers.get("retry-after"),
+                         kind=FailureKind.HTTP)
+    body = Body(max_bytes, f"body larger than max_bytes ({max_bytes} bytes); raise max_bytes if it is a real feed")
     try:
         for chunk in response.iter_content(CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise FetchError(f"body larger than max_bytes ({max_bytes} bytes); raise max_bytes if it is a real feed")
-            chunks.append(chunk)
+            body.add(chunk)
             if deadline.expired:
-                raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
+                raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)",
+                                 kind=FailureKind.TIMEOUT)
     finally:
         response.close()
     if deadline.expired:
-        raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)")
+        raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)",
+                         kind=FailureKind.TIMEOUT)
     headers.setdefault("content-location", url)
-    return FetchResult(url=url, status=200, body=b"".join(chunks), headers=headers, permanent_url=permanent,
+    return FetchResult(url=url, status=200, body=body.bytes(), headers=plain_headers(headers, body),
+                       permanent_url=permanent,
                        etag=headers.get("etag"), last_modified=headers.get("last-modified"),
                        max_age=_max_age(headers))
 

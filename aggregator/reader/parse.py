@@ -7,8 +7,9 @@ import hashlib
 import html
 import io
 import re
+from collections import Counter
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import feedparser
 from feedparser.encodings import convert_to_utf8
@@ -16,10 +17,11 @@ from feedparser.sanitizer import replace_doctype
 from feedparser.util import FeedParserDict
 from lxml import etree
 
-from . import fastparse
+from . import encoding, fastparse, jsonfeed
 from ..errors import ParseError
 from ..models import Entry, FeedInfo, ParsedFeed
 from .sanitize import plain_text, xml_safe
+from .urls import Resolver, document_base
 
 EARLIEST_TRUSTED = datetime(1990, 1, 1, tzinfo=timezone.utc)
 FUTURE_SLACK = timedelta(days=1)
@@ -28,8 +30,6 @@ MAX_TEXT = 512 * 1024
 MAX_RAW_TEXT = 64 * 1024  # markup read to find a title or name: the cost of stripping it stays bounded
 MAX_NAMES = 50  # authors or categories kept per entry
 MAX_NAME = 200
-MAX_URL = 4096
-WEB_SCHEMES = ("http", "https")
 #: Entity expansion allowed on top of the document itself: a few real feeds declare an entity or two.
 MAX_ENTITY_EXPANSION = 1024 * 1024
 #: "ENTITY" as it appears in the encodings feedparser decodes (UTF-7 and the CJK ones are ASCII-compatible).
@@ -44,30 +44,45 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
                now: datetime | None = None, max_entries: int = 500, fast: bool = True) -> ParsedFeed:
     """Parse a feed document; raise ParseError when the bytes are not a feed at all.
 
-    Clean RSS 2.0 and Atom documents take the lxml fast path; `fast=False`
-    forces feedparser, the reference the fast path is tested against.
+    JSON Feed documents are read by jsonfeed.py; clean RSS 2.0 and Atom
+    documents take the lxml fast path; `fast=False` forces feedparser, the
+    reference the fast path is tested against, for every XML document.
     """
     now = now or datetime.now(timezone.utc)
-    headers = dict(headers or {})
-    headers.setdefault("content-location", url)
-    quick = fastparse.read(body, headers.get("content-type", "")) if fast else None
+    base = document_base(url, headers or {})
+    headers = {k: v for k, v in (headers or {}).items() if k != "content-location"}
+    if base:
+        headers["content-location"] = base  # feedparser's base for links (under xml:base); never a file: path
+    content_type = headers.get("content-type", "")
+    if jsonfeed.recognised(body, content_type):
+        quick = jsonfeed.read(body)  # feedparser does not read JSON Feed
+    else:
+        quick = fastparse.read(body, content_type) if fast else None
+    guessed = None
     if quick is not None:
         feed, raw_entries, warning = quick["feed"], quick["entries"], None
     else:
+        guessed = encoding.decode_or_guess(body, headers)  # None for every feed its declared encoding fits
+        if guessed is not None:
+            body, headers = guessed.body, guessed.headers
         feed, raw_entries, warning = _reference(body, headers)
-    base = headers.get("content-location") or url
+    resolver = Resolver.for_document(base, feed.get("link"))
     info = FeedInfo(
         title=plain_text(str(feed.get("title") or "")[:MAX_RAW_TEXT])[:MAX_TITLE] or None,
-        link=_web_link(_absolute(base, feed.get("link"))),
+        link=resolver.site,
         id=xml_safe(feed.get("id") or "").strip() or None,
-        self_link=_self_link(feed, base),
+        self_link=_self_link(feed, resolver),
         updated=_date(feed, ("updated_parsed", "published_parsed"), now),
         language=_language(feed.get("language")),
         ttl=_ttl(feed),
         **_skips(body),
     )
-    entries = tuple(_entry(raw, base, info.language, now) for raw in raw_entries[:max_entries])
-    return ParsedFeed(info=info, entries=entries, warning=warning)
+    links = [resolver.item(raw.get("link")) for raw in raw_entries]
+    shared = _shared_links(raw_entries, links, resolver)
+    entries = tuple(_entry(raw, link, shared, resolver, info.language, now)
+                    for raw, link in zip(raw_entries[:max_entries], links))
+    return ParsedFeed(info=info, entries=entries, warning=warning,
+                      encoding_warning=guessed.warning if guessed else None)
 
 
 def _reference(body: bytes, headers: dict[str, str]) -> tuple[dict, list, str | None]:
@@ -178,22 +193,77 @@ def check_entities(body: bytes, headers: dict[str, str]) -> None:
                          "an entity-expansion attack; refused")
 
 
-def entry_key(guid: str | None, link: str | None, title: str, text: str) -> str:
-    """An item's identity inside its source, first usable of:
+def entry_key(guid: str | None, link: str | None, shared: bool, enclosure: str | None, title: str,
+              date: int | None, text: str) -> str:
+    """An item's identity inside its source (SPEC §6): the one place that decides it, first usable of:
 
-    1. its guid / atom:id, as given;
-    2. its link (absolute);
-    3. a hash of its title and text, for feeds that give neither.
+    1. its guid (RSS guid, Atom id, JSON Feed id), as given: `guid:…`;
+    2. its link, while no other item of the document has it (`shared` false): `link:<url>`;
+    3. a link other items share (podcasts link every episode to the show page) with the item's
+       enclosure URL: `link:<url> enclosure:<url>`;
+    4. a shared link without an enclosure, with a hash of the title and date (seconds since the
+       epoch, as the feed gives it): `link:<url> title:<hash>`;
+    5. with neither guid nor link, a hash of the title and text: `hash:…`.
+
+    The link is the resolved one, or the one written when nothing resolves it
+    (the entry is then published without a link, under the same key). An item
+    the document lists twice over (same guid, enclosure, title and date) does
+    not make its link shared: its key stays `link:<url>`.
     """
     if guid:
         return "guid:" + guid
-    if link:
+    if link and not shared:
         return "link:" + link
-    return "hash:" + hashlib.sha256(f"{title}\n{text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    if link and enclosure:
+        return f"link:{link} enclosure:{enclosure}"
+    if link:
+        return f"link:{link} title:" + _digest(f"{title}\n{'' if date is None else date}")
+    return "hash:" + _digest(f"{title}\n{text}")
 
 
-def _entry(raw: dict, base: str, feed_language: str | None, now: datetime) -> Entry:
-    link = _item_link(_absolute(base, raw.get("link")))
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _shared_links(raw_entries: list, links: list[tuple[str | None, str | None]], resolver: Resolver) -> frozenset:
+    """The links (as items are identified by them) that several distinct items of the document carry."""
+    counts = Counter(link for _, link in links if link)
+    if len(counts) == sum(counts.values()):
+        return frozenset()  # every link once: the usual feed costs one count
+    seen: dict[str, tuple] = {}
+    shared = set()
+    for raw, (_, link) in zip(raw_entries, links):
+        if not link or counts[link] < 2 or link in shared:
+            continue
+        signature = (raw.get("id"), _enclosure(raw, resolver), raw.get("title"), _key_date(raw))
+        if seen.setdefault(link, signature) != signature:
+            shared.add(link)
+    return frozenset(shared)
+
+
+def _enclosure(raw: dict, resolver: Resolver) -> str | None:
+    """The item's first enclosure URL (RSS enclosure, Atom rel="enclosure", JSON Feed attachment), resolved."""
+    for enclosure in raw.get("enclosures") or ():
+        if isinstance(enclosure, dict) and enclosure.get("href"):
+            return resolver.item(enclosure["href"])[1]
+    return None
+
+
+def _key_date(raw: dict) -> int | None:
+    """The item's date as the feed writes it, unclamped: a key must not change as the clock moves."""
+    for key in ("published_parsed", "updated_parsed"):
+        parsed = dict.get(raw, key)
+        if parsed:
+            try:
+                return calendar.timegm(parsed)
+            except (OverflowError, ValueError, TypeError):
+                return None
+    return None
+
+
+def _entry(raw: dict, links: tuple[str | None, str | None], shared: frozenset, resolver: Resolver,
+           feed_language: str | None, now: datetime) -> Entry:
+    link, key_link = links
     guid = xml_safe(str(raw.get("id") or "")).strip()[:2000] or None
     summary = _html(raw.get("summary_detail")) or None
     content = None
@@ -213,8 +283,10 @@ def _entry(raw: dict, base: str, feed_language: str | None, now: datetime) -> En
         if isinstance(detail, dict) and detail.get("language"):
             language = _language(detail["language"])
             break
+    shared_link = key_link in shared
     return Entry(
-        key=entry_key(guid, link, title, content or summary or ""),
+        key=entry_key(guid, key_link, shared_link, _enclosure(raw, resolver) if shared_link else None, title,
+                      _key_date(raw) if shared_link else None, content or summary or ""),
         title=title,
         link=link,
         guid=guid,
@@ -225,16 +297,16 @@ def _entry(raw: dict, base: str, feed_language: str | None, now: datetime) -> En
         published=_date(raw, ("published_parsed", "created_parsed"), now),
         updated=_date(raw, ("updated_parsed",), now),
         language=language or feed_language,
-        canonical=_canonical(raw, base),
+        canonical=_canonical(raw, resolver),
     )
 
 
-def _canonical(raw: dict, base: str) -> str | None:
+def _canonical(raw: dict, resolver: Resolver) -> str | None:
     """The page's own canonical URL: feedburner:origLink, or a link with rel="canonical"."""
     for link in raw.get("links") or ():
         if isinstance(link, dict) and link.get("rel") == "canonical" and link.get("href"):
-            return _web_link(_absolute(base, link["href"]))
-    return _web_link(_absolute(base, raw.get("feedburner_origlink")))
+            return resolver.web(link["href"])
+    return resolver.web(raw.get("feedburner_origlink"))
 
 
 def _html(detail: dict | None) -> str | None:
@@ -262,40 +334,18 @@ def _date(node: dict, keys: tuple[str, ...], now: datetime) -> datetime | None:
     return None
 
 
-def _absolute(base: str, link: str | None) -> str | None:
-    if not link:
-        return None
-    link = xml_safe(str(link)).strip()
-    return urljoin(base, link) if base and not base.startswith("file:") else link
-
-
 def _names(values) -> tuple[str, ...]:
     """Distinct plain-text names, each and their number bounded: a feed cannot make an entry huge this way."""
     names = dict.fromkeys(plain_text(str(v or "")[:MAX_RAW_TEXT])[:MAX_NAME] for v in values)
     return tuple(name for name in names if name)[:MAX_NAMES]
 
 
-def _item_link(link: str | None) -> str | None:
-    """An item's link as readers will follow it: http(s) or relative; javascript:, data:, file: … are dropped."""
-    if not link or len(link) > MAX_URL:
-        return None
-    try:
-        scheme = urlsplit(link).scheme.lower()
-    except ValueError:
-        return None
-    return link if scheme in WEB_SCHEMES or not scheme else None
-
-
-def _self_link(feed: dict, base: str) -> str | None:
+def _self_link(feed: dict, resolver: Resolver) -> str | None:
     """The feed's own rel="self" link (atom:link in RSS, link in Atom), when it is absolute http(s)."""
     for link in feed.get("links") or ():
         if isinstance(link, dict) and link.get("rel") == "self" and link.get("href"):
-            return _web_link(_absolute(base, link["href"]))
+            return resolver.web(link["href"])
     return None
-
-
-def _web_link(link: str | None) -> str | None:
-    return link if link and link.lower().startswith(("http://", "https://")) else None
 
 
 def _language(value: str | None) -> str | None:

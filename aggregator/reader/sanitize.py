@@ -2,7 +2,8 @@
 
 A whitelist sanitiser: anything not listed (script, frames, objects, forms,
 styles, event handlers) is dropped; links and images are made absolute against
-the item's link so they work in a reader far from the source site.
+the item's (resolved) link so they work in a reader far from the source site,
+and dropped when the item has no link to resolve them against.
 """
 
 from __future__ import annotations
@@ -40,10 +41,15 @@ def _rewrite_url(tag: str, attribute: str, value: str) -> str | None:
     if value.lower().startswith("data:"):
         return value if tag == "img" and attribute == "src" and RASTER_DATA.match(value) else None
     base = _base_url.get()
-    absolute = urljoin(base, value) if base else value
-    scheme = urlsplit(absolute).scheme.lower()
+    try:
+        absolute = urljoin(base, value) if base else value
+        scheme = urlsplit(absolute).scheme.lower()
+    except ValueError:  # "http://[::1": no URL at all
+        return None
     if scheme and scheme not in SAFE_SCHEMES:
         return None
+    if not scheme:
+        return None  # relative, and the item has no link to resolve it against: a reader could not follow it
     return absolute
 
 

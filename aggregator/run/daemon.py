@@ -18,7 +18,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
@@ -27,19 +26,21 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..config import Config, SourceConfig, load_config
 from ..errors import AggregatorError, ConfigError
-from ..models import Outcome, PollResult, SourceState, SourceStatus, polled_url
+from ..models import Outcome, PollResult, SourceState, polled_url
 from ..output.archive import PublishMemory
+from ..output.pages import raise_for_templates
 from ..output.publish import finish_interrupted, publish_outputs
 from ..reader.hosts import PoliteLimiter
 from ..store import Store
 from ..store.backend import DAEMON_CACHE_KIB, backend_for
-from .outage import NetworkWatch, no_answer
+from .outage import NetworkWatch, forgive, no_answer, polled_over_http
 from .pipeline import poll
 from .prepare import Preparer
 from .prune import due, prune
 from .publisher import Publisher
+from .live import Live
 from .local import LocalMode
-from .schedule import next_poll_after_failure, resume_at
+from .schedule import resume_at
 from .server import App, Server
 
 log = logging.getLogger("aggregator")
@@ -139,6 +140,7 @@ class Daemon:
         self.publisher: Publisher | None = None
         self.memory = PublishMemory()  # what publishing keeps between the daemon's publishes
         self.mode = None  # how sources are scheduled: alone, or as one of several workers
+        self.live: Live | None = None  # WebSub push, metrics, health (live.py)
         self.preparer = Preparer.for_sources(sum(1 for source in config.sources if source.enabled))
         self.scheduler = BackgroundScheduler(
             timezone=timezone.utc, executors={"default": ThreadPoolExecutor(WORKERS)},
@@ -159,7 +161,7 @@ class Daemon:
                 finish_interrupted(self.config)  # a publish a crash interrupted, before anything else
             except AggregatorError as exc:
                 log.error("%s; publishing tries again", exc)
-            self.store = Store(self.config.state, cache_kib=DAEMON_CACHE_KIB)
+            self.store = Store.of(self.config, cache_kib=DAEMON_CACHE_KIB)
             stopping = lambda: bool(self._stop)  # noqa: E731
             if self.store.backend.shared:
                 from .workers import Worker  # psycopg is imported only where a state needs it
@@ -169,11 +171,15 @@ class Daemon:
             else:
                 self.mode = LocalMode(self.scheduler, self._poll_job, stopping)
             self.limiter = self.mode.limiter(self.config)
+            self.live = Live(lambda: self.config, self.store, self.mode, self.preparer,
+                             lambda outputs, urgent: self.publisher.changed(outputs, urgent),
+                             lambda: self.app.store if self.app else self.store)
+            self.publisher = Publisher(self._publish)  # before serving: a hub may push at once
             self._start_server(self.config)
             self._install_signals()
-            self.publisher = Publisher(self._publish)
             self.scheduler.start()
             self.mode.start(self.store, self.config)
+            self.live.start(self.scheduler)
             self.scheduler.add_job(self._maintain, "interval", seconds=MAINTENANCE_EVERY, id=MAINTENANCE,
                                    name="prune once a day", next_run_time=datetime.now(timezone.utc)
                                    + timedelta(seconds=MAINTENANCE_FIRST))
@@ -211,6 +217,11 @@ class Daemon:
     def _shutdown(self) -> int:
         """Stop scheduling, serving and publishing; the number of polls abandoned in flight."""
         self._stop = True
+        if self.store is None:  # the state would not open: nothing started, and the error says why
+            self.lock.release()
+            return 0
+        if self.live:
+            self.live.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.server:
@@ -240,7 +251,7 @@ class Daemon:
 
     def _job_done(self, event) -> None:
         """Re-add a source's job for its next poll (or, as a worker, hand it back), now that this run has finished."""
-        if self.mode.owns(event) or event.job_id == MAINTENANCE:
+        if self.live.owns(event) or self.mode.owns(event) or event.job_id == MAINTENANCE:
             return
         now = datetime.now(timezone.utc)
         if event.code == EVENT_JOB_EXECUTED:
@@ -268,11 +279,14 @@ class Daemon:
         with self._active_lock:
             self._active += 1
         try:
-            before = self.store.source_state(source_id)
-            result = poll(self.store, config, source, self.limiter, prepare=self.preparer)
+            before, now = self.store.source_state(source_id), datetime.now(timezone.utc)
+            result = poll(self.store, config, source, self.mode.poll_limiter(self.limiter, source), now=now,
+                          prepare=self.preparer,
+                          observe=lambda fetched, seconds: self.live.fetched(source, fetched, seconds))
             refunded = self._judge_network(source, before, result)
             if result.outcome.changed:
                 self.publisher.changed({o.id for o in config.outputs if o.selects(source)})
+            self.live.polled(source, result, now)
             state = self.store.source_state(source_id)
         finally:
             with self._active_lock:
@@ -282,36 +296,22 @@ class Daemon:
         current = self.config.source(source_id)
         if current != source:  # the config was reloaded while this poll ran
             return resume_at(current, state, datetime.now(timezone.utc)) if current else None
-        return result.next_poll if result.next_poll and not refunded else state.next_poll
+        return self.live.poll_after(source_id, result.next_poll if result.next_poll and not refunded
+                                    else state.next_poll)
 
     def _judge_network(self, source: SourceConfig, before: SourceState, result: PollResult) -> bool:
         """Feed the network watch; give back failures that were the network's. True if the state changed."""
         url = polled_url(source, before)
-        if not url.startswith(("http://", "https://")) or result.outcome == Outcome.SKIPPED:
+        if not polled_over_http(url, result):
             return False
         uncharged = False
-        if no_answer(result.error, result.status):
+        if no_answer(result):
             uncharged = self.watch.unreachable(source.id, url)
         else:
             self.watch.answered()
         owed = self.watch.settle(source.id) + uncharged
-        return bool(owed) and self._refund(source, owed, annotate=uncharged)
-
-    def _refund(self, source: SourceConfig, count: int, annotate: bool) -> bool:
-        """Take `count` failures off the source's error count (and its backoff), in its own job's thread."""
-        now = datetime.now(timezone.utc)
-        with self.store.transaction() as db:
-            state = self.store.source_state(source.id)
-            errors = max(state.errors - count, 0)
-            if errors == state.errors:
-                return False
-            state = replace(state, errors=errors)
-            if annotate:
-                state = replace(state, last_error=f"{state.last_error} (the network was down: "
-                                                  "not counted against this source)")
-            if state.state == SourceStatus.FAILING:
-                state = replace(state, next_poll=next_poll_after_failure(source, state, now))
-            Store.save_source_state(db, state)
+        if not owed or not forgive(self.store, source, owed, note=uncharged):
+            return False
         log.warning("%s: no server answers: the network looks down; not counting it against the source", source.id)
         return True
 
@@ -338,14 +338,17 @@ class Daemon:
         for output in config.outputs:
             if outputs is not None and output.id not in outputs:
                 continue
+            started = time.monotonic()
             try:
                 written = publish_outputs(self.store, config, only={output.id}, memory=self.memory)
             except AggregatorError as exc:
+                self.live.published(output.id, time.monotonic() - started, 0, str(exc))
                 log.error("%s; retrying in %ds", exc, PUBLISH_RETRY)
                 timer = threading.Timer(PUBLISH_RETRY, self.publisher.changed, [{output.id}])
                 timer.daemon = True
                 timer.start()
                 continue
+            self.live.published(output.id, time.monotonic() - started, len(written), None)
             if written:
                 log.info("published %s", ", ".join(p.name for p in written))
 
@@ -353,7 +356,8 @@ class Daemon:
         if config.listen is None:
             return
         if self.app is None:
-            self.app = App(lambda: self.config, Store(config.state, cache_kib=DAEMON_CACHE_KIB), self.health)
+            self.app = App(lambda: self.config, Store.of(config, cache_kib=DAEMON_CACHE_KIB), self.health,
+                           routes=self.live.route)
         self.server = Server(self.app, config.listen).start()
 
     def _serving(self) -> str:
@@ -363,17 +367,17 @@ class Daemon:
         return f"; serving http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
     def health(self) -> tuple[bool, dict]:
-        """For /healthz: up while the scheduler runs; counts of sources by state."""
+        """For /healthz: healthy unless live.problems finds reasons (health.py); counts of sources by state."""
         counts: dict[str, int] = {}
-        states = self.app.store.source_states() if self.app else {}
+        states = self.app.store.source_states(count_entries=False) if self.app else {}
         for source in self.config.sources:
             state = states.get(source.id)
             name = "disabled" if not source.enabled else state.state if state else "new"
             counts[name] = counts.get(name, 0) + 1
-        ok = self.scheduler.running and not self._stop
-        details = {"sources": counts, "network": "down" if self.watch.down else "up"}
-        details.update(self.mode.health())
-        return ok, details
+        reasons = self.live.problems(states, self.scheduler.running, bool(self._stop),
+                                     self.publisher.pending_for() if self.publisher else None)
+        details = {"sources": counts, "network": "down" if self.watch.down else "up", **self.mode.health()}
+        return not reasons, {**details, **({"reasons": reasons} if reasons else {})}
 
     # reload
 
@@ -381,6 +385,7 @@ class Daemon:
         """SIGHUP: take the new config if it is valid; otherwise say why and keep the old one."""
         try:
             new = load_config(self.config.path)
+            raise_for_templates(new)  # a theme that does not compile is a bad config too
         except ConfigError as exc:
             log.error("reload failed; still running the previous configuration:\n%s", exc)
             return
@@ -400,6 +405,7 @@ class Daemon:
             except AggregatorError as exc:
                 log.error("%s", exc)
         self.mode.reload(self.store, old, new)
+        self.live.reloaded()
         self.publisher.changed(None)
         added = len({s.id for s in new.sources} - {s.id for s in old.sources})
         removed = len({s.id for s in old.sources} - {s.id for s in new.sources})

@@ -11,6 +11,7 @@ same methods.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -31,9 +32,15 @@ class LocalMode:
     def __init__(self, scheduler, poll: Callable, stopping: Callable[[], bool]):
         self._scheduler, self._poll, self._stopping = scheduler, poll, stopping
         self._config: Config | None = None
+        self._soon: dict[str, datetime] = {}  # polls asked for while the source's poll was running
+        self._soon_lock = threading.Lock()
 
     def limiter(self, config: Config) -> PoliteLimiter:
         return PoliteLimiter(config)
+
+    def poll_limiter(self, limiter: PoliteLimiter, source) -> PoliteLimiter:
+        """What one poll takes its host slot from: the daemon's limiter itself (no lease to keep)."""
+        return limiter
 
     def start(self, store: Store, config: Config) -> None:
         self._schedule_all(store, config, previous=None)
@@ -47,8 +54,28 @@ class LocalMode:
 
     def finished(self, source_id: str, when: datetime | None) -> None:
         """A poll ended: its job again at `when`, unless the daemon stops or the source left the config."""
+        with self._soon_lock:
+            soon = self._soon.pop(source_id, None)
+        if when is not None and soon is not None and soon < when:
+            when = max(soon, datetime.now(timezone.utc))
         if not self._stopping() and self._config.source(source_id) is not None:
             self._schedule(source_id, when)
+
+    def poll_soon(self, source_id: str, when: datetime) -> None:
+        """Poll the source at `when` if its job would come later (a WebSub hint, a subscription that ended)."""
+        with self._soon_lock:
+            job = self._scheduler.get_job(source_id)
+            try:
+                if job is not None and (job.next_run_time is None or job.next_run_time > when):
+                    self._scheduler.modify_job(source_id, next_run_time=when)
+            except JobLookupError:
+                job = None  # it started meanwhile
+            if job is None:  # its poll is running (or it is not scheduled): finished() takes it into account
+                self._soon[source_id] = min(when, self._soon.get(source_id, when))
+
+    def subscribes(self) -> bool:
+        """Whether this daemon sends WebSub subscription requests: alone on its state, it always does."""
+        return True
 
     def publishes(self, outputs: set[str] | None) -> bool:
         return True

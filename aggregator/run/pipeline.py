@@ -8,14 +8,16 @@ source instead of raised.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timezone
 
 from ..config import Config, SourceConfig
 from ..dedup import copies as dedup_copies, match as dedup_match
-from ..errors import AggregatorError, StoreError
-from ..models import Entry, FetchResult, Outcome, ParsedFeed, PollResult, SourceState, SourceStatus, polled_url
+from ..errors import AggregatorError, StoreError, failure_kind
+from ..models import (Entry, FetchResult, Outcome, ParsedFeed, PollResult, SourceState, SourceStatus, from_text,
+                      polled_url)
 from ..redaction import redact
 from ..reader.fetch import fetch, retry_after
 from ..reader.hosts import HostLimiter
@@ -28,26 +30,46 @@ Prepare = Callable[..., PreparedFeed]
 KNOWN_HINT = 1000  # a source's latest stored items whose raw hashes tell the preparer what to skip
 
 
+#: Told of each fetch a poll makes: its result (None when it failed) and how long it took, in seconds.
+Observe = Callable[[FetchResult | None, float], None]
+
+
 def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimiter,
-         now: datetime | None = None, prepare: Prepare = prepare_feed, state: SourceState | None = None) -> PollResult:
+         now: datetime | None = None, prepare: Prepare = prepare_feed, state: SourceState | None = None,
+         observe: Observe | None = None) -> PollResult:
     """Fetch, parse and store one source; never raises for a source's own failure.
 
     `state` is the source's stored state when the caller has just read it (`once` reads every source's at its start).
+    `observe` sees the fetch before it is stored (the daemon's metrics and WebSub discovery).
     """
     now = now or datetime.now(timezone.utc)
     state = state or store.source_state(source.id)
     url = polled_url(source, state)
     return _recorded(store, source, state, url, now, lambda: _ingest(
-        store, config, source, state, fetch_source(source, state, url, limiter), now, prepare))
+        store, config, source, state, fetch_source(source, state, url, limiter, observe), now, prepare))
 
 
-def fetch_source(source: SourceConfig, state: SourceState, url: str, limiter: HostLimiter) -> FetchResult:
+def fetch_source(source: SourceConfig, state: SourceState, url: str, limiter: HostLimiter,
+                 observe: Observe | None = None) -> FetchResult:
     """The conditional GET of a poll, in one of the host's slots (a file: URL needs neither)."""
     if url.startswith("file:"):
-        return fetch(url, timeout=source.timeout, max_bytes=source.max_bytes, shown=source.shown_url)
+        return _observed(observe, lambda: fetch(url, timeout=source.timeout, max_bytes=source.max_bytes,
+                                                shown=source.shown_url))
     with limiter.slot(url):
-        return fetch(url, etag=state.etag, last_modified=state.last_modified,
-                     timeout=source.timeout, max_bytes=source.max_bytes)
+        return _observed(observe, lambda: fetch(url, etag=state.etag, last_modified=state.last_modified,
+                                                timeout=source.timeout, max_bytes=source.max_bytes))
+
+
+def _observed(observe: Observe | None, read: Callable[[], FetchResult]) -> FetchResult:
+    """read(), timed (from the host slot's grant to the last byte) and shown to `observe`."""
+    if observe is None:
+        return read()
+    started, result = time.monotonic(), None
+    try:
+        result = read()
+        return result
+    finally:
+        observe(result, time.monotonic() - started)
 
 
 def store_fetched(store: Store, config: Config, source: SourceConfig, state: SourceState, url: str,
@@ -85,7 +107,7 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
             result: FetchResult, now: datetime, prepare: Prepare, body_hash: str | None = None) -> PollResult:
     base = replace(
         state, state=SourceStatus.OK, last_poll=now, last_success=now, last_status=result.status, errors=0,
-        last_error=None, retry_after=None,
+        last_error=None, last_failure=None, retry_after=None,
         etag=result.etag or (state.etag if result.not_modified else None),
         last_modified=result.last_modified or (state.last_modified if result.not_modified else None),
         url=result.permanent_url or (state.url if state.configured_url == source.url else None),
@@ -111,6 +133,7 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
                                                if e.updated or e.published), default=state.feed_updated),
         skip_hours=" ".join(map(str, sorted(feed.info.skip_hours))) or None,
         skip_days=" ".join(sorted(feed.info.skip_days)) or None,
+        warning=feed.encoding_warning,
     )
     with store.transaction() as db:
         new, updated = store_entries(store, db, source, feed, now, config.dedup_window, prepared=prepared,
@@ -217,7 +240,7 @@ def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_publishe
     if entry.published or entry.updated:
         published = entry.published or entry.updated
     elif stored_published:
-        published = datetime.strptime(stored_published, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        published = from_text(stored_published)
     else:
         published = now
     if entry.updated:
@@ -245,10 +268,11 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
                     exc: AggregatorError, now: datetime) -> PollResult:
     status = getattr(exc, "status", None)
     gone = status == 410
+    kind = failure_kind(exc)
     message = redact(str(exc))  # kept, shown and logged: never the source URL's credentials
     failed = replace(
         state, state=SourceStatus.GONE if gone else SourceStatus.FAILING, last_poll=now, last_status=status,
-        errors=state.errors + 1, last_error=message,
+        errors=state.errors + 1, last_error=message, last_failure=kind,
         # from when the answer came, not when the poll began: a politeness wait may lie between
         retry_after=retry_after(getattr(exc, "retry_after", None), datetime.now(timezone.utc))
         if status in (429, 503) else None,
@@ -257,4 +281,4 @@ def _record_failure(store: Store, source: SourceConfig, state: SourceState, url:
     failed = replace(failed, next_poll=None if gone else next_poll_after_failure(source, failed, now))
     with store.transaction() as db:
         store.save_source_state(db, failed)
-    return PollResult(source.id, Outcome.ERROR, status=status, error=message, next_poll=failed.next_poll)
+    return PollResult(source.id, Outcome.ERROR, status=status, error=message, failure=kind, next_poll=failed.next_poll)

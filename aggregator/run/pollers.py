@@ -25,11 +25,12 @@ from datetime import datetime, timezone
 from multiprocessing.connection import wait
 
 from ..config import Config, SourceConfig
-from ..errors import AggregatorError
+from ..errors import AggregatorError, FailureKind
 from ..models import FetchResult, Outcome, PollResult, SourceState, polled_url
 from ..reader.hosts import HostLimiter
 from ..store import Store
 from ..store.backend import DAEMON_CACHE_KIB
+from .lifeline import die_with_parent
 from .pipeline import fetch_source, internal_error, known_items, store_fetched
 from .prepare import PreparedFeed, prepare_feed
 
@@ -92,8 +93,8 @@ def poll_in_processes(store: Store, config: Config, jobs: list[tuple[SourceConfi
         if not shard:
             continue
         reader, writer = context.Pipe(duplex=False)
-        process = context.Process(target=_poller, daemon=True,
-                                  args=(config, shard, PER_HOST // processes, writer, max(1, threads // processes)))
+        process = context.Process(target=_poller, daemon=True, args=(
+            config, shard, PER_HOST // processes, writer, max(1, threads // processes), os.getpid()))
         process.start()
         started.append(process)
         writer.close()
@@ -110,7 +111,8 @@ def poll_in_processes(store: Store, config: Config, jobs: list[tuple[SourceConfi
                 if not isinstance(fetched, Fetched):
                     _, missing = pollers.pop(reader)
                     reader.close()
-                    results += [PollResult(source_id, Outcome.ERROR, error=DIED) for source_id in sorted(missing)]
+                    results += [PollResult(source_id, Outcome.ERROR, error=DIED, failure=FailureKind.ABORTED)
+                                for source_id in sorted(missing)]
                     continue
                 pollers[reader][1].discard(fetched.source_id)
                 source, state = by_id[fetched.source_id]
@@ -127,8 +129,10 @@ def poll_in_processes(store: Store, config: Config, jobs: list[tuple[SourceConfi
 
 
 def _poller(config: Config, shard: list[tuple[SourceConfig, SourceState]], per_host: int, writer,
-            threads: int) -> None:
-    """A poller process: its share of the sources on its own threads, each outcome sent as it comes."""
+            threads: int, parent: int) -> None:
+    """A poller process: its share of the sources on its own threads, each outcome sent as it comes; it ends
+    when `parent` (the `once` that forked it, from its main thread) ends, even by kill -9."""
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent decides
     try:
         store = Store(config.state, cache_kib=DAEMON_CACHE_KIB)  # read only: the latest items' hashes

@@ -22,6 +22,7 @@ from ..dedup import copies as dedupe
 from ..models import Entry, ParsedFeed, to_text
 from ..reader.parse import parse_feed
 from ..reader.sanitize import clean_html
+from .lifeline import die_with, die_with_parent
 
 #: Below this many sources a run is over before worker (or poller) processes would have started.
 POOL_MIN_SOURCES = 8
@@ -84,8 +85,11 @@ def prepare_feed(body: bytes, headers: dict[str, str], url: str, now: datetime, 
     return PreparedFeed(replace(feed, entries=entries), context, items, hashes)
 
 
-def _quiet_worker() -> None:
-    """Ctrl-C in a terminal reaches the whole process group; the parent decides how to stop."""
+def _start_worker(owner: int) -> None:
+    """A pool worker ends with the fork server that forked it and with `owner`, the process it prepares for,
+    however that ends; Ctrl-C in a terminal reaches the whole process group, and the owner decides how to stop."""
+    die_with_parent(os.getppid())
+    die_with(owner)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -93,8 +97,11 @@ class Preparer:
     """Runs prepare_feed in worker processes (one per core), or in place when there is one core.
 
     Workers start from a fork server, so the pool may be made while threads
-    run. A pool that breaks (a worker killed) is replaced on the next call,
-    and the call that met it is done in place.
+    run (forking this threaded process itself could copy a lock some other
+    thread holds). A pool that breaks (a worker killed) is replaced on the
+    next call, and the call that met it is done in place. Workers end with
+    this process, kill -9 included, and then the fork server and the
+    resource tracker end too (lifeline.py).
     """
 
     def __init__(self, processes: int | None = None):
@@ -128,7 +135,8 @@ class Preparer:
             if self._pool is None:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(["aggregator.run.prepare"])
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_quiet_worker)
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start_worker,
+                                                 initargs=(os.getpid(),))
             return self._pool
 
     def close(self, wait: bool = True) -> None:

@@ -1,10 +1,10 @@
-"""Serving the output folder over HTTP (`server.listen`): feeds, an index page, /healthz.
+"""Serving the output folder over HTTP (`server.listen`): feeds and pages, the operator's /status, /healthz.
 
 A WSGI app run by waitress, a production server. Files are served with the
 feed media types, an ETag (a hash of the bytes) and Last-Modified, answered
 with 304 to conditional requests, and gzipped for clients that accept it.
 Only regular, non-hidden files inside the folder are served (publishing's
-temporary files start with a dot).
+temporary files start with a dot). `/` is the published index.html.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,6 +48,11 @@ FORMAT_FILES = (("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed"))
 CACHE_CONTROL = "public, max-age=60"
 MIN_GZIP = 256  # bytes; smaller bodies are not worth compressing
 CACHE_FILES = 64
+#: Connections served at once: idle ones (a half-sent request, a kept-alive reader) cost a descriptor and a few
+#: KB each, no thread, so a thousand of them leave the others answered. Fewer when the descriptor limit is low.
+MAX_CONNECTIONS = 4096
+RESERVED_DESCRIPTORS = 256  # kept for all but the clients: the state, the polls' sockets, files being written
+CHANNEL_TIMEOUT = 30  # seconds a connection may stay silent (a request half sent included) before it is closed
 
 
 class ServerError(AggregatorError):
@@ -81,7 +87,7 @@ class FileCache:
                         self._items.move_to_end(key)
                         return self._items[key]
                 body = f.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        except OSError:  # gone, a folder, unreadable, or a name the filesystem refuses
             return None
         zipped = gzip.compress(body, mtime=0) if compressible and len(body) >= MIN_GZIP else None
         item = Representation(body, zipped, '"' + hashlib.sha1(body).hexdigest()[:24] + '"', info.st_mtime)
@@ -95,21 +101,28 @@ class FileCache:
 class App:
     """The WSGI application; reads the current config on every request, so a reload takes effect at once."""
 
-    def __init__(self, current: Callable[[], Config], store: Store, health: Callable[[], tuple[bool, dict]]):
+    def __init__(self, current: Callable[[], Config], store: Store, health: Callable[[], tuple[bool, dict]],
+                 routes: Callable | None = None):
         self.current = current
         self.store = store
         self.health = health
+        self.routes = routes  # environ -> (status, body, headers) or None: the daemon's paths (/metrics, /websub/…)
         self.files = FileCache()
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
+        answer = self.routes(environ) if self.routes else None
+        if answer is not None:
+            return _send(start_response, *answer, method)
         if method not in ("GET", "HEAD"):
             return _send(start_response, "405 Method Not Allowed", b"only GET and HEAD\n",
                          [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")], method)
         path = environ.get("PATH_INFO") or "/"
         try:
-            if path in ("/", "/index.html"):
-                return self.index(start_response, method)
+            if path == "/":
+                path = "/index.html"  # the published page, as any web server serving the folder would answer
+            if path == "/status":
+                return self.status(start_response, method)
             if path == "/healthz":
                 return self.healthz(start_response, method)
             return self.file(environ, start_response, method, path)
@@ -142,10 +155,10 @@ class App:
             headers.append(("Content-Encoding", "gzip"))
         return _send(start_response, "200 OK", item.gzipped if zipped else item.body, headers, method)
 
-    def index(self, start_response, method: str):
+    def status(self, start_response, method: str):
         config = self.current()
         rows = source_rows(self.store, config, public=True)
-        body = render_index(config, rows, datetime.now(timezone.utc)).encode("utf-8")
+        body = render_status(config, rows, datetime.now(timezone.utc)).encode("utf-8")
         return _send(start_response, "200 OK", body, [("Content-Type", "text/html; charset=utf-8"),
                                                       ("Cache-Control", "no-cache")], method)
 
@@ -171,9 +184,9 @@ def _inside(root: Path, path: str) -> Path | None:
     try:
         base = root.resolve()
         target = base.joinpath(*parts).resolve()
-    except (OSError, ValueError):
-        return None
-    if not target.is_relative_to(base) or not target.is_file():
+        if not target.is_relative_to(base) or not target.is_file():
+            return None
+    except (OSError, ValueError):  # a name too long for the filesystem (ENAMETOOLONG), a loop of links
         return None
     return target
 
@@ -195,7 +208,8 @@ def _float(text: str) -> float:
 
 
 def not_modified(environ, etags: tuple[str, ...], modified: float) -> bool:
-    """RFC 9110 §13.1: If-None-Match (weak comparison) wins; else If-Modified-Since against the mtime."""
+    """RFC 9110 §13.1: If-None-Match (weak comparison) wins; else If-Modified-Since against the mtime, unless
+    it is later than now."""
     match = environ.get("HTTP_IF_NONE_MATCH")
     if match is not None:
         tags = {t.strip().removeprefix("W/") for t in match.split(",")}
@@ -203,14 +217,18 @@ def not_modified(environ, etags: tuple[str, ...], modified: float) -> bool:
     since = environ.get("HTTP_IF_MODIFIED_SINCE")
     if since:
         try:
-            return int(modified) <= parsedate_to_datetime(since).timestamp()
+            when = parsedate_to_datetime(since).timestamp()
         except (TypeError, ValueError, OverflowError):
             return False
+        # RFC 9110 §13.1.3: a date later than the server's clock is invalid, and the header is ignored
+        return when <= time.time() and int(modified) <= when
     return False
 
 
-def render_index(config: Config, rows: list[dict], now: datetime) -> str:
-    """The page at /: every output with subscribe links, every source's health."""
+def render_status(config: Config, rows: list[dict], now: datetime) -> str:
+    """The operator's page at /status: every output with subscribe links, every source's health.
+
+    Source URLs are shown without credentials, and a file: source as its id alone (no local paths)."""
     e = html.escape
     outputs, discovery = [], []
     for output in config.outputs:
@@ -232,17 +250,17 @@ def render_index(config: Config, rows: list[dict], now: datetime) -> str:
             f'<tr class="{e(row["state"])}"><td>'
             + (f'<a href="{e(row["url"])}">{e(row["id"])}</a>' if linked else e(row["id"])) + '</td>'
             f'<td>{e(row["state"])}</td><td title="{e(row["last_success"] or "")}">{e(relative(row["last_success"], now))}</td>'
-            f'<td>{e(row["last_error"] or "")}</td>'
+            f'<td>{e(row["last_error"] or row["warning"] or "")}</td>'
             f'<td title="{e(row["next_poll"] or "")}">{e(relative(row["next_poll"], now))}</td>'
             f'<td>{row["entries"]}</td></tr>')
     notes = "".join(f"<li>{e(line)}</li>" for line in advice(config, rows, public=True))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Feeds</title>
+<html lang="en"><head><meta charset="utf-8"><title>Status</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 {''.join(discovery)}
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}td,th{{padding:.2em .6em;
 text-align:left;vertical-align:top}}tr.failing td,tr.gone td{{color:#a00}}code{{background:#eee}}</style></head>
-<body><h1>Feeds</h1><p>Paste a subscribe address into your feed reader.</p>
+<body><h1>Status</h1><p><a href="index.html">The published pages</a>. Paste a subscribe address into your feed reader.</p>
 <ul>{''.join(outputs)}</ul>
 <h2>Sources</h2><table><tr><th>source</th><th>state</th><th>last success</th><th>last error</th>
 <th>next poll</th><th>entries</th></tr>{''.join(sources)}</table>
@@ -252,6 +270,23 @@ text-align:left;vertical-align:top}}tr.failing td,tr.gone td{{color:#a00}}code{{
 """
 
 
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft limit on open descriptors to its hard limit; the soft limit it ends with."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return MAX_CONNECTIONS + RESERVED_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + RESERVED_DESCRIPTORS if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):  # macOS refuses more than its OPEN_MAX: keep the soft limit
+            pass
+    return soft if soft != resource.RLIM_INFINITY else wanted
+
+
 class Server:
     """waitress serving App on one address, in a thread of its own."""
 
@@ -259,9 +294,13 @@ class Server:
         import waitress
 
         host, port = address
+        self.connections = max(16, min(MAX_CONNECTIONS, raise_descriptor_limit() - RESERVED_DESCRIPTORS))
         try:
-            self._server = waitress.create_server(app, host=host, port=port, threads=4, ident="aggregator",
-                                                  clear_untrusted_proxy_headers=True)
+            # poll(), not select(): select cannot watch a descriptor numbered 1024 or more
+            self._server = waitress.create_server(
+                app, host=host, port=port, threads=4, ident="aggregator", clear_untrusted_proxy_headers=True,
+                connection_limit=self.connections, channel_timeout=CHANNEL_TIMEOUT, cleanup_interval=5,
+                asyncore_use_poll=True)
         except OSError as exc:
             raise ServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                               "change server.listen or stop what uses that address") from exc
@@ -279,5 +318,6 @@ class Server:
         return self
 
     def stop(self) -> None:
+        self._server.task_dispatcher.shutdown(timeout=2)  # requests being answered finish before the sockets close
         self._server.close()
         self._thread.join(timeout=5)

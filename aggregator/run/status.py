@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from ..config import Config, SourceConfig
-from ..models import SourceState, SourceStatus, polled_url, to_text as rfc3339
+from ..models import PushState, PushSubscription, SourceState, SourceStatus, polled_url, to_text as rfc3339
 from ..redaction import redact
 from ..store import Store
 
-COLUMNS = ["id", "state", "last_poll", "last_success", "last_status", "errors", "next_poll", "entries", "url",
+COLUMNS = ["id", "state", "last_poll", "last_success", "last_status", "errors", "next_poll", "entries", "push", "url",
            "last_error"]
 
 
@@ -21,6 +21,7 @@ def source_rows(store: Store, config: Config, public: bool = False) -> list[dict
     config writes it, and with `public` (the server's status page) an absolute one by its file name only.
     """
     states = store.source_states()
+    subscriptions = store.push_subscriptions()
     rows = []
     for source in config.sources:
         state = states.get(source.id) or SourceState(id=source.id)
@@ -40,6 +41,8 @@ def source_rows(store: Store, config: Config, public: bool = False) -> list[dict
             "next_poll": rfc3339(state.next_poll) if source.enabled and not gone else None,
             "entries": state.entries,
             "last_error": error,
+            "warning": state.warning,  # what reading its last body had to work around (a guessed encoding)
+            "push": push_row(subscriptions.get(source.id)),
         })
     return rows
 
@@ -66,6 +69,26 @@ def public_name(url: str) -> str:
     return url
 
 
+def push_row(subscription: PushSubscription | None) -> dict | None:
+    """A source's WebSub subscription as `status --json` shows it (SPEC §2); its secret never."""
+    if subscription is None:
+        return None
+    return {"state": subscription.state.value, "hub": redact(subscription.hub),
+            "expires": rfc3339(subscription.expires) if subscription.state == PushState.LIVE else None,
+            "error": subscription.error}
+
+
+def push_text(push: dict | None) -> str:
+    """The push column of the table: none, pending, live until DATE, denied: reason."""
+    if push is None:
+        return "none"
+    if push["state"] == PushState.LIVE:
+        return f"live until {push['expires']}"
+    if push["state"] == PushState.DENIED:
+        return f"denied: {push['error']}"
+    return "pending" + (f" ({push['error']})" if push["error"] else "")
+
+
 def output_rows(store: Store, config: Config) -> list[dict]:
     """One row per output: when and why its last publish failed (null while it publishes fine)."""
     failures = store.output_failures()
@@ -88,6 +111,11 @@ def advice(config: Config, rows: list[dict], public: bool = False) -> list[str]:
             lines.append(f"{source.id}: gone (HTTP 410), no longer polled; remove it from {path} "
                          "or give it a new url")
     return lines
+
+
+def warnings(rows: list[dict]) -> list[str]:
+    """One line per source whose last body needed a workaround the feed's publisher could fix."""
+    return [f"{row['id']}: {row['warning']}" for row in rows if row.get("warning")]
 
 
 def _where(config: Config, url: str, path: str) -> str:
@@ -119,8 +147,8 @@ def relative(when: str | None, now: datetime) -> str:
 def render_table(rows: list[dict], now: datetime) -> list[str]:
     """The rows as aligned columns, times relative to now; the last error unabridged at the end of its row."""
     times = {"last_poll", "last_success", "next_poll"}
-    table = [[relative(row[c], now) if c in times else ("-" if row[c] is None else str(row[c])) for c in COLUMNS]
-             for row in rows]
+    table = [[relative(row[c], now) if c in times else push_text(row[c]) if c == "push"
+              else ("-" if row[c] is None else str(row[c])) for c in COLUMNS] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(COLUMNS)]
     widths[-1] = 0
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(COLUMNS, widths)).rstrip()]

@@ -25,16 +25,16 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.triggers.date import DateTrigger
 
-from ..config import Config
+from ..config import Config, SourceConfig
 from ..errors import AggregatorError, StoreError
 from ..reader.hosts import PoliteLimiter, host_key
 from ..store import Store
-from ..store.leases import PER_HOST, Coordinator
+from ..store.leases import PER_HOST, Coordinator, LeaseLost
 from .schedule import resume_at
 
 log = logging.getLogger("aggregator")
@@ -44,6 +44,7 @@ BATCH = 8  # sources claimed at a time
 CLAIM_EVERY = 1.0  # seconds between looks for due sources (a finished poll also looks at once)
 LEAD_EVERY = 1.0  # seconds between checks of the publishing lock and of others' publish requests
 JOB_PREFIX = "worker "  # the workers' own jobs; a space never appears in a source id
+REQUEST_GRACE = 5.0  # seconds a request's lease outlasts its deadline (the sockets shut, the thread scheduled)
 
 
 class WorkerError(AggregatorError):
@@ -95,6 +96,21 @@ class SharedLimiter(PoliteLimiter):
             yield
 
 
+class LeasedPoll:
+    """The limiter of one poll of a leased source: the shared host slot, then the lease extended to outlast
+    the request (its whole-request deadline and REQUEST_GRACE) right before it is sent; LeaseLost instead
+    when another worker took the source while this one stalled."""
+
+    def __init__(self, limiter: SharedLimiter, coordinator: Coordinator, source: SourceConfig):
+        self._limiter, self._coordinator, self._source = limiter, coordinator, source
+
+    @contextmanager
+    def slot(self, url: str) -> Iterator[None]:
+        with self._limiter.slot(url):
+            self._coordinator.cover(self._source.id, self._source.timeout + REQUEST_GRACE)
+            yield
+
+
 class Worker:
     """This `run` as one of several workers on a PostgreSQL state, driven by the daemon's scheduler.
 
@@ -111,6 +127,7 @@ class Worker:
         self.coordinator = Coordinator(url, lease_seconds())
         self._scheduler, self._poll, self._changed, self._stopping = scheduler, poll, changed, stopping
         self._pollers = pollers
+        self._store: Store | None = None  # the daemon's, from start()
         self._source_ids: list[str] = []
         self._output_ids: set[str] = set()
         self._claim_lock = threading.Lock()
@@ -119,6 +136,10 @@ class Worker:
 
     def limiter(self, config: Config) -> SharedLimiter:
         return SharedLimiter(config, self.coordinator)
+
+    def poll_limiter(self, limiter: SharedLimiter, source: SourceConfig) -> LeasedPoll:
+        """What one poll of `source` takes its host slot from: the slot, and its lease covering the request."""
+        return LeasedPoll(limiter, self.coordinator, source)
 
     def start(self, store: Store, config: Config) -> None:
         """Register the sources, then claim, renew and lead on a small pool of threads of their own.
@@ -147,14 +168,19 @@ class Worker:
         self._nudge()
 
     def _register(self, store: Store, config: Config) -> None:
+        self._store = store
         self._source_ids = [s.id for s in config.sources if s.enabled]
         self._output_ids = {o.id for o in config.outputs}
         self._drained = False
         register(store, config, datetime.now(timezone.utc))
 
-    @staticmethod
-    def owns(event) -> bool:
-        """Its own jobs log their errors; a source whose job was still running is handed back when that poll ends."""
+    def owns(self, event) -> bool:
+        """Its own jobs log their errors; a source whose job was still running is handed back when that poll
+        ends; a poll that lost its lease before its request leaves the source to the worker that took it."""
+        if event.code == EVENT_JOB_ERROR and isinstance(event.exception, LeaseLost):
+            log.warning("%s", event.exception)
+            self.finished(event.job_id, None)
+            return True
         return event.job_id.startswith(JOB_PREFIX) or event.code == EVENT_JOB_MAX_INSTANCES
 
     # the jobs
@@ -233,6 +259,16 @@ class Worker:
 
     def health(self) -> dict:
         return {"publishing": self.coordinator.leading}
+
+    def poll_soon(self, source_id: str, when: datetime) -> None:
+        """Move the source's next poll on the shared schedule to `when` if it is later (any worker may take it)."""
+        if self._store is not None:  # (not before start: the sources are not on the schedule yet either)
+            self._store.put_on_schedule([], [(source_id, when)])
+            self._nudge()
+
+    def subscribes(self) -> bool:
+        """Whether this worker sends WebSub subscription requests: the publishing worker does, for every worker."""
+        return self.coordinator.leading
 
     def abandon(self) -> None:
         """Polls were abandoned in flight: hand their sources back now rather than when their leases expire."""

@@ -11,6 +11,7 @@ writes one set of SQL in SQLite's style (`?` placeholders, portable
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 import time
 from abc import ABC, abstractmethod
@@ -95,6 +96,10 @@ class Backend(ABC):
     @abstractmethod
     def has_table(self, db, name: str) -> bool: ...
 
+    @abstractmethod
+    def size_bytes(self, db) -> int:
+        """The bytes the state occupies (Store.size_bytes)."""
+
     def ddl(self, statement: str) -> str:
         """A migration statement as this backend takes it (they are written for SQLite)."""
         return statement
@@ -110,12 +115,13 @@ class Backend(ABC):
         """The file whose flock admits one daemon to this state (None: the state coordinates its workers)."""
         return None
 
-    @abstractmethod
-    def size_bytes(self, db) -> int:
-        """What the state takes on disk."""
-
     def reclaim(self, store, pages: int) -> None:
         """Give the space of deleted rows back to the file system, without holding the store for long."""
+
+    def emptied(self) -> bool:
+        """Whether the state exists but holds nothing at all, not even its own header (a file truncated to 0
+        bytes); a state that does not exist yet is not emptied."""
+        return False
 
 
 class SqliteBackend(Backend):
@@ -169,6 +175,10 @@ class SqliteBackend(Backend):
     def has_table(self, db, name: str) -> bool:
         return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
+    def size_bytes(self, db) -> int:
+        """The database file's pages (those a checkpoint has yet to copy from the WAL included)."""
+        return db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+
     def lock(self, db, scope: str, keys: Iterable[str]) -> None:
         """Nothing to do: BEGIN IMMEDIATE already admits one writer at a time."""
 
@@ -181,10 +191,6 @@ class SqliteBackend(Backend):
 
     def lock_file(self) -> Path | None:
         return Path(str(self.path) + ".lock")
-
-    def size_bytes(self, db) -> int:
-        return sum(Path(f"{self.path}{suffix}").stat().st_size for suffix in ("", "-wal")
-                   if Path(f"{self.path}{suffix}").exists())
 
     def reclaim(self, store, pages: int) -> None:
         """The free pages handed back a few thousand at a time (polls wait for one step at most), the WAL
@@ -201,6 +207,12 @@ class SqliteBackend(Backend):
         with store._lock:
             store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
+    def emptied(self) -> bool:
+        try:
+            return self.path.stat().st_size == 0
+        except OSError:
+            return False
+
 
 class PostgresBackend(Backend):
     """A PostgreSQL database (or schema) that several workers share; psycopg behind sqlite3's interface."""
@@ -213,6 +225,7 @@ class PostgresBackend(Backend):
 
         self.url = url
         self._postgres = postgres
+        self._cursors = itertools.count()  # names of this backend's server-side cursors
         self.errors = postgres.ERRORS
 
     @property
@@ -233,6 +246,12 @@ class PostgresBackend(Backend):
 
     def ddl(self, statement: str) -> str:
         return self._postgres.ddl(statement)
+
+    def size_bytes(self, db) -> int:
+        """Every table of the state's schema, with its indexes and TOAST (the schema is the state's own)."""
+        row = db.execute("SELECT coalesce(sum(pg_total_relation_size(t.oid)), 0) FROM pg_class AS t "
+                         "WHERE t.relkind = 'r' AND t.relnamespace = current_schema()::regnamespace").fetchone()
+        return int(row[0])
 
     def lock(self, db, scope: str, keys: Iterable[str]) -> None:
         """Transaction-scoped advisory locks: the scope's whole-scope lock shared, and one lock per (scope, slot).
@@ -255,14 +274,29 @@ class PostgresBackend(Backend):
         db.execute("SELECT pg_advisory_xact_lock(?, slot) FROM unnest(?::int[]) AS slot", (scope_key, slots))
 
     def stream(self, db, sql: str, params: tuple, batch: int = STREAM_BATCH) -> Iterator[tuple]:
-        cursor = db.cursor()
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(batch):
-            yield from rows
+        """On a server-side (named) cursor, `batch` rows per round trip: a client-side cursor would hold the
+        whole result in libpq's memory before the first row. A named cursor lives in a transaction: outside
+        one, the scan opens its own read-only snapshot and ends it with the last row."""
+        own = db.info.transaction_status == self._postgres.IDLE
+        if own:
+            db.execute(self.begin_read)
+        try:
+            name = f"aggregator_stream_{next(self._cursors)}"
+            with db.cursor(name=name, row_factory=self._postgres.TUPLES) as cursor:
+                cursor.itersize = batch
+                cursor.execute(self._postgres.translate(sql), params)
+                while rows := cursor.fetchmany(batch):
+                    yield from rows
+        except BaseException:
+            if own and not db.closed:
+                try:
+                    db.execute("ROLLBACK")
+                except self.errors:
+                    pass  # the connection is gone, and the snapshot with it
+            raise
+        if own:
+            db.execute("COMMIT")
 
-    def size_bytes(self, db) -> int:
-        return db.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                          "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace").fetchone()[0]
 
 
 def _enter_wal(db: sqlite3.Connection) -> None:

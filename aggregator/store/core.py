@@ -19,18 +19,31 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .. import NAMESPACE
+from ..errors import StoreError
 from .backend import BATCH_CACHE_KIB, STREAM_BATCH, Backend, backend_for
 from .index import IndexQueries
 from .items import ItemQueries
 from .migrations import migrate
 from .outputs import OutputQueries
 from .publications import PublicationQueries
+from .push import PushQueries
 from .retention import RetentionQueries
 from .selection import SelectionQueries
 from .sources import SourceQueries
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+
+def _published(folder: Path) -> bool:
+    """Whether a folder holds a published feed (every output writes `<id>.atom`)."""
+    try:
+        return any(p.suffix == ".atom" and not p.name.startswith(".") for p in folder.iterdir())
+    except OSError:
+        return False
 
 
 def story_uid(source_id: str, key: str) -> str:
@@ -38,13 +51,19 @@ def story_uid(source_id: str, key: str) -> str:
     return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACE}#{source_id}\x00{key}"))
 
 
-class Store(SourceQueries, ItemQueries, IndexQueries, OutputQueries, SelectionQueries, RetentionQueries,
-            PublicationQueries):
+class Store(SourceQueries, ItemQueries, IndexQueries, OutputQueries, SelectionQueries, PushQueries,
+            RetentionQueries, PublicationQueries):
     """The state, in a SQLite file or a PostgreSQL database; one connection, one transaction at a time."""
 
-    def __init__(self, location: str | Path, cache_kib: int = BATCH_CACHE_KIB):
+    def __init__(self, location: str | Path, cache_kib: int = BATCH_CACHE_KIB, outputs: Path | None = None):
+        """Open (or create) the state; `outputs`, the folder it publishes to, lets it tell a new state from a
+        lost one: an empty state file beside published feeds is refused, not started afresh."""
         self.backend: Backend = backend_for(location, cache_kib)
         self.path = self.backend.display  # as messages name the state
+        if outputs is not None and self.backend.emptied() and _published(outputs):
+            raise StoreError(f"{self.path} is empty (0 bytes), but {outputs} holds feeds published from it: the "
+                             "state was lost (a bad restore, a full disk?); restore it from a backup, or delete "
+                             f"{self.path} to start afresh on purpose (every story then gets a new id)")
         self._lock = threading.RLock()
         self._group_seconds: float | None = None  # grouped_commits: how far apart the commits are
         self._group_began: float | None = None  # when the open group's transaction began
@@ -55,8 +74,22 @@ class Store(SourceQueries, ItemQueries, IndexQueries, OutputQueries, SelectionQu
             self.db.close()
             raise
 
+    @classmethod
+    def of(cls, config: Config, cache_kib: int = BATCH_CACHE_KIB) -> Store:
+        """The state a configuration names, for the commands that poll, publish or show it."""
+        return cls(config.state, cache_kib, outputs=config.output_dir)
+
     def close(self) -> None:
         self.db.close()
+
+    def size_bytes(self) -> int:
+        """How much room the state takes: the SQLite file's pages, or PostgreSQL's relations (with indexes, TOAST)."""
+        with self._lock:
+            self._reconnect_if_dropped()
+            try:
+                return self.backend.size_bytes(self.db)
+            except self.backend.errors as exc:
+                raise self.backend.error(exc) from exc
 
     def has_table(self, name: str) -> bool:
         with self._lock:

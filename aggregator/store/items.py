@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Iterable
 
-from ..models import StoredItem, from_text, to_text
+from ..models import StoredItem, from_json, from_text, to_text
 from .backend import chunked, marks
 
 Connection = Any  # a transaction's connection (sqlite3, or psycopg behind sqlite3's interface)
@@ -97,6 +97,17 @@ class ItemQueries:
             result.update({row["id"]: row for row in rows})
         return result
 
+    def merge_rules(self, source_id: str, first_seen: datetime) -> dict[str, int]:
+        """How many of the source's items first seen at `first_seen` (one poll's new ones) joined a story, by the
+        rule that merged them (metrics' dedup decisions)."""
+        rules: dict[str, int] = {}
+        for (details,) in self.query(
+                "SELECT m.details FROM items AS i JOIN merges AS m ON m.item_id = i.id "
+                "WHERE i.source_id = ? AND i.first_seen = ?", (source_id, to_text(first_seen))):
+            rule = (json.loads(details) if details else {}).get("rule", "unknown")
+            rules[rule] = rules.get(rule, 0) + 1
+        return rules
+
 
 def _column_value(value):
     if value is None or type(value) is str:  # most columns: checked first
@@ -112,7 +123,7 @@ def _stored_item(row) -> StoredItem:
     return StoredItem(
         id=row["id"], story_id=row["story_id"], source_id=row["source_id"], key=row["key"], title=row["title"],
         link=row["link"], summary=row["summary"], content=row["content"],
-        authors=tuple(json.loads(row["authors"])), categories=tuple(json.loads(row["categories"])),
+        authors=tuple(from_json(row["authors"])), categories=tuple(from_json(row["categories"])),
         language=row["language"], published=from_text(row["published"]), updated=from_text(row["updated"]),
         first_seen=from_text(row["first_seen"]),
     )

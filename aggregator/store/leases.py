@@ -1,4 +1,4 @@
-"""Several workers on one PostgreSQL state: source leases, host slots and the publishing lock, on a connection of their own.
+"""Several workers on one PostgreSQL state: source leases, host slots and the publishing lock, on connections of their own.
 
 A worker takes due sources in small batches, each with a lease (an UPDATE
 over `SELECT … FOR UPDATE SKIP LOCKED`, so two workers never take one row),
@@ -6,6 +6,15 @@ and hands each back with its next poll time; lease times are the database's
 clock. Host slots and the publishing lock are session-level advisory locks
 on this connection, so the server drops them the moment a worker's
 connection ends, kill -9 included.
+
+No source is requested twice at once. A claim never takes a source its
+worker still holds (`held`: claimed and not handed back, so a lease that
+lapsed under a poll still running is not granted to it again). Renewals go
+on a connection of their own, so a statement that waits on the main one
+cannot hold them up. And right before each request a poll extends its
+lease to outlast the request's own deadline (`cover`), or stops if the
+lease went to another worker meanwhile: however long a worker stalls, no
+other worker takes a source while its request may still be in flight.
 """
 
 from __future__ import annotations
@@ -34,13 +43,24 @@ CLAIM = """
     UPDATE sources SET lease_owner = ?, lease_expires = extract(epoch FROM clock_timestamp()) + ?
     WHERE id IN (
         SELECT id FROM sources
-        WHERE id = ANY(?) AND next_poll <= ?
+        WHERE id = ANY(?) AND NOT id = ANY(?) AND next_poll <= ?
           AND (lease_expires IS NULL OR lease_expires < extract(epoch FROM clock_timestamp()))
         ORDER BY next_poll, last_poll NULLS FIRST, id
         LIMIT ?
         FOR UPDATE SKIP LOCKED)
     RETURNING id
 """
+
+
+#: Extend a lease to at least `seconds` from now, if this worker still owns it.
+COVER = """
+    UPDATE sources SET lease_expires = greatest(lease_expires, extract(epoch FROM clock_timestamp()) + ?)
+    WHERE id = ? AND lease_owner = ? RETURNING id
+"""
+
+
+class LeaseLost(StoreError):
+    """A poll's lease went to another worker before its request (this one stalled longer than the lease)."""
 
 
 class Coordinator:
@@ -57,6 +77,8 @@ class Coordinator:
         self._generation = 0  # bumped on each reconnection: the locks of an older connection are gone
         self._slots: dict[str, set[int]] = {}  # host:port → the slots this worker holds
         self.held: set[str] = set()  # sources this worker has leased (claimed, not yet handed back)
+        self._beat_lock = threading.Lock()  # the heartbeat's own connection, opened on its first renewal
+        self._beat = None
         with self._lock:
             self._connect()
 
@@ -92,13 +114,16 @@ class Coordinator:
                 pass  # the leases expire by themselves
             self._db.close()
             self.closed = True
+        with self._beat_lock:
+            if self._beat is not None:
+                self._beat.close()
 
     # leases
 
     def claim(self, source_ids: list[str], limit: int, now: datetime) -> list[str]:
         """Lease up to `limit` of these sources that are due and not leased by anyone; their ids."""
         with self._lock:
-            rows = self._run(CLAIM, (self.owner, self.lease, source_ids, to_text(now), limit))
+            rows = self._run(CLAIM, (self.owner, self.lease, source_ids, sorted(self.held), to_text(now), limit))
             claimed = [row[0] for row in rows]
             self.held.update(claimed)
             return claimed
@@ -114,14 +139,38 @@ class Coordinator:
                       (to_text(next_poll), source_id, self.owner))
 
     def renew(self) -> int:
-        """Extend the leases of every poll in flight; how many of them were lost (a stall longer than a lease)."""
+        """Extend the leases of every poll in flight; how many of them were lost (a stall longer than a lease).
+
+        On the heartbeat's own connection: a statement waiting on the main one (a host slot's, a claim's)
+        does not hold renewals up. A lease covering a request in flight is never shortened."""
         with self._lock:
             held = sorted(self.held)
-            if not held:
+        if not held:
+            return 0
+        with self._beat_lock:
+            if self.closed:
                 return 0
-            rows = self._run("UPDATE sources SET lease_expires = extract(epoch FROM clock_timestamp()) + ? "
-                             "WHERE lease_owner = ? AND id = ANY(?) RETURNING id", (self.lease, self.owner, held))
-            return len(held) - len(rows)
+            try:
+                if self._beat is None or self._beat.closed:
+                    self._beat = postgres.connect(self._url)
+                rows = self._beat.execute(
+                    "UPDATE sources SET lease_expires = greatest(lease_expires, "
+                    "extract(epoch FROM clock_timestamp()) + ?) WHERE lease_owner = ? AND id = ANY(?) RETURNING id",
+                    (self.lease, self.owner, held)).fetchall()
+            except postgres.ERRORS as exc:
+                raise StoreError(postgres.explain(exc, postgres.redact(self._url))) from exc
+        renewed = {row[0] for row in rows}
+        with self._lock:  # a source handed back meanwhile was not lost
+            return sum(1 for source_id in held if source_id not in renewed and source_id in self.held)
+
+    def cover(self, source_id: str, seconds: float) -> None:
+        """Right before a request for this source: its lease extended to outlast the request (`seconds`, its
+        deadline and a margin), so no other worker takes it while the request may be in flight; LeaseLost
+        if another worker already did."""
+        with self._lock:
+            if not self._run(COVER, (max(seconds, self.lease), source_id, self.owner)):
+                raise LeaseLost(f"{source_id}: its lease went to another worker while this one stalled "
+                                f"(longer than the {self.lease:g}s lease); this poll stops before its request")
 
     # host slots
 

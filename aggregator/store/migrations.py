@@ -147,7 +147,36 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sources ADD COLUMN feed_self TEXT;
     """,
-    # 11: retention (SPEC §6.1): a tombstone per pruned item, so a source that still lists it never brings it back,
+    # 11: each source's WebSub subscription (run/push.py): its hub (where reached, and as the feed names it) and
+    # topic, our secret, its state and lease, and when the subscriber acts on it next (request, renew, give up
+    # waiting), found by index
+    """
+    CREATE TABLE push_subscriptions (
+        source_id TEXT PRIMARY KEY,
+        hub TEXT NOT NULL,
+        advertised TEXT,
+        topic TEXT NOT NULL,
+        state TEXT NOT NULL,
+        secret TEXT,
+        requested TEXT,
+        expires TEXT,
+        lease INTEGER,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_action TEXT
+    );
+    CREATE INDEX push_subscriptions_next_action ON push_subscriptions (next_action);
+    """,
+    # 12: the kind of a source's last failure (errors.FailureKind), so what decides on it (is the network down?)
+    # never reads the message
+    """
+    ALTER TABLE sources ADD COLUMN last_failure TEXT;
+    """,
+    # 13: what the last body read had to work around (an encoding guessed because none declared fits), for status
+    """
+    ALTER TABLE sources ADD COLUMN warning TEXT;
+    """,
+    # 14: retention (SPEC §6.1): a tombstone per pruned item, so a source that still lists it never brings it back,
     # kept while the source lists it (last_listed) and dropped once a new body of the source left it out for
     # `keep`; when each source last brought a new body; lookups by date for pruning and for trimming the
     # near-duplicate index to the dedup window (by publication and by first sight); each story's copies by story,
@@ -172,7 +201,7 @@ MIGRATIONS: list[str] = [
     DROP INDEX items_story;
     CREATE INDEX items_story ON items (story_id, source_id, published);
     """,
-    # 12: publishing only what changed (store/publications.py): the stories each output must look at again, each
+    # 15: publishing only what changed (store/publications.py): the stories each output must look at again, each
     # output's last publication, and the stories its archive pages hold
     """
     CREATE TABLE publish_queue (

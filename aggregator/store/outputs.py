@@ -41,6 +41,16 @@ class OutputQueries:
         rows = self.query("SELECT digest, file FROM rendered WHERE path = ?", (path,))
         return (rows[0][0], rows[0][1]) if rows else None
 
+    def rendered_many(self, paths: list[str]) -> dict[str, tuple[str, str]]:
+        """`rendered` for many paths at once: path → (digest, file signature), for those recorded."""
+        found = {}
+        for start in range(0, len(paths), 500):
+            chunk = paths[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for row in self.query(f"SELECT path, digest, file FROM rendered WHERE path IN ({marks})", chunk):
+                found[row[0]] = (row[1], row[2])
+        return found
+
     def record_rendered(self, rows: list[tuple[str, str, str]]) -> None:
         """Remember (path, digest, file signature) of files publishing just wrote."""
         with self.transaction() as db:

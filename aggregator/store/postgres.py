@@ -20,10 +20,14 @@ from functools import lru_cache
 import psycopg
 from psycopg.adapt import Dumper, Loader
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 
 from ..errors import StoreError
 
 ERRORS = (psycopg.Error,)
+IDLE = TransactionStatus.IDLE  # a connection outside any transaction
+TUPLES = tuple_row  # plain tuples, for long scans (backend.stream)
 CONNECT_TIMEOUT = 10  # seconds; a blackholed host would otherwise hang for minutes
 
 _TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\?|(?<![:\w]):([A-Za-z_]\w*)|%""")
@@ -60,6 +64,9 @@ def connect(url: str) -> psycopg.Connection:
         # As SQLite's synchronous=NORMAL: a killed process loses nothing committed, a crashed server may
         # lose the last moments of commits but never their consistency; and a commit costs no fsync.
         db.execute("SET synchronous_commit = off")
+    # The store's long scans run on server-side cursors (backend.stream) and read every row: plan them for all
+    # of it, not for the first 10% (a fast-start plan walked the whole items table in id order for a few copies)
+    db.execute("SET cursor_tuple_fraction = 1.0")
     return db
 
 

@@ -199,11 +199,6 @@ class RetentionQueries:
         with self.transaction() as db:
             self.set_meta(db, "last_prune", to_text(when))
 
-    def size_bytes(self) -> int:
-        """The state's size on disk (SQLite: the file, its WAL aside; PostgreSQL: its tables and indexes)."""
-        with self._lock:
-            return self.backend.size_bytes(self.db)
-
     def reclaim_space(self) -> None:
         """Give freed pages back to the file system (SQLite); PostgreSQL's autovacuum does so by itself."""
         self.backend.reclaim(self, VACUUM_PAGES)

@@ -58,14 +58,13 @@ class SelectionQueries:
         return {r[0]: r[1] for r in self.query(f"SELECT id, raw_hash FROM items WHERE id IN ({marks(item_ids)})",
                                                item_ids)} if item_ids else {}
 
-    def other_copies(self, chosen: list[tuple[int, int]]) -> list[tuple]:
+    def other_copies(self, chosen: list[tuple[int, int]]) -> Iterator[tuple]:
         """(id, story id, source id, title, link, published) of the copies of these (story id, item id) stories
-        other than the chosen items, by item id."""
-        rows = []
+        other than the chosen items, by item id, streamed (a story may have gathered many copies, some from
+        sources no longer configured, which the caller drops)."""
         for start in range(0, len(chosen), CHUNK):
             chunk = chosen[start:start + CHUNK]
             placeholders = marks(chunk)
-            rows += self.query("SELECT id, story_id, source_id, title, link, published FROM items "
-                               f"WHERE story_id IN ({placeholders}) AND id NOT IN ({placeholders}) ORDER BY id",
-                               [story_id for story_id, _ in chunk] + [item_id for _, item_id in chunk])
-        return rows
+            yield from self.stream("SELECT id, story_id, source_id, title, link, published FROM items "
+                                   f"WHERE story_id IN ({placeholders}) AND id NOT IN ({placeholders}) ORDER BY id",
+                                   [story_id for story_id, _ in chunk] + [item_id for _, item_id in chunk])

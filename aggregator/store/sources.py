@@ -6,6 +6,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
+from ..errors import DamagedState, FailureKind
 from ..models import PublishingHistory, SourceState, SourceStatus, from_text, to_text
 from .backend import marks
 
@@ -85,5 +86,19 @@ class SourceQueries:
 
 def _source_state(row, entries: int) -> SourceState:
     values = {c: (from_text(row[c]) if c in _SOURCE_TIMES else row[c]) for c in _SOURCE_COLUMNS}
-    values["state"] = SourceStatus(values["state"])
+    try:
+        values["state"] = SourceStatus(values["state"])
+    except ValueError:
+        raise DamagedState("a source state that is not one") from None
+    values["last_failure"] = _failure_kind(values["last_failure"])
     return SourceState(id=row["id"], entries=entries, **values)
+
+
+def _failure_kind(text: str | None) -> FailureKind | None:
+    """A stored failure kind; one this version does not know (written by a newer one) reads as a request failure."""
+    if text is None:
+        return None
+    try:
+        return FailureKind(text)
+    except ValueError:
+        return FailureKind.REQUEST

@@ -1,0 +1,225 @@
+"""The HTML pages beside the feeds (SPEC §4.1): index.html, each output's river, one page per story. Jinja2 stops here.
+
+Templates ship in the package (``templates/``); ``output.templates`` names a
+folder whose files override any of them by name (a theme). Autoescaping is on
+for every template, so a hostile title is text; the only HTML passed through
+is republished content, sanitised when it was stored and made here to load
+nothing from elsewhere (pageview.page_content).
+
+Which pages are written: a river page with each feed document (publish.py
+calls `Site.river` for the format ``html``), the story page of every entry of
+a document being written (`Site.stories`, skipped when unchanged: a digest of
+the entry and of everything the page depends on, kept in the store like the
+documents'), and index.html once a publish has written the outputs. Story
+pages are never deleted: a story pruned from the store keeps its page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+from lxml import etree
+from markupsafe import Markup
+
+from .. import PROJECT_URL, __version__
+from ..config import Config, OutputConfig
+from ..errors import ConfigError, PublishError
+from ..models import StoryEntry, from_text
+from .documents import ARCHIVE_DIR, MEDIA_TYPES, PAGE, Document
+from .files import sync_folder, write_atomic
+from .pageview import Language, When, entry_view, language, page_language, story_key, when
+from .rendered import Rendered
+
+STORIES_DIR = "stories"
+STYLESHEET = "pages.css"
+TEMPLATES = ("base.html", "macros.html", "index.html", "river.html", "story.html", STYLESHEET)
+LABELS = {"atom": "Atom", "rss": "RSS", "json": "JSON Feed"}
+ATOM_PUBLISHED = "{http://www.w3.org/2005/Atom}published"
+_PARSER_OPTIONS = {"resolve_entities": False, "no_network": True, "huge_tree": True}
+
+
+@dataclass(frozen=True)
+class Link:
+    href: str
+    type: str
+    label: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class OutputView:
+    title: str
+    subtitle: str | None
+    language: Language
+    href: str
+    newest: When | None
+    subscribe: tuple[Link, ...]
+
+
+def environment(config: Config) -> jinja2.Environment:
+    """The packaged templates, each overridable by a file of the same name in `output.templates`."""
+    loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("aggregator.output", "templates")]
+    if config.templates is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(str(config.templates)))
+    return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, trim_blocks=False,
+                              keep_trailing_newline=True, auto_reload=False)
+
+
+def check_templates(config: Config) -> list[str]:
+    """Every template that does not compile, as FILE:LINE: output.templates: message (for `check`)."""
+    env = environment(config)
+    problems = []
+    for name in sorted(set(env.list_templates()) | set(TEMPLATES)):
+        try:
+            env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            where = exc.filename or (str(config.templates / name) if config.templates else name)
+            problems.append(f"{where}:{exc.lineno}: output.templates: {name}: {exc.message}")
+        except jinja2.TemplateError as exc:
+            problems.append(f"{config.templates or name}:1: output.templates: {name}: {exc}")
+    return problems
+
+
+def raise_for_templates(config: Config) -> None:
+    problems = check_templates(config)
+    if problems:
+        raise ConfigError(problems)
+
+
+def theme_digest(config: Config) -> str:
+    """What the operator's templates are: their names and bytes (the packaged ones are in Rendered's digest)."""
+    digest = hashlib.blake2b(digest_size=16)
+    if config.templates is not None:
+        for path in sorted(p for p in config.templates.rglob("*") if p.is_file()):
+            try:
+                digest.update(path.relative_to(config.templates).as_posix().encode() + b"\0" + path.read_bytes())
+            except OSError:
+                digest.update(b"unreadable")
+    return digest.hexdigest()
+
+
+class Site:
+    """One publish's pages: the template environment, and which story pages this publish already saw."""
+
+    def __init__(self, config: Config, rendered: Rendered):
+        self.config = config
+        self.rendered = rendered
+        self.env = environment(config)
+        self.theme = theme_digest(config)
+        # index.html and the story pages belong to no one output: they speak the first one's language
+        self.language = page_language(config.outputs[0].language if config.outputs else None)
+        self._seen: set[str] = set()  # story keys written or found unchanged by this publish
+
+    def format_key(self, fmt: str) -> str:
+        """What Rendered digests as the format: for pages, the theme too."""
+        return f"{fmt} {self.theme}" if fmt == PAGE else fmt
+
+    # the river
+
+    def river(self, document: Document, entries: list[StoryEntry]) -> bytes:
+        output, page = document.output, document.page
+        lang = page_language(output.language)
+        root = "" if page is None else "../../"
+        older = newer = current = None
+        if page is None:
+            older = f"{ARCHIVE_DIR}/{output.id}/{document.prev_archive}.html" if document.prev_archive else None
+        else:
+            older = f"{page - 1}.html" if page > 1 else None
+            newer = f"{page + 1}.html" if document.full else f"../../{output.id}.html"
+            current = f"../../{output.id}.html"
+        views = [entry_view(e, self.config.date_format, lang.tag) for e in entries]
+        return self._render("river.html", lang, document.title(), root, self._feeds(root, [output]),
+                            output=output, archive=page, entries=views, older=older, newer=newer, current=current,
+                            subscribe=self._subscribe(root, output))
+
+    # story pages
+
+    def stories(self, entries: list[StoryEntry]) -> list[Path]:
+        """Write the page of each story whose page is missing or out of date; the paths rewritten."""
+        directory = self.config.output_dir / STORIES_DIR
+        todo = []
+        for entry in entries:
+            key = story_key(entry.uid)
+            if key not in self._seen:
+                self._seen.add(key)
+                todo.append((entry, directory / f"{key}.html"))
+        self.rendered.prefetch([path for _, path in todo])
+        written = []
+        for entry, path in todo:
+            digest = self.rendered.digest_of(f"story {self.theme} {self.language}", entry)
+            if self.rendered.unchanged(path, digest):
+                continue
+            if write_atomic(path, self.story(entry), durable=False):
+                written.append(path)
+            self.rendered.done(path, digest)
+        if written:  # one flush for the folder, before the document linking these pages is written
+            sync_folder(directory)
+        return written
+
+    def story(self, entry: StoryEntry) -> bytes:
+        lang = self.language
+        view = entry_view(entry, self.config.date_format, lang.tag, content=True)
+        view = view.with_content(Markup(view.content))
+        title = f"{entry.title or '(untitled)'} — {entry.source.title}"
+        return self._render("story.html", lang, title, "../", self._feeds("../", self.config.outputs, ("atom",)),
+                            e=view, canonical=entry.link)
+
+    # the index and the stylesheet
+
+    def index(self) -> bytes:
+        root = ""
+        outputs = [self._output_view(o) for o in self.config.outputs]
+        return self._render("index.html", self.language, "Feeds", root,
+                            self._feeds(root, self.config.outputs, existing=True),
+                            outputs=outputs)
+
+    def stylesheet(self) -> bytes:
+        return self._template(STYLESHEET).render().encode("utf-8")
+
+    def _output_view(self, output: OutputConfig) -> OutputView:
+        newest = newest_published(self.config.output_dir / f"{output.id}.atom")
+        return OutputView(output.title, output.subtitle, language(output.language), f"{output.id}.html",
+                          when(newest, self.config.date_format, self.language.tag) if newest else None,
+                          self._subscribe("", output, existing=True))
+
+    def _subscribe(self, root: str, output: OutputConfig, existing: bool = False) -> tuple[Link, ...]:
+        """The output's current feeds (written by this publish; with `existing`, only those on disk now)."""
+        return tuple(Link(root + f"{output.id}.{fmt}", MEDIA_TYPES[fmt], LABELS[fmt]) for fmt in output.formats
+                     if not existing or (self.config.output_dir / f"{output.id}.{fmt}").is_file())
+
+    def _feeds(self, root: str, outputs, formats: tuple[str, ...] | None = None, existing: bool = False) -> list[Link]:
+        """Autodiscovery: the current feeds of these outputs (an archive page is no place to subscribe)."""
+        return [Link(link.href, link.type, link.label, f"{output.title} ({link.label})")
+                for output in outputs for link in self._subscribe(root, output, existing)
+                if formats is None or link.label in (LABELS[f] for f in formats)]
+
+    def _render(self, name: str, lang: Language, title: str, root: str, feeds: list[Link], **values) -> bytes:
+        page = {"lang": lang.tag, "dir": lang.dir or "ltr", "title": title}
+        try:
+            text = self._template(name).render(page=page, root=root, feeds=feeds, generator=f"aggregator {__version__}",
+                                               project_url=PROJECT_URL, **values)
+        except jinja2.TemplateError as exc:
+            raise PublishError(f"template {name} failed: {exc}; fix it in {self.config.templates or 'the package'} "
+                               "(`aggregator check` compiles every template)") from exc
+        return text.encode("utf-8")
+
+    def _template(self, name: str) -> jinja2.Template:
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateError as exc:
+            raise PublishError(f"template {name} cannot be loaded: {exc}; `aggregator check` says where") from exc
+
+
+
+def newest_published(path: Path) -> datetime | None:
+    """The first entry's `published` in an Atom document we wrote (entries are newest first); None without one."""
+    try:
+        for _, element in etree.iterparse(str(path), tag=ATOM_PUBLISHED, **_PARSER_OPTIONS):
+            return from_text((element.text or "").strip() or None)
+    except (OSError, etree.XMLSyntaxError, ValueError):
+        return None
+    return None

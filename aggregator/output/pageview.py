@@ -1,0 +1,244 @@
+"""What the HTML pages show of a story, as plain values for the templates: pure, no Jinja2, no files.
+
+Languages and directions come from CLDR (Babel): a language written right to
+left (Persian, Arabic, Pashto, Urdu, Hebrew, Sindhi, Sorani Kurdish, Yiddish,
+Dhivehi, Uyghur…) is ``rtl``; an unknown language has no direction, and the
+templates let the browser find it (``dir="auto"``). Dates are formatted with
+the config's strftime pattern, with month and day names (and, where the
+language writes them, its own digits) in the page's language.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import lxml.html
+from babel import Locale, UnknownLocaleError
+from lxml import etree
+
+from ..models import RelatedCopy, StoryEntry, to_text as rfc3339
+from ..reader.sanitize import clean_html, plain_text
+
+SUMMARY_WORDS = 60
+DEFAULT_LANGUAGE = "en"  # the language of the packaged templates' own words
+#: Written right to left, for the tags CLDR does not know (Babel answers for the rest).
+RTL_LANGUAGES = {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ji", "ks", "ku-arab", "nqo", "ps", "sd", "syr",
+                 "ug", "ur", "yi"}
+RTL_SCRIPTS = {"arab", "hebr", "thaa", "syrc", "nkoo", "adlm", "rohg", "mand", "samr"}
+DIGITS = {"arab": "٠١٢٣٤٥٦٧٨٩", "arabext": "۰۱۲۳۴۵۶۷۸۹"}
+NAMED = {"a": ("days", "abbreviated"), "A": ("days", "wide"), "b": ("months", "abbreviated"),
+         "B": ("months", "wide")}
+BLOCK_START = re.compile(r"</?(?:p|div|li|ul|ol|br|h[1-6]|tr|td|th|blockquote|pre|figure|figcaption|dd|dt)\b",
+                         re.IGNORECASE)
+MEDIA = {"img": "image", "video": "video", "audio": "audio", "picture": "image"}
+
+
+@dataclass(frozen=True)
+class Language:
+    """A page's or an entry's language: its tag (``""`` when unknown) and direction (None when unknown)."""
+
+    tag: str
+    dir: str | None
+
+
+@dataclass(frozen=True)
+class When:
+    """A date as a page shows it: machine-readable (``<time datetime>``) and for people."""
+
+    iso: str
+    text: str
+
+
+@dataclass(frozen=True)
+class EntryView:
+    """One story as a page shows it."""
+
+    key: str  # its page is stories/<key>.html
+    title: str
+    link: str | None
+    language: Language
+    source: str
+    source_site: str | None
+    authors: tuple[str, ...]
+    categories: tuple[str, ...]
+    published: When
+    republished: When
+    updated: When | None  # only when it says more than `published`
+    summary: str  # plain text
+    related: tuple[RelatedCopy, ...]
+    content: str = ""  # sanitised HTML loading nothing from elsewhere (story pages)
+
+    def with_content(self, content) -> "EntryView":
+        return replace(self, content=content)
+
+
+def entry_view(entry: StoryEntry, date_format: str, page_tag: str, content: bool = False) -> EntryView:
+    """What a page shows of `entry`, its dates in the page's language."""
+    updated = when(entry.updated, date_format, page_tag)
+    published = when(entry.published, date_format, page_tag)
+    return EntryView(
+        key=story_key(entry.uid), title=entry.title, link=entry.link, language=language(entry.language),
+        source=entry.source.title, source_site=entry.source.site_url, authors=entry.authors,
+        categories=entry.categories, published=published,
+        republished=when(entry.republished, date_format, page_tag),
+        updated=updated if updated.text != published.text else None,
+        summary=summary_text(entry), related=entry.related,
+        content=page_content(entry.content or entry.summary) if content else "",
+    )
+
+
+def story_key(uid: str) -> str:
+    """The file name of a story's page, from its id alone: ``urn:uuid:…`` gives the uuid, anything else a hash."""
+    if uid.startswith("urn:uuid:") and re.fullmatch(r"[0-9a-fA-F-]{36}", uid[9:]):
+        return uid[9:].lower()
+    return hashlib.blake2b(uid.encode("utf-8"), digest_size=16).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def language(tag: str | None) -> Language:
+    """The direction of a BCP 47 tag; ``Language("", None)`` when no language is declared."""
+    tag = (tag or "").strip()
+    if not tag:
+        return Language("", None)
+    lowered = tag.lower().replace("_", "-")
+    parts = lowered.split("-")
+    script = next((p for p in parts[1:] if len(p) == 4 and p.isalpha()), None)
+    if script:
+        return Language(tag, "rtl" if script in RTL_SCRIPTS else "ltr")
+    if parts[0] in RTL_LANGUAGES or "-".join(parts[:2]) in RTL_LANGUAGES:
+        return Language(tag, "rtl")
+    locale = _locale(lowered)
+    if locale is not None:
+        return Language(tag, "rtl" if locale.character_order == "right-to-left" else "ltr")
+    return Language(tag, "ltr")
+
+
+@functools.lru_cache(maxsize=256)
+def _locale(tag: str) -> Locale | None:
+    for candidate in (tag, tag.split("-")[0]):
+        try:
+            return Locale.parse(candidate, sep="-")
+        except (UnknownLocaleError, ValueError, TypeError):
+            continue
+    return None
+
+
+def page_language(tag: str | None) -> Language:
+    """A page's own language: the output's, else the templates' (a page always says what it is written in)."""
+    declared = language(tag)
+    return declared if declared.tag else language(DEFAULT_LANGUAGE)
+
+
+def when(moment: datetime, pattern: str, tag: str) -> When:
+    return When(rfc3339(moment), format_date(moment, pattern, tag))
+
+
+def format_date(moment: datetime, pattern: str, tag: str) -> str:
+    """`pattern` (strftime) with month and day names, AM/PM and digits in the language of `tag` (UTC)."""
+    locale = _locale(tag.lower().replace("_", "-")) if tag else None
+    digits = DIGITS.get(_numbering(locale), "")
+    tokens = _tokens(pattern)
+    if not digits and not any(code in NAMED or code == "p" for _, code in tokens):
+        return moment.strftime(pattern.replace("%Z", "UTC"))  # the common case: numbers only, in one call
+    out = []
+    for literal, directive in re.findall(r"([^%]*)(%.|$)", pattern):
+        out.append(literal)
+        if not directive:
+            continue
+        code = directive[1]
+        if code in NAMED and locale is not None:
+            kind, width = NAMED[code]
+            names = getattr(locale, kind)["format"][width]
+            out.append(names[moment.weekday()] if kind == "days" else names[moment.month])
+        elif code == "p" and locale is not None:
+            out.append(locale.periods.get("am" if moment.hour < 12 else "pm", moment.strftime("%p")))
+        elif code == "Z":
+            out.append("UTC")
+        else:
+            text = moment.strftime(directive)
+            out.append(text.translate(str.maketrans("0123456789", digits)) if digits else text)
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _tokens(pattern: str) -> tuple[tuple[str, str], ...]:
+    return tuple((literal, directive[1:]) for literal, directive in re.findall(r"([^%]*)(%.|$)", pattern))
+
+
+def _numbering(locale: Locale | None) -> str:
+    if locale is None:
+        return "latn"
+    return getattr(locale, "default_numbering_system", None) or "latn"
+
+
+def summary_text(entry: StoryEntry, words: int = SUMMARY_WORDS) -> str:
+    """The summary as plain text, else the opening `words` words of the content, cut with an ellipsis."""
+    text = plain_text(BLOCK_START.sub(r" \g<0>", entry.summary or entry.content or ""))  # "a</p><p>b": two words
+    split = text.split()
+    if len(split) <= words:
+        return text
+    return " ".join(split[:words]) + " …"
+
+
+def page_content(fragment: str | None) -> str:
+    """Sanitised HTML made to load nothing from elsewhere: each remote image, video or audio becomes a link to it.
+
+    The HTML was sanitised when it was stored; it is sanitised once more here
+    (nh3 is fast, and a page must not trust what an older version stored).
+    What is left that a browser would fetch by itself is media; inline
+    raster images (``data:``) load nothing and stay.
+    """
+    fragment = clean_html(fragment)
+    if not fragment:
+        return ""
+    if not re.search(r"<(?:img|video|audio|source|picture|track)\b", fragment, re.IGNORECASE):
+        return fragment
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except (etree.LxmlError, ValueError):
+        return plain_text(fragment)
+    for element in list(root.iter("img", "video", "audio", "picture")):
+        if element.getparent() is not None and not _inside_media(element):
+            _replace_with_link(element)
+    for element in list(root.iter("source", "track")):  # left over outside any media element
+        element.drop_tree()
+    text = lxml.html.tostring(root, encoding="unicode", method="html")
+    return text[len("<div>"):-len("</div>")]
+
+
+def _inside_media(element) -> bool:
+    return any(parent.tag in MEDIA for parent in element.iterancestors())
+
+
+def _replace_with_link(element) -> None:
+    url = _media_url(element)
+    if element.tag == "img" and url is not None and url.startswith("data:"):
+        return  # an inline image loads nothing
+    kind = MEDIA[element.tag]
+    label = " ".join((element.get("alt") or element.get("title") or "").split())
+    for img in element.iter("img"):
+        label = label or " ".join((img.get("alt") or "").split())
+    text = f"[{kind}: {label}]" if label else f"[{kind}]"
+    in_link = any(parent.tag == "a" for parent in element.iterancestors())  # a link holds no link
+    if url and url.startswith(("http://", "https://")) and not in_link:
+        replacement = lxml.html.Element("a", href=url, rel="noopener noreferrer")
+        replacement.set("class", "media-link")
+    else:
+        replacement = lxml.html.Element("span")
+        replacement.set("class", "media-link")
+    replacement.text = text
+    replacement.tail = element.tail
+    element.getparent().replace(element, replacement)
+
+
+def _media_url(element) -> str | None:
+    if element.get("src"):
+        return element.get("src").strip()
+    for child in element.iter("source", "img"):
+        if child.get("src"):
+            return child.get("src").strip()
+    return None

@@ -1,0 +1,67 @@
+"""What a page shows of a story, from values alone: directions by language, dates in a language, media as links."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from aggregator.output.pageview import format_date, language, page_content, page_language, story_key
+
+WHEN = datetime(2021, 9, 27, 10, 5, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("tag", ["fa", "fa-IR", "ar", "ar-EG", "ps", "ur", "he", "iw", "sd", "ckb", "ku-Arab",
+                                 "yi", "dv", "ug", "az-Arab", "pa-Arab"])
+def test_right_to_left_languages(tag):
+    assert language(tag).dir == "rtl"
+
+
+@pytest.mark.parametrize("tag", ["en", "en-GB", "de", "fr", "ru", "zh-Hans", "ja", "ku", "az", "sr-Latn", "hi"])
+def test_left_to_right_languages(tag):
+    assert language(tag).dir == "ltr"
+
+
+def test_an_undeclared_language_has_no_direction_and_a_page_falls_back_to_english():
+    assert language(None).tag == language("").tag == "" and language(None).dir is None
+    assert (page_language(None).tag, page_language(None).dir) == ("en", "ltr")
+    assert (page_language("fa").tag, page_language("fa").dir) == ("fa", "rtl")
+
+
+@pytest.mark.parametrize("pattern, tag, shown", [
+    ("%Y-%m-%d", "en", "2021-09-27"),
+    ("%Y-%m-%d", "", "2021-09-27"),
+    ("%d %B %Y", "en", "27 September 2021"),
+    ("%d %B %Y", "de", "27 September 2021"),
+    ("%A %d %b", "fr", "lundi 27 sept."),
+    ("%d %B %Y", "fa", "۲۷ سپتامبر ۲۰۲۱"),
+    ("%d %B %Y", "ar", "27 سبتمبر 2021"),
+    ("%Y-%m-%d %H:%M %Z", "en", "2021-09-27 10:05 UTC"),
+    ("100%% %Y", "en", "100% 2021"),
+])
+def test_dates_in_the_pattern_and_the_language(pattern, tag, shown):
+    assert format_date(WHEN, pattern, tag) == shown
+
+
+def test_remote_media_become_links_and_inline_images_stay():
+    html = ('<p>a <img src="https://img.example/a.png" alt="A map"> b</p>'
+            '<p><a href="https://x.example/"><img src="https://img.example/b.png" alt="B"></a></p>'
+            '<video src="https://v.example/c.mp4" controls></video>'
+            '<audio controls><source src="https://v.example/d.mp3" type="audio/mpeg"></audio>'
+            '<img src="data:image/png;base64,iVBORw0KGgo=" alt="inline">')
+    out = page_content(html)
+    assert "https://img.example/a.png" in out and '<img src="https://' not in out
+    assert '<a href="https://img.example/a.png" rel="noopener noreferrer" class="media-link">[image: A map]</a> b' in out
+    assert '<a href="https://x.example/" rel="noopener noreferrer"><span class="media-link">[image: B]</span></a>' in out
+    assert '>[video]</a>' in out and 'href="https://v.example/d.mp3"' in out and "<source" not in out
+    assert '<img src="data:image/png;base64,iVBORw0KGgo="' in out
+
+
+def test_content_is_sanitised_again_for_a_page():
+    assert page_content('<p onclick="x()">hi</p><script>alert(1)</script>') == "<p>hi</p>"
+
+
+def test_a_story_key_is_the_uuid_of_its_id_or_a_hash():
+    assert story_key("urn:uuid:751A1133-060C-556E-9534-49041A9E087C") == "751a1133-060c-556e-9534-49041a9e087c"
+    assert story_key("tag:example.org,2021:1") == story_key("tag:example.org,2021:1") != story_key("tag:x")
+    assert len(story_key("urn:uuid:../../etc/passwd")) == 32  # not a uuid: hashed, never a path
