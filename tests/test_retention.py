@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -184,14 +185,18 @@ def test_run_prunes_by_itself_once_a_day(tmp_path, feed_server):
     with log.open("w") as handle:
         daemon = subprocess.Popen(["faketime", (NOW + timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S"),
                                    sys.executable, "-m", "aggregator", "-c", str(config), "run"],
-                                  stdout=handle, stderr=subprocess.STDOUT, cwd=str(ROOT),
+                                  stdout=handle, stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True,
                                   env={**os.environ, "TZ": "UTC", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
     try:
         deadline = datetime.now() + timedelta(seconds=90)
         while "retention: pruned" not in log.read_text() and datetime.now() < deadline and daemon.poll() is None:
             subprocess.run(["sleep", "0.2"])
-    finally:
-        daemon.terminate()
-        daemon.wait(30)
+    finally:  # faketime runs the daemon as its child and passes no signal on: stop the whole group
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(10)
     assert "retention: pruned 4 stories" in log.read_text(), log.read_text()
     assert store_of(config)["stories"] == 2
