@@ -22,7 +22,7 @@ def _feed(count: int) -> bytes:
 
 
 def test_a_full_disk_keeps_the_old_output_and_reports_it(tmp_path):
-    (tmp_path / "feed.xml").write_bytes(_feed(20))
+    (tmp_path / "feed.xml").write_bytes(_feed(40))  # enough stories that the output outgrows the state's tables
     config = write_config(tmp_path, [{"id": "disk", "url": "file:feed.xml"}])
     run_cli("once", config=config, check=True)
     output = tmp_path / "out" / "all.atom"
@@ -31,7 +31,7 @@ def test_a_full_disk_keeps_the_old_output_and_reports_it(tmp_path):
     assert len(old) > 1.5 * store_size  # the premise: a limit between the two fails only the output
     limit = (len(old) + store_size) // 2
 
-    (tmp_path / "feed.xml").write_bytes(_feed(21))
+    (tmp_path / "feed.xml").write_bytes(_feed(41))
     result = run_cli_measured("once", config=config, file_size_limit=limit)
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
@@ -41,13 +41,13 @@ def test_a_full_disk_keeps_the_old_output_and_reports_it(tmp_path):
         "all.atom", "all.html", "feed.xsl", "index.html", "index.opml", "pages.css", "stories"]
     assert not [p.name for p in (output.parent / "stories").iterdir() if p.name.startswith(".")]
     status = json.loads(run_cli("status", "--json", config=config, check=True).stdout)
-    assert status["sources"][0]["state"] == "ok" and status["sources"][0]["entries"] == 21
+    assert status["sources"][0]["state"] == "ok" and status["sources"][0]["entries"] == 41
     [row] = status["outputs"]
     assert row["id"] == "all" and "all.atom" in row["last_error"] and row["failed_at"]
     assert "publish failed" in run_cli("status", config=config, check=True).stdout
 
     run_cli("once", config=config, check=True)
-    assert len(output_entries(output)) == 21
+    assert len(output_entries(output)) == 41
     assert json.loads(run_cli("status", "--json", config=config, check=True).stdout)["outputs"][0]["last_error"] is None
 
 

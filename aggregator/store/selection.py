@@ -26,14 +26,13 @@ class SelectionQueries:
             chunk = source_ids[start:start + CHUNK]
             yield from self.stream(f"{columns} WHERE source_id IN ({marks(chunk)})", chunk)
 
-    def copy_refs_of(self, story_ids: list[int]) -> list[tuple]:
-        """(item id, story id, source id, published) of every copy of these stories."""
-        rows = []
+    def copy_refs_of(self, story_ids: list[int]) -> Iterator[tuple]:
+        """(item id, story id, source id, published) of every copy of these stories, streamed (a story may have
+        gathered many copies, some from sources no longer configured, which the caller drops)."""
         for start in range(0, len(story_ids), CHUNK):
             chunk = story_ids[start:start + CHUNK]
-            rows += self.query(f"SELECT id, story_id, source_id, published FROM items WHERE story_id IN ({marks(chunk)})",
-                               chunk)
-        return rows
+            yield from self.stream(f"SELECT id, story_id, source_id, published FROM items WHERE story_id IN "
+                                   f"({marks(chunk)})", chunk)
 
     def story_ids(self, uids: Iterable[str]) -> dict[str, int]:
         """uid → id of the stories with these uids that the store holds."""
