@@ -10,12 +10,9 @@ reloads the config.
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -32,10 +29,11 @@ from ..output.pages import raise_for_templates
 from ..output.publish import finish_interrupted, publish_outputs
 from ..reader.hosts import PoliteLimiter
 from ..store import Store
-from ..store.backend import DAEMON_CACHE_KIB, backend_for
+from ..store.backend import DAEMON_CACHE_KIB
 from .outage import NetworkWatch, forgive, no_answer, polled_over_http
 from .pipeline import poll
 from .prepare import Preparer
+from .process import StateLock, fewer_malloc_arenas, setup_logging
 from .prune import due, prune
 from .publisher import Publisher
 from .live import Live
@@ -52,80 +50,11 @@ RETRY_AFTER_BUG = 60.0
 MAINTENANCE, MAINTENANCE_EVERY, MAINTENANCE_FIRST = "maintenance", 3600.0, 10.0  # prune: the job, how often it looks
 
 
-class DaemonError(AggregatorError):
-    """The daemon cannot start (another one holds the state)."""
-
-    stage = "run"
-
-
 def run(config: Config) -> int:
     """Run until SIGTERM/SIGINT; 0 on a clean stop."""
-    _setup_logging()
-    _fewer_malloc_arenas()
+    setup_logging()
+    fewer_malloc_arenas()
     return Daemon(config).run()
-
-
-def _fewer_malloc_arenas() -> None:
-    """At most two glibc malloc arenas, unless the operator set MALLOC_ARENA_MAX.
-
-    glibc gives each thread that allocates an arena of its own (up to eight per
-    core), and each keeps what it freed: with sixteen poll threads, mostly
-    waiting on the network and the GIL, that is memory the daemon holds and
-    never uses again (about 8 MB at 10,000 sources). Elsewhere: nothing.
-    """
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
-def _setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
-class StateLock:
-    """One daemon per state: an exclusive flock on `<state>.lock`, which the kernel drops even on kill -9.
-
-    A shared (PostgreSQL) state needs none: its workers coordinate through it.
-    """
-
-    def __init__(self, state: str):
-        self.path = backend_for(state).lock_file()
-        self._file = None
-
-    def acquire(self) -> None:
-        if self.path is None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = self.path.open("a+")
-        except OSError as exc:
-            raise DaemonError(f"cannot create {self.path}: {exc.strerror}; check the `state` folder") from exc
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise DaemonError(f"another `aggregator run` (pid {holder}) is already using {self.path.with_suffix('')}; "
-                              "stop it first, or give this one its own `state`") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._file = handle
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
 class Daemon:
