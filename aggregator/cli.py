@@ -338,10 +338,10 @@ def _correct(args, correction) -> int:
     try:
         print(correction(store, config, datetime.now(timezone.utc)))
     except NotFound as exc:
-        print(f"aggregator: {exc}", file=sys.stderr)
+        print(f"aggregator: {exc.args[0]}", file=sys.stderr)
         return 1
     except BadUsage as exc:
-        print(f"aggregator: {exc}", file=sys.stderr)
+        print(f"aggregator: {exc.args[0]}", file=sys.stderr)
         return 2
     finally:
         store.close()
