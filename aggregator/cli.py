@@ -21,7 +21,7 @@ from .run.outage import forgive_run
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
 from .run.prepare import POOL_MIN_SOURCES
-from .run.status import advice, output_rows, render_table, rfc3339, source_rows, store_row, warnings
+from .run.status import advice, output_rows, render_table, source_rows, store_row, warnings
 from .store import Store
 from .store.backend import is_postgresql
 
@@ -66,7 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate_state)
     explain = commands.add_parser("explain", help="the copies of a story and the evidence that merged them")
     explain.add_argument("needle", metavar="ID-OR-URL", help="an entry id (urn:uuid:…) or a copy's link or guid")
+    explain.add_argument("--against", metavar="ID-OR-URL", help="another item: every score between the two, and "
+                         "the rule that merged them or kept them apart")
     explain.set_defaults(func=cmd_explain)
+    merge = commands.add_parser("merge", help="an operator's correction: join the stories of A and B into one")
+    merge.add_argument("first", metavar="A", help="an entry id or a copy's link or guid, as explain takes")
+    merge.add_argument("second", metavar="B", help="another one")
+    merge.set_defaults(func=cmd_merge)
+    unmerge = commands.add_parser("unmerge", help="an operator's correction: move a copy out into a story of its own")
+    unmerge.add_argument("needle", metavar="URL", help="the copy's link or guid (or an entry id it made)")
+    unmerge.set_defaults(func=cmd_unmerge)
     prune = commands.add_parser("prune", help="apply retention now: prune old stories, drop expired tombstones")
     prune.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
     prune.set_defaults(func=cmd_prune)
@@ -307,80 +316,62 @@ def cmd_migrate_state(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    from .run.corrections import merge
+
+    return _correct(args, lambda store, config, now: merge(store, config, args.first, args.second, now).line)
+
+
+def cmd_unmerge(args) -> int:
+    from .run.corrections import unmerge
+
+    return _correct(args, lambda store, config, now: unmerge(store, config, args.needle, now).line)
+
+
+def _correct(args, correction) -> int:
+    """Run an operator's correction (or explain --against) and print its text: 0 done (or nothing to do), 1 a name
+    not found, 2 a name that is ambiguous."""
+    from .run.corrections import BadUsage, NotFound
+
+    config = _config(args)
+    store = Store.of(config)
+    try:
+        print(correction(store, config, datetime.now(timezone.utc)))
+    except NotFound as exc:
+        print(f"aggregator: {exc.args[0]}", file=sys.stderr)
+        return 1
+    except BadUsage as exc:
+        print(f"aggregator: {exc.args[0]}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_explain(args) -> int:
     from .dedup.links import canonical_link
+    from .run.explain import explain_against, explain_pruned, explain_story
 
+    if args.against is not None:
+        return _correct(args, lambda store, config, _: "\n".join(
+            explain_against(store, config, args.needle, args.against)))
     config = _config(args)
     store = Store.of(config)
     try:
         story_ids = store.stories_matching(args.needle, canonical_link(args.needle))
         pruned = store.tombstones_matching(args.needle) if not story_ids else []
         if pruned:
-            print("\n".join(_explain_pruned(pruned)))
+            print("\n".join(explain_pruned(pruned)))
             return 0
         if not story_ids:
             print(f"aggregator: no story has the id or a copy with the link {args.needle}; entry ids look like "
                   "urn:uuid:…, as in the <id> of an output entry", file=sys.stderr)
             return 1
         for number, story_id in enumerate(story_ids):
-            print(("\n" if number else "") + "\n".join(_explain_story(store, config, story_id)))
+            print(("\n" if number else "") + "\n".join(explain_story(store, config, story_id)))
     finally:
         store.close()
     return 0
-
-
-def _explain_pruned(tombstones) -> list[str]:
-    """A story retention pruned: when, and the tombstones that keep its items from coming back."""
-    lines = []
-    for uid in dict.fromkeys(t.uid for t in tombstones):
-        mine = [t for t in tombstones if t.uid == uid]
-        lines.append(f"story {uid} was pruned on {rfc3339(mine[0].pruned)} (retention.keep); archive pages and "
-                     "story pages written before keep it")
-        lines += [f"  tombstone: item {t.key!r} of {t.source_id}, last listed by its source {rfc3339(t.last_listed)}"
-                  for t in mine]
-    return lines
-
-
-def _explain_story(store: Store, config: Config, story_id: int) -> list[str]:
-    """The story's copies, the shown one first, then how each copy joined it and on what evidence."""
-    from .output.select import copy_rank, source_meta
-
-    story = store.story_rows([story_id])[story_id]
-    sources, states = {s.id: s for s in config.sources}, store.source_states()
-    items = store.items_of_story(story_id)
-    ranked = sorted(items, key=lambda i: copy_rank(sources[i.source_id], i.published) if i.source_id in sources
-                    else (float("inf"), i.published, len(sources)))
-    name = {i.id: (source_meta(sources[i.source_id], states.get(i.source_id), config.base_url).title
-                   if i.source_id in sources else f"{i.source_id} (no longer in the config)") for i in items}
-    lines = [f"story {story['uid']}, republished {story['republished']}",
-             f"copies ({len(items)}), the one outputs show first:"]
-    for rank, item in enumerate(ranked):
-        lines.append(f"  {'*' if rank == 0 else '-'} item {item.id} from {item.source_id} ({name[item.id]}), "
-                     f"published {rfc3339(item.published)}, first seen {rfc3339(item.first_seen)}")
-        lines.append(f"      {item.title!r} <{item.link or 'no link'}>")
-    merges = store.merge_rows(story_id)
-    lines.append("how the copies joined:")
-    for item in sorted(items, key=lambda i: (i.first_seen, i.id)):
-        merge = merges.get(item.id)
-        if merge is None:
-            lines.append(f"  item {item.id} ({item.source_id}) started the story")
-            continue
-        lines.append(f"  item {item.id} ({item.source_id}) joined on {merge['decided']} via item "
-                     f"{merge['matched_item']}: {merge['evidence']} (score {merge['score']:.2f})")
-        if merge["details"]:
-            lines.append("      " + _scores_line(json.loads(merge["details"])))
-    return lines
-
-
-def _scores_line(d: dict) -> str:
-    known = {"rule", "jaccard", "containment", "core_words", "words", "other_words", "title_similarity",
-             "same_title", "generic_title", "hours_apart"}
-    if not known <= d.keys():
-        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(d.items()))
-    return (f"rule: {d['rule']}; Jaccard {d['jaccard']}, containment {d['containment']} over {d['core_words']} of "
-            f"{d['words']} words (other copy {d['other_words']} words), title similarity {d['title_similarity']}"
-            f"{', same title' if d['same_title'] else ''}{', generic title' if d['generic_title'] else ''}, "
-            f"{d['hours_apart']}h apart")
 
 
 if __name__ == "__main__":

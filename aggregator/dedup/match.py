@@ -13,7 +13,7 @@ store loads those (`Candidates`), and `match` judges them on exact scores;
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from ..models import to_text
@@ -57,12 +57,15 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Match:
+    """The story a new copy joins, on the evidence of one of its copies; `joins`: the other stories the copy
+    matched too, which become one story with it (so the result does not depend on which copy came first)."""
+
     story_id: int
     matched_item: int
     evidence: str
     score: float
     details: dict
-
+    joins: tuple[Match, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Candidates:
     copies: dict[int, Copy]
     taken: set[int]
     first: dict[int, datetime]
+    sources: dict[int, frozenset[str]] = field(default_factory=dict)  # each story's sources
+    apart: frozenset[frozenset[int]] = frozenset()  # pairs of stories an operator's decision keeps apart
 
 
 INDEX_SLACK = timedelta(days=1)  # the near-duplicate index keeps this much more than the window
@@ -134,17 +139,19 @@ def shortlist(copy: Copy, window: float, lookup: Lookup) -> set[int]:
 
 def match(copies: list[Copy], window: float, lookup: Lookup, shortlists: list[set[int]],
           candidates: Candidates) -> list[Match | None]:
-    """For each of one source's new copies, in order, the story it is another copy of, if any.
+    """For each of one source's new copies, in order, the story it is another copy of, if any, and the other
+    stories it matches too (`Match.joins`), which are to become one story with it.
 
     A poll's copies are looked up together, a handful of queries in all
     rather than ten per copy; each is then judged as if stored one by one:
-    a story an earlier copy joined is taken for the later ones.
+    a story an earlier copy joined is taken for the later ones. Stories are
+    joined unless they share a source or an operator keeps them apart.
     """
     span = timedelta(seconds=window)
     taken, first = set(candidates.taken), dict(candidates.first)
     matches: list[Match | None] = []
     for copy, ids in zip(copies, shortlists):
-        best: tuple | None = None
+        best: dict[int, tuple] = {}  # story id -> (rank, other, evidence): each story's strongest evidence
         link_identifies = bool(copy.canonical_link) and copy.canonical_link not in lookup.repeated
         hash_identifies = bool(copy.content_hash) and copy.content_hash not in lookup.repeated
         for item_id in sorted(ids):
@@ -154,17 +161,44 @@ def match(copies: list[Copy], window: float, lookup: Lookup, shortlists: list[se
             evidence = judge(copy, other, link_identifies, hash_identifies)
             if evidence:
                 rank = (RULES.index(evidence.rule), -evidence.score, other.published, other.item_id)
-                if best is None or rank < best[0]:
-                    best = (rank, other, evidence)
-        if best is None:
+                if other.story_id not in best or rank < best[other.story_id][0]:
+                    best[other.story_id] = (rank, other, evidence)
+        if not best:
             matches.append(None)
             continue
-        _, other, evidence = best
-        taken.add(other.story_id)
-        first[other.story_id] = min(first[other.story_id], copy.published)
-        matches.append(Match(other.story_id, other.item_id, evidence.reason, evidence.score,
-                             {"rule": evidence.rule, **evidence.scores}))
+        found = [_match(other, evidence) for _, other, evidence in sorted(best.values(), key=lambda b: b[0])]
+        primary, joins = found[0], _joinable(found[1:], found[0].story_id, candidates)
+        for story_id in (primary.story_id, *(j.story_id for j in joins)):
+            taken.add(story_id)
+            first[story_id] = min(first[story_id], copy.published)
+        matches.append(replace(primary, joins=tuple(joins)))
     return matches
+
+
+def _match(other: Copy, evidence: Evidence) -> Match:
+    return Match(other.story_id, other.item_id, evidence.reason, evidence.score, {"rule": evidence.rule,
+                                                                                 **evidence.scores})
+
+
+def _joinable(found: list[Match], story_id: int, candidates: Candidates) -> list[Match]:
+    """Those of the other matched stories that can join the first one, strongest evidence first: none sharing
+    a source with the stories joined so far (a source's two items are two stories), none kept apart from them."""
+    group, sources, joins = {story_id}, set(candidates.sources.get(story_id, ())), []
+    for found_match in found:
+        theirs = candidates.sources.get(found_match.story_id, frozenset())
+        if sources & theirs or any(frozenset((found_match.story_id, s)) in candidates.apart for s in group):
+            continue
+        group.add(found_match.story_id)
+        sources |= theirs
+        joins.append(found_match)
+    return joins
+
+
+def surviving_story(firsts: dict[int, tuple[datetime, str]]) -> int:
+    """Of stories becoming one, the one whose id and republication date stay (SPEC §6): the story holding the
+    earliest-published copy; among equals the one republished first, then the oldest row.
+    `firsts`: story id -> (its earliest copy's publication date, its republication time as stored text)."""
+    return min(firsts, key=lambda story_id: (firsts[story_id][0], firsts[story_id][1], story_id))
 
 
 RULES = ("same canonical link", "same content hash", "near-identical text", "text contained in the other copy",

@@ -76,9 +76,11 @@ class Rendered:
 
     def inputs(self) -> str:
         """A digest of what every document depends on besides time: this code, the config, and how many new
-        bodies each source has had (every change to the stories comes with one) and where it lives."""
+        bodies each source has had (every change to the stories comes with one, or with an operator's correction)
+        and where it lives."""
         digest = hashlib.blake2b(self._settings, digest_size=20)
         digest.update(repr(self._store.body_changes()).encode())
+        digest.update(repr(self._store.corrections()).encode())  # an operator's merge or unmerge changes stories too
         return digest.hexdigest()
 
     def nothing_to_publish(self, config: Config, inputs: str, published_inputs: str | None) -> bool:

@@ -22,6 +22,7 @@ from ..redaction import redact
 from ..reader.fetch import fetch, retry_after
 from ..reader.hosts import HostLimiter
 from ..store import Store, story_uid
+from ..store.stories import DecidedBy, Join
 from .prepare import PreparedFeed, PreparedItem, prepare_feed, prepare_item, raw_hash
 from .schedule import next_poll_after_failure, next_poll_after_success
 
@@ -29,6 +30,9 @@ from .schedule import next_poll_after_failure, next_poll_after_success
 Prepare = Callable[..., PreparedFeed]
 KNOWN_HINT = 1000  # a source's latest stored items whose raw hashes tell the preparer what to skip
 
+
+#: The outputs that select any of these sources (for stories that copies of several sources joined).
+Selecting = Callable[[Iterable[str]], list[str]]
 
 #: Told of each fetch a poll makes: its result (None when it failed) and how long it took, in seconds.
 Observe = Callable[[FetchResult | None, float], None]
@@ -137,7 +141,8 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
     )
     with store.transaction() as db:
         new, updated = store_entries(store, db, source, feed, now, config.dedup_window, prepared=prepared,
-                                     queue_for=[o.id for o in config.outputs if o.selects(source)])
+                                     queue_for=[o.id for o in config.outputs if o.selects(source)],
+                                     selecting=lambda ids: outputs_selecting(config, ids))
         final = _scheduled(db, source, base, result.max_age, now)
         store.save_source_state(db, final)
     outcome = Outcome.NEW if new else Outcome.UPDATED if updated else Outcome.UNCHANGED
@@ -158,9 +163,12 @@ def _scheduled(db, source: SourceConfig, state: SourceState, max_age: int | None
 
 def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now: datetime, window: float,
                   context: dedup_copies.SourceContext | None = None,
-                  prepared: PreparedFeed | None = None, queue_for: Iterable[str] = ()) -> tuple[int, int]:
+                  prepared: PreparedFeed | None = None, queue_for: Iterable[str] = (),
+                  selecting: Selecting | None = None) -> tuple[int, int]:
     """Store a poll's new and changed entries, each in the story dedup finds for it or a new one, inside the
     poll's transaction `db`; (new, updated). The stories touched are queued for the outputs `queue_for`.
+    A new copy matching several stories joins them into one (`join_matched`), queued for the outputs
+    `selecting` names for their sources (every output in `queue_for` when not given).
 
     What `prepared` holds was made with its own context: it is used when the
     caller gives no other.
@@ -209,16 +217,47 @@ def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now:
     copies = [c for _, _, c in fresh]
     matches = dedup_match.match(copies, window, *Store.dedup_candidates(db, copies, window))
     for (entry, values, copy), match in zip(fresh, matches):
-        story_id = match.story_id if match else Store.create_story(db, story_uid(source.id, entry.key), now)
-        item_id = Store.insert_item(db, story_id, source.id, {"key": entry.key, **values})
+        item_id, story_id = _store_new(db, source.id, entry, values, match, now, queue_for, selecting)
+        touched.difference_update(m.story_id for m in (match.joins if match else ()))
+        touched.discard(match.story_id if match else None)
         touched.add(story_id)
         indexed.append((item_id, copy))
-        if match:
-            Store.record_merge(db, item_id, story_id, match.matched_item, match.evidence, match.score, now,
-                               match.details)
     Store.index_new(db, indexed)
     Store.queue_stories(db, queue_for, touched)
     return len(fresh), updated
+
+
+def _store_new(db, source_id: str, entry: Entry, values: dict, match: dedup_match.Match | None, now: datetime,
+               queue_for: Iterable[str], selecting: Selecting | None) -> tuple[int, int]:
+    """Store a new copy in the story it matched, or a new one; (item id, story id). A copy matching several
+    stories makes them one (`join_matched`), queued for every output that selects one of their sources."""
+    if match is None:
+        story_id = Store.create_story(db, story_uid(source_id, entry.key), now)
+        return Store.insert_item(db, story_id, source_id, {"key": entry.key, **values}), story_id
+    found = {m.story_id: m for m in (match, *match.joins)}
+    story_id = dedup_match.surviving_story(Store.story_firsts(db, found)) if match.joins else match.story_id
+    item_id = Store.insert_item(db, story_id, source_id, {"key": entry.key, **values})
+    shown = found[story_id]
+    Store.record_merge(db, item_id, story_id, shown.matched_item, shown.evidence, shown.score, now, shown.details)
+    if match.joins:
+        join_matched(db, story_id, [m for m in found.values() if m.story_id != story_id], item_id, now)
+        Store.queue_stories(db, (selecting or (lambda _: queue_for))(
+            Store.story_sources(db, [story_id]).get(story_id, ())), [story_id])
+    return item_id, story_id
+
+
+def join_matched(db, survivor: int, others: list[dedup_match.Match], item_id: int, now: datetime) -> None:
+    """The other stories a new copy (`item_id`) matched, joined into `survivor` (the story holding the
+    earliest-published copy, which keeps its id and republication time): their ids are retired into it."""
+    for found in others:
+        Store.join_stories(db, survivor, found.story_id, Join(DecidedBy.RULES, item_id, found.matched_item,
+                                                              found.evidence, found.score, found.details), now)
+
+
+def outputs_selecting(config: Config, source_ids: Iterable[str]) -> list[str]:
+    """The outputs that show stories of any of these sources."""
+    sources = [s for s in map(config.source, source_ids) if s is not None]
+    return [o.id for o in config.outputs if any(o.selects(s) for s in sources)]
 
 
 def _not_pruned(db, source_id: str, fresh: list[tuple], now: datetime) -> list[tuple]:

@@ -3,7 +3,7 @@
 One `Store` facade over a `Backend` (SQLite file or PostgreSQL, chosen once by
 `backend_for`), append-only migrations, and one module per table family:
 sources, items and stories, the near-duplicate index, published outputs,
-worker leases, and copying a whole state. Callers hand it values and get
+joined stories and operators' corrections, worker leases, and copying a whole state. Callers hand it values and get
 values back (models' dataclasses, dedup's candidates); no other package writes
 SQL. May import the top-level vocabulary and `aggregator.dedup`.
 """

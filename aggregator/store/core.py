@@ -7,7 +7,7 @@ the whole poll or none of it. Dates are stored as RFC 3339 text on both
 backends, so a state copies between them unchanged.
 
 The queries live in one module per table family (sources.py, items.py,
-index.py, outputs.py, selection.py), each a class the Store is made of;
+index.py, outputs.py, selection.py, stories.py), each a class the Store is made of;
 those taking a `db` run inside a transaction the caller opened
 (`with store.transaction() as db`).
 """
@@ -33,6 +33,7 @@ from .push import PushQueries
 from .retention import RetentionQueries
 from .selection import SelectionQueries
 from .sources import SourceQueries
+from .stories import StoryQueries
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -52,7 +53,7 @@ def story_uid(source_id: str, key: str) -> str:
 
 
 class Store(SourceQueries, ItemQueries, IndexQueries, OutputQueries, SelectionQueries, PushQueries,
-            RetentionQueries, PublicationQueries):
+            RetentionQueries, PublicationQueries, StoryQueries):
     """The state, in a SQLite file or a PostgreSQL database; one connection, one transaction at a time."""
 
     def __init__(self, location: str | Path, cache_kib: int = BATCH_CACHE_KIB, outputs: Path | None = None):

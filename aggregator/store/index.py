@@ -48,8 +48,9 @@ class IndexQueries:
         stored = {r["id"]: stored_copy(r) for r in cls.copy_rows(db, sorted(set().union(*shortlists)))
                   if r["source_id"] != source_id}
         story_ids = sorted({c.story_id for c in stored.values()})
-        candidates = Candidates(stored, cls._stories_carrying(db, story_ids, source_id),
-                                cls._stories_first_published(db, story_ids))
+        sources = cls.story_sources(db, story_ids)
+        candidates = Candidates(stored, {s for s, held in sources.items() if source_id in held},
+                                cls._stories_first_published(db, story_ids), sources, cls.stories_apart(db, story_ids))
         return lookup, shortlists, candidates
 
     @staticmethod
@@ -85,15 +86,6 @@ class IndexQueries:
             "SELECT id, story_id, source_id, title, title_key, title_keys, canonical_link, content_hash, content, summary, "
             "published, f.words, f.blocks, f.hashes FROM items LEFT JOIN fingerprints f ON f.item_id = items.id "
             f"WHERE id IN ({marks(item_ids)}) ORDER BY id", item_ids).fetchall()
-
-    @staticmethod
-    def _stories_carrying(db: Connection, story_ids: list[int], source_id: str) -> set[int]:
-        """Those of the stories that already hold a copy from this source."""
-        if not story_ids:
-            return set()
-        rows = db.execute(f"SELECT DISTINCT story_id FROM items WHERE source_id = ? AND story_id IN "
-                          f"({marks(story_ids)})", [source_id, *story_ids])
-        return {r[0] for r in rows}
 
     @staticmethod
     def _stories_first_published(db: Connection, story_ids: list[int]) -> dict[int, datetime]:

@@ -78,10 +78,12 @@ class ItemQueries:
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE story_id = ?", (story_id,))]
 
     def stories_matching(self, needle: str, canonical: str | None) -> list[int]:
-        """Stories whose id is `needle`, or with a copy whose link, guid or canonical link it is."""
+        """Stories whose id (or a retired id joined into them) is `needle`, or with a copy whose link, guid or
+        canonical link it is."""
         rows = self.query(
-            "SELECT id FROM stories WHERE uid = ? UNION SELECT story_id FROM items "
-            "WHERE link = ? OR guid = ? OR canonical_link = ? ORDER BY 1", (needle, needle, needle, canonical or needle))
+            "SELECT id FROM stories WHERE uid = ? UNION SELECT story_id FROM retired_stories WHERE uid = ? "
+            "UNION SELECT story_id FROM items WHERE link = ? OR guid = ? OR canonical_link = ? ORDER BY 1",
+            (needle, needle, needle, needle, canonical or needle))
         return [r[0] for r in rows]
 
     def merge_rows(self, story_id: int) -> dict[int, Any]:

@@ -222,6 +222,42 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX archived_story ON archived (story_id);
     """,
+    # 16: stories joined into one and operators' corrections (store/stories.py): each retired story id with the
+    # story it lives on in, its own republication time and the evidence that joined it (an automatic join when a
+    # new copy ties two stories, or an operator's merge); every merge and unmerge an operator decided; the pairs
+    # of copies an unmerge keeps apart, which no automatic rule joins again
+    """
+    CREATE TABLE retired_stories (
+        uid TEXT PRIMARY KEY,
+        story_id INTEGER NOT NULL,
+        republished TEXT NOT NULL,
+        retired TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        item_id INTEGER,
+        matched_item INTEGER,
+        evidence TEXT NOT NULL,
+        score REAL NOT NULL,
+        details TEXT
+    );
+    CREATE INDEX retired_stories_story ON retired_stories (story_id);
+    CREATE TABLE dedup_decisions (
+        id INTEGER PRIMARY KEY,
+        action TEXT NOT NULL,
+        item_id INTEGER NOT NULL,
+        other_item INTEGER,
+        decided TEXT NOT NULL,
+        note TEXT NOT NULL
+    );
+    CREATE INDEX dedup_decisions_item ON dedup_decisions (item_id);
+    CREATE INDEX dedup_decisions_other ON dedup_decisions (other_item);
+    CREATE TABLE kept_apart (
+        item_id INTEGER NOT NULL,
+        other_item INTEGER NOT NULL,
+        decision INTEGER NOT NULL,
+        PRIMARY KEY (item_id, other_item)
+    ) WITHOUT ROWID;
+    CREATE INDEX kept_apart_other ON kept_apart (other_item);
+    """,
 ]
 
 

@@ -87,10 +87,12 @@ class RetentionQueries:
                        "last_listed = excluded.last_listed", [when, when, *story_ids])
             for start in range(0, len(items), 500):
                 chunk = items[start:start + 500]
-                for table, column in (("near_keys", "item_id"), ("fingerprints", "item_id"), ("merges", "item_id")):
+                for table, column in (("near_keys", "item_id"), ("fingerprints", "item_id"), ("merges", "item_id"),
+                                      ("kept_apart", "item_id"), ("kept_apart", "other_item"),
+                                      ("dedup_decisions", "item_id"), ("dedup_decisions", "other_item")):
                     db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks(chunk)})", chunk)
             db.execute(f"DELETE FROM merges WHERE story_id IN ({marks(story_ids)})", story_ids)
-            for table in ("archived", "publish_queue"):
+            for table in ("archived", "publish_queue", "retired_stories"):
                 db.execute(f"DELETE FROM {table} WHERE story_id IN ({marks(story_ids)})", story_ids)
             db.execute(f"DELETE FROM items WHERE story_id IN ({marks(story_ids)})", story_ids)
             db.execute(f"DELETE FROM stories WHERE id IN ({marks(story_ids)})", story_ids)
