@@ -62,6 +62,7 @@ def fold(text: str) -> str:
     return " ".join(_PUNCTUATION.sub(" ", text).split())
 
 
+_ASCII_PUNCTUATION = {c: " " for c in range(128) if _PUNCTUATION.match(chr(c))}
 _INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff\u180e\u034f"
 _SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
 _CHARACTER_FOLDS = {
@@ -71,41 +72,60 @@ _CHARACTER_FOLDS = {
     **dict.fromkeys(map(ord, "\u201c\u201d\u201e\u201f\u2033\u2036\u00ab\u00bb"), '"'),
     **dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2043\ufe58\ufe63\uff0d"), "-"),
 }
-_DIGIT_GROUP = re.compile(r"(?<=\d)[,\u00a0\u2009\u202f](?=\d{3}(?!\d))")
+# A separator between digit groups; each starts with what it looks for, which the regex engine finds fast.
+_DIGIT_COMMA = re.compile(r",(?<=\d,)(?=\d{3}(?!\d))")
+_DIGIT_SPACE = re.compile(r"[\u00a0\u2009\u202f](?<=\d.)(?=\d{3}(?!\d))")
 
 
 def fold_characters(text: str) -> str:
     """The character folds of the module docstring (all but NFKC and case): invisible characters
     removed, spaces, quotes and dashes made plain, digit grouping removed."""
-    ascii_only = text.isascii()
-    if ("," in text or not ascii_only) and _DIGIT_GROUP.search(text):
-        text = _DIGIT_GROUP.sub("", text)
-    return text if ascii_only else text.translate(_CHARACTER_FOLDS)
+    text = _without_digit_grouping(text)
+    return text if text.isascii() else text.translate(_CHARACTER_FOLDS)
+
+
+# What must be folded before words are made: characters that would join words or split one. The other
+# folds (spaces, quotes, dashes) are all non-word characters before and after, so they change no word.
+_JOINS_OR_SPLITS = _INVISIBLE + "\u02bc\u02bb"
+# The invisible characters as references (`&shy;`, `&#173;`, `&#xAD;`, `&#8203;`, `&zwnj;` ...).
+_INVISIBLE_REFERENCE = re.compile(r"&(?:shy|zwnj|zwj|#0*(?:173|820[345]|8288|65279)|#[xX]0*(?:[aA][dD]|200[bBcCdD]"
+                                  r"|2060|[fF][eE][fF][fF]));")
+
+
+def _without_digit_grouping(text: str) -> str:
+    if "," in text:
+        text = _DIGIT_COMMA.sub("", text)
+    if not text.isascii() and ("\u00a0" in text or "\u2009" in text or "\u202f" in text):
+        text = _DIGIT_SPACE.sub("", text)
+    return text
 
 
 _TWICE_ESCAPED = re.compile(r"&amp;(#[0-9]{2,7}|#[xX][0-9a-fA-F]{2,6}|[a-zA-Z][a-zA-Z0-9]{1,9});")
 _FOOTNOTE = re.compile(r"<sup\b[^>]*>\s*(?:<a\b[^>]*>\s*)?\[?(?:\d{1,3}|[*\u2020\u2021\u00a7]{1,3}|[a-z])\]?"
                        r"\s*(?:</a>\s*)?</sup>", re.IGNORECASE)
-_LINE_HYPHEN = re.compile(r"(?<=[^\W\d_])-\s*<[bB][rR]\s*/?>\s*(?=[^\W\d_A-Z])")
+_LINE_HYPHEN = re.compile(r"-(?<=[^\W\d_]-)\s*<[bB][rR]\s*/?>\s*(?=[^\W\d_A-Z])")  # "-" first: found fast
 _IMAGE_INITIAL = re.compile(r"<img\b[^>]*?\balt=[\"']?([^\W\d_])[\"']?(?:\s[^>]*)?/?>", re.IGNORECASE)
 
 
 def unwrap_markup(fragment: str) -> str:
-    """The markup folds of the module docstring that tag removal alone does not make: references
-    escaped twice decoded once, footnote markers removed, image initials as their letter, and
-    print hyphenation across a line break joined."""
-    if "&amp;" in fragment:
-        fragment = _TWICE_ESCAPED.sub(r"&\1;", fragment)
+    """An entry's HTML with the folds of the module docstring that words need and tag removal alone does
+    not make: references escaped twice decoded once, invisible characters (and their references) removed,
+    footnote markers removed, image initials as their letter, print hyphenation across a line break
+    joined, and digit grouping removed. Done once for the whole fragment: most of these find nothing."""
+    if "&" in fragment:
+        if "&amp;" in fragment:
+            fragment = _TWICE_ESCAPED.sub(r"&\1;", fragment)
+        fragment = _INVISIBLE_REFERENCE.sub("", fragment)
     if "<sup" in fragment or "<SUP" in fragment:
         fragment = _FOOTNOTE.sub("", fragment)
     if "<img" in fragment or "<IMG" in fragment:
         fragment = _IMAGE_INITIAL.sub(r"\1", fragment)
     if "-<" in fragment or "- <" in fragment:
         fragment = _LINE_HYPHEN.sub("", fragment)
+    fragment = _without_digit_grouping(fragment)
+    if not fragment.isascii() and any(c in fragment for c in _JOINS_OR_SPLITS):  # `in` scans faster than a regex
+        fragment = fragment.translate(_CHARACTER_FOLDS)
     return fragment
-
-
-_ASCII_PUNCTUATION = {c: " " for c in range(128) if _PUNCTUATION.match(chr(c))}
 
 
 _BLOCK_TAG = re.compile(
@@ -172,7 +192,7 @@ def _paragraphs(fragment: str | None) -> tuple[list[str], list[list[str]]]:
     if not fragment:
         return [], []
     pieces = [p for p in _BLOCK_TAG.split(unwrap_markup(fragment)) if p and not p.isspace()]
-    blocks = list(filter(None, map(_plain_block, pieces)))
+    blocks = list(filter(None, map(plain_text, pieces)))
     words = _block_words(blocks)
     if words is not None:
         kept = [(block, w) for block, w in zip(blocks, words) if not _is_boilerplate(block, w)]
@@ -186,15 +206,6 @@ def _paragraphs(fragment: str | None) -> tuple[list[str], list[list[str]]]:
         if end != last:
             kept[-1] = (end, _words(end))
     return [block for block, _ in kept if block], [w for _, w in kept if w]
-
-
-def _plain_block(piece: str) -> str:
-    """One paragraph's markup as plain text, characters folded: before its tags and entities go (a space
-    that separates digit groups would be a plain space after), and again after when entities were decoded."""
-    text = plain_text(fold_characters(piece))
-    if "&" in piece:
-        text = " ".join(fold_characters(text).split())
-    return text
 
 
 def _words(block: str) -> list[str]:
