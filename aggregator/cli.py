@@ -380,7 +380,7 @@ def _scores_line(d: dict) -> str:
     return (f"rule: {d['rule']}; Jaccard {d['jaccard']}, containment {d['containment']} over {d['core_words']} of "
             f"{d['words']} words (other copy {d['other_words']} words), title similarity {d['title_similarity']}"
             f"{', same title' if d['same_title'] else ''}{', generic title' if d['generic_title'] else ''}, "
-            f"{d['hours_apart']}h apart")
+            f"{d['hours_apart']}h apart" + "".join(f", {k.replace('_', ' ')} {d[k]}" for k in sorted(d.keys() - known)))
 
 
 if __name__ == "__main__":
