@@ -74,6 +74,6 @@ def test_amp_digest_typography_copy_and_teaser_are_one_entry_and_a_stock_lede_is
 
     explained = run_cli("explain", LINK, config=config, check=True).stdout
     assert "rule: same canonical link" in explained  # the AMP viewer's link is the article's
-    assert "rule: teaser under the same title, close dates" in explained
+    assert "rule: teaser under the same title;" in explained
     assert "words contained 1.0" in explained  # what the teaser rule measured, beside the basic scores
     assert re.search(r"rule: (near-identical text|same content hash)", explained)  # the typography copy

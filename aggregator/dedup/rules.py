@@ -81,8 +81,8 @@ class Rule(StrEnum):
     NEAR_IDENTICAL = "near-identical text"
     CONTAINED = "text contained in the other copy"
     SAME_TITLE = "same title, close dates, supporting text"
-    TEASER = "teaser under the same title, close dates"
-    EDITED_COPY = "edited copy: paragraphs, containment, title and dates together"
+    TEASER = "teaser under the same title"
+    EDITED_COPY = "edited copy, combined evidence"
 
 
 class KeptApart(StrEnum):
