@@ -7,7 +7,8 @@ that share its canonical link, content hash or normalised title, or share a
 near-duplicate index key with it (MinHash LSH, so no pair-by-pair scan): the
 store looks them up (`Lookup`), `shortlist` picks the few worth judging, the
 store loads those (`Candidates`), and `match` judges them on exact scores;
-`judge` holds the rules. Pure: nothing here reads the database.
+`judge` asks the rules of `rules.py` (`rules.decide` also says which rule
+kept two copies apart). Pure: nothing here reads the database.
 """
 
 from __future__ import annotations
