@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from threecopies import OTHER, PARAGRAPHS
 
-from aggregator.dedup import apart
+from aggregator.dedup import apart, rules
 from aggregator.dedup.copies import SourceContext, new_copy
 from aggregator.dedup.match import Candidates, Lookup, match, surviving_story
 
@@ -69,10 +69,20 @@ def test_the_story_with_the_earliest_published_copy_survives():
 def test_compare_names_every_rule_and_the_one_that_decides():
     one = copy("news", "Dockworkers' strike spreads", "https://news.example/a", TEXT)
     same = apart.compare(copy("mirror", "Ports strike widens", "https://mirror.example/b", TEXT, 1), one)
-    assert same.evidence is not None and [c.rule for c in same.checks] == list(apart.match.RULES)
+    assert same.evidence is not None and [c.rule for c in same.checks] == list(rules.ORDER)
     assert next(c for c in same.checks if c.met).rule == same.evidence.rule
     other = apart.compare(copy("mirror", "Cycling plan approved", "https://mirror.example/c",
                                "".join(f"<p>{p}</p>" for p in OTHER), 1), one)
     assert other.evidence is None and not any(c.met for c in other.checks)
     assert {"jaccard", "containment", "title_similarity", "hours_apart"} <= other.scores.keys()
     assert "the links differ" in other.checks[0].why and other.checks[2].why.startswith("Jaccard 0.0 < ")
+
+
+def test_compare_names_the_refusal_that_stops_a_rule_met_on_its_own():
+    """Two pages of one site whose texts are alike but not near-identical: a text rule holds by itself, and the
+    one-site refusal is what keeps them apart."""
+    one = copy("news", "Dockworkers' strike spreads", "https://news.example/a", TEXT)
+    trimmed = "".join(f"<p>{p}</p>" for p in PARAGRAPHS[:-1]) + "".join(f"<p>{p}</p>" for p in OTHER[:1])
+    found = apart.compare(copy("desk", "Dockworkers' strike spreads", "https://news.example/b", trimmed, 1), one)
+    assert found.evidence is None and any(c.met for c in found.checks)
+    assert found.refusal is not None and found.refusal.rule == rules.KeptApart.ONE_SITE

@@ -48,6 +48,7 @@ class Copy:
     keys: tuple[int, ...] = field(default=(), repr=False)  # LSH band keys of the text
     item_id: int | None = None
     story_id: int | None = None
+    html: str | None = field(default=None, repr=False)  # the text the fingerprint was made of (rules may reread it)
 
     def columns(self) -> dict:
         """The identity columns the store keeps for this item."""
@@ -108,7 +109,7 @@ def new_copy(context: SourceContext, title: str, link: str | None, html: str | N
         generic_title=is_generic_title(key, context.recurring_titles),
         canonical_link=canonical if _identifies(canonical, context) else None,
         content_hash=content_hash(" ".join(tokens)),
-        published=published, text=text, keys=tuple(fingerprint.index_keys(text)),
+        published=published, text=text, keys=tuple(fingerprint.index_keys(text)), html=html,
     )
 
 
@@ -116,11 +117,12 @@ def stored_copy(row: Mapping) -> Copy:
     """A stored item as dedup compares it, from the store's columns (id, story_id, source_id, title,
     title_key, title_keys, canonical_link, content_hash, content, summary, published, words, blocks, hashes);
     its title key was normalised when it was stored."""
+    html = text_of(row["content"], row["summary"])
     if row["hashes"] is not None:
         text = Fingerprint(row["words"], np.frombuffer(row["hashes"], dtype="<u4"),
                             tuple(from_json(row["blocks"])))
     else:  # stored before fingerprints were
-        text, _ = fingerprint.text_fingerprint(text_of(row["content"], row["summary"]))
+        text, _ = fingerprint.text_fingerprint(html)
     key = row["title_key"] or ""
     if row["title_keys"] is not None:
         titles = tuple(from_json(row["title_keys"]))
@@ -128,7 +130,7 @@ def stored_copy(row: Mapping) -> Copy:
         titles = tuple(k for k in dict.fromkeys((key, *title_keys(row["title"])))
                        if k and not is_generic_title(k))
     return Copy(row["source_id"], key, titles, key not in titles, row["canonical_link"], row["content_hash"],
-                from_text(row["published"]), text, item_id=row["id"], story_id=row["story_id"])
+                from_text(row["published"]), text, item_id=row["id"], story_id=row["story_id"], html=html)
 
 
 

@@ -23,7 +23,7 @@ MIN_INDEXED_WORDS = 20
 NUM_PERM, BANDS, ROWS = 32, 8, 4
 MINHASH_SEED = 20240927
 #: Changes whenever the keys below would come out differently; the store rebuilds its index then.
-INDEX_VERSION = f"minhash-affine32-{NUM_PERM}-{BANDS}x{ROWS}-lead{LEAD_WORDS}-shingle{SHINGLE_WORDS}-v2"
+INDEX_VERSION = f"minhash-affine32-{NUM_PERM}-{BANDS}x{ROWS}-lead{LEAD_WORDS}-shingle{SHINGLE_WORDS}-v3"
 _MULTIPLIERS = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint64)
 
 

@@ -17,7 +17,10 @@ TRACKING_PARAMS = {
     "_hsmi", "mkt_tok", "oly_anon_id", "oly_enc_id", "rss", "at_medium", "at_campaign", "ito", "s_cid",
     "smid", "partner", "via", "share", "from", "xtor", "__s", "ocid", "soc_src", "soc_trk", "cmp",
 }
-TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "__twitter", "_ga", "vero_", "itm_", "trk_")
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "__twitter", "_ga", "vero_", "itm_", "trk_", "amp_")
+# Parameters AMP caches, viewers and readers add: say how the page was served, never which page it is.
+AMP_PARAMS = {"usqp", "amp_js_v", "amp_gsa", "amp_r", "amp_tf", "aoh", "ampshare", "outputtype"}
+AMP_FLAG_VALUES = {"", "1", "true", "yes", "amp"}  # `?amp`, `?amp=1`: the AMP version of the same page
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # Link wrappers that carry the real target in a parameter: (host suffix, path, parameter).
 REDIRECTS = (("google.com", "/url", ("url", "q")), ("facebook.com", "/l.php", ("u",)))
@@ -26,9 +29,12 @@ REDIRECTS = (("google.com", "/url", ("url", "q")), ("facebook.com", "/l.php", ("
 def canonical_link(url: str | None) -> str | None:
     """The form two links to one article share, however each outlet decorated it.
 
-    Unwraps redirect wrappers, then folds scheme (http/https), host case,
-    ``www.``, default ports, fragments, tracking parameters, query order and a
-    trailing slash. The scheme is dropped so http and https copies compare equal.
+    Unwraps redirect wrappers and AMP caches and viewers (`amp_page`), then
+    folds scheme (http/https), host case, ``www.`` and ``amp.``, default ports,
+    fragments, tracking parameters, AMP's marks on a path or query (`/amp/`,
+    `/amp`, `.amp.html`, `?amp`, `?amp=1`, `outputType=amp`), query order
+    and a trailing slash. The scheme is dropped so http and https copies
+    compare equal.
     """
     if not url:
         return None
@@ -44,19 +50,71 @@ def canonical_link(url: str | None) -> str | None:
     if target and target != url:
         return canonical_link(target)
     host = host[4:] if host.startswith("www.") else host
+    host = _without_amp_host(host)
     if port and port not in DEFAULT_PORTS.values():
         host = f"{host}:{port}"
-    query = sorted(
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if k.lower() not in TRACKING_PARAMS and not k.lower().startswith(TRACKING_PREFIXES)
-    )
-    path = re.sub(r"/{2,}", "/", parts.path) or "/"
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _serving_param(k, v))
+    path = amp_free_path(re.sub(r"/{2,}", "/", parts.path) or "/")
     if len(path) > 1:
         path = path.rstrip("/")
     return urlunsplit(("", host, path, urlencode(query), ""))[2:]
 
 
+def _serving_param(name: str, value: str) -> bool:
+    """A query parameter that says how a reader arrived or how the page was served (tracking, AMP)."""
+    name = name.lower()
+    if name in TRACKING_PARAMS or name.startswith(TRACKING_PREFIXES) or name in AMP_PARAMS:
+        return name != "outputtype" or value.lower() == "amp"
+    return name == "amp" and value.lower() in AMP_FLAG_VALUES
+
+
+_AMP_SEGMENT = re.compile(r"/amp(?=/|$)", re.IGNORECASE)
+_AMP_SUFFIX = re.compile(r"\.amp(?=\.html?$|$)", re.IGNORECASE)
+
+
+def amp_free_path(path: str) -> str:
+    """A path without AMP's marks: an `amp` segment anywhere (`/amp/x`, `/x/amp`, `/x/amp/`), and
+    `.amp` before `.html` or at the end (`x.amp.html`, `x.amp`)."""
+    if "amp" not in path.lower():
+        return path
+    path = _AMP_SUFFIX.sub("", _AMP_SEGMENT.sub("", path))
+    return path or "/"
+
+
+def _without_amp_host(host: str) -> str:
+    """`amp.example.com` as `example.com`; a host of two labels (`amp.dev`) is a site of its own."""
+    if host.startswith("amp.") and host.count(".") >= 2:
+        host = host[4:]
+        return host[4:] if host.startswith("www.") else host
+    return host
+
+
+AMP_CACHE_SUFFIX = ".cdn.ampproject.org"
+
+
+def amp_page(host: str, path: str) -> str | None:
+    """The page an AMP cache or viewer URL serves, as `https://host/path` (its query is the caller's), or None.
+
+    `https://www-example-com.cdn.ampproject.org/c/s/www.example.com/a` (the
+    cache: `c` content, `v` viewer, `i` image, `s` for https) and
+    `https://www.google.com/amp/s/www.example.com/a` (Google's viewer) both
+    serve `example.com/a`.
+    """
+    if host.endswith(AMP_CACHE_SUFFIX):
+        match = re.match(r"^/(?:c|v|i|r)/(s/)?([^/]+\.[^/]+)(/.*)?$", path)
+    elif host in ("google.com", "www.google.com") or re.fullmatch(r"(?:www\.)?google\.[a-z.]{2,6}", host):
+        match = re.match(r"^/amp/(s/)?([^/]+\.[^/]+)(/.*)?$", path)
+    else:
+        return None
+    if not match:
+        return None
+    secure, target_host, rest = match.groups()
+    return f"{'https' if secure else 'http'}://{target_host}{rest or '/'}"
+
+
 def _redirect_target(host: str, path: str, query: str) -> str | None:
+    if page := amp_page(host, path):
+        return page + (f"?{query}" if query else "")
     for suffix, wrapper_path, names in REDIRECTS:
         if (host == suffix or host.endswith("." + suffix)) and path == wrapper_path:
             values = dict(parse_qsl(query))

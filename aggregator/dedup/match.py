@@ -7,7 +7,8 @@ that share its canonical link, content hash or normalised title, or share a
 near-duplicate index key with it (MinHash LSH, so no pair-by-pair scan): the
 store looks them up (`Lookup`), `shortlist` picks the few worth judging, the
 store loads those (`Candidates`), and `match` judges them on exact scores;
-`judge` holds the rules. Pure: nothing here reads the database.
+`judge` asks the rules of `rules.py` (`rules.decide` also says which rule
+kept two copies apart). Pure: nothing here reads the database.
 """
 
 from __future__ import annotations
@@ -17,39 +18,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from ..models import to_text
-from . import fingerprint
-from .links import identifies_page, link_host
-from .titles import title_similarity
+from . import rules
 from .copies import Copy
-from .fingerprint import Fingerprint
+from .rules import Rule
 
-MIN_TEXT_WORDS = 50  # below this, text similarity alone never merges
-MIN_SUPPORT_WORDS = 20  # below this, a text cannot even support a title match
-SIMILAR_TITLE = 0.5  # Jaccard of the titles' meaningful words
-CLOSE_DATES = timedelta(days=3)
 NEAR_CANDIDATES = 12  # index candidates judged per new item, most shared keys first
 TITLE_CANDIDATES = 20  # title-key candidates judged per new item
 HASH_CANDIDATES = 50  # same-content-hash candidates judged per new item, earliest first
-ALIGN_SLACK = 1.1  # a summary is compared with this much of the longer text's opening
-ADDED_PARAGRAPH_WORDS = 40  # a first or last paragraph this short may be an addition
-SUPPORT = 0.8  # under the same title, the share of the shorter text the other copy must hold
-
-
-def jaccard_needed(words: int) -> float:
-    """Near-identical text: shorter texts need more agreement (the lemon24/reader approach)."""
-    return 0.8 if words < 100 else 0.7 if words < 300 else 0.6
-
-
-def containment_needed(words: int) -> float:
-    """A copy cut down (summary, paragraph trimmed) must be found almost whole in the other one."""
-    return 0.9 if words < 100 else 0.85
 
 
 @dataclass(frozen=True)
 class Evidence:
     """Why two copies are one story: the rule that matched, a sentence, and every score."""
 
-    rule: str
+    rule: Rule
     reason: str
     score: float
     scores: dict
@@ -201,98 +183,22 @@ def surviving_story(firsts: dict[int, tuple[datetime, str]]) -> int:
     return min(firsts, key=lambda story_id: (firsts[story_id][0], firsts[story_id][1], story_id))
 
 
-RULES = ("same canonical link", "same content hash", "near-identical text", "text contained in the other copy",
-         "same title, close dates, supporting text")
+RULES = rules.ORDER  # strongest first
 
 
 def scores(new: Copy, old: Copy) -> dict:
-    """Every measure the rules look at, rounded for the record `explain` prints."""
-    short, long = (new.text, old.text) if new.text.words <= old.text.words else (old.text, new.text)
-    short_shingles, long_shingles = short.shingles(), long.shingles()
-    if long.words > 1.5 * max(short.words, 1):  # a summary against a full text: compare like with like
-        aligned = long.shingles(int(short.words * ALIGN_SLACK) + fingerprint.SHINGLE_WORDS)
-    else:
-        aligned = long_shingles
-    contained, core_words = core_containment(short, long_shingles)
-    return {
-        "words": short.words,
-        "other_words": long.words,
-        "jaccard": round(fingerprint.jaccard(short_shingles, aligned), 3),
-        "containment": round(contained, 3),
-        "core_words": core_words,
-        "title_similarity": round(max((title_similarity(a, b) for a, b in _title_pairs(new, old)),
-                                      default=0.0), 3),
-        "same_title": any(a == b for a, b in _title_pairs(new, old)),
-        "generic_title": new.generic_title or old.generic_title,
-        "hours_apart": round(abs((new.published - old.published).total_seconds()) / 3600, 1),
-    }
-
-
-def _title_pairs(new: Copy, old: Copy):
-    """Each copy's own title against the other's title keys: "Report: X (via Y)" matches "X", but two
-    titles that only share a leftover part ("Example News | A" and "Example News | B") do not."""
-    for one, two in ((new, old), (old, new)):
-        if one.own_title():
-            yield from ((one.title_key, key) for key in two.titles)
-
-
-def core_containment(short: Fingerprint, long_shingles) -> tuple[float, int]:
-    """How much of the shorter text the longer one holds, and over how many words.
-
-    A short first or last paragraph the other copy lacks entirely is an
-    addition (an attribution, an editor's note, a link back), not a sign of a
-    different story: the best share with such a paragraph left out counts.
-    """
-    blocks, words = short.blocks or (short.words,), short.words
-    edges = {"first": (0, blocks[0]), "last": (words - blocks[-1], words)} if len(blocks) > 1 else {}
-    added = [name for name, (start, end) in edges.items() if end - start <= ADDED_PARAGRAPH_WORDS
-             and fingerprint.containment(short.span(start, end), long_shingles) < 0.5]
-    best = (fingerprint.containment(short.shingles(), long_shingles), words)
-    for drop in ([["first"], ["last"], ["first", "last"]] if len(added) == 2 else [added] if added else []):
-        start = blocks[0] if "first" in drop else 0
-        end = words - blocks[-1] if "last" in drop else words
-        if end - start >= MIN_SUPPORT_WORDS:
-            best = max(best, (fingerprint.containment(short.span(start, end), long_shingles), end - start))
-    return best
+    """Every basic measure the rules look at, rounded for the record `explain` prints."""
+    return rules.Pair(new, old).record()
 
 
 def judge(new: Copy, old: Copy, link_identifies: bool = True, hash_identifies: bool = True) -> Evidence | None:
-    """Whether two copies from different sources are one story, strongest evidence first.
+    """Whether two copies from different sources are one story: the rules of `rules`, strongest evidence first.
 
-    1. the same canonical link (when it identifies a page);
-    2. the same content hash (identical normalised text) of a text long enough,
-       or shorter but under similar titles;
-    3. near-identical text (shingle Jaccard, aligned to the shorter text's
-       length) above a threshold that rises as texts get shorter;
-    4. the shorter text found almost whole in the longer one (a summary, a
-       trimmed copy) under similar titles: a passage quoted whole in another
-       article under its own title is a quotation, not a copy;
-    5. the same non-generic title, dates within CLOSE_DATES, and a text that
-       supports it.
-    Under MIN_TEXT_WORDS words, text alone never merges; a title never merges alone.
-    Two different pages of one site merge only on identical or near-identical text.
+    Under MIN_TEXT_WORDS words, text alone never merges; a title never merges alone (a teaser's words must
+    be found in the other copy). Two different pages of one site merge only on identical or near-identical
+    text; copies sharing only an opening paragraph merge only under the same title.
     """
-    s = scores(new, old)
-    if link_identifies and new.canonical_link and new.canonical_link == old.canonical_link:
-        return Evidence(RULES[0], f"same canonical link {new.canonical_link}", 1.0, s)
-    words, similar_title = s["words"], s["title_similarity"] >= SIMILAR_TITLE
-    if (hash_identifies and new.content_hash and new.content_hash == old.content_hash
-            and (words >= MIN_TEXT_WORDS or similar_title)):
-        return Evidence(RULES[1], f"same normalised text ({words} words)", 1.0, s)
-    one_site = (identifies_page(new.canonical_link) and identifies_page(old.canonical_link)
-                and link_host(new.canonical_link) == link_host(old.canonical_link))
-    if one_site and s["jaccard"] < 0.9:
+    decision = rules.decide(rules.Pair(new, old, link_identifies, hash_identifies))
+    if decision is None or not decision.merged:
         return None
-    if words >= MIN_TEXT_WORDS and s["jaccard"] >= jaccard_needed(words):
-        return Evidence(RULES[2], f"near-identical text: Jaccard {s['jaccard']:.2f} over {words} words "
-                        f"(needs {jaccard_needed(words)})", s["jaccard"], s)
-    core = s["core_words"]
-    if core >= MIN_TEXT_WORDS and s["containment"] >= containment_needed(core) and similar_title:
-        return Evidence(RULES[3], f"{s['containment']:.0%} of the shorter text ({core} words) is in the other "
-                        f"copy; title similarity {s['title_similarity']:.2f}", s["containment"], s)
-    if (s["same_title"] and s["hours_apart"] <= CLOSE_DATES.total_seconds() / 3600
-            and core >= MIN_SUPPORT_WORDS and s["containment"] >= SUPPORT):
-        shared = next(a for a, b in _title_pairs(new, old) if a == b)
-        return Evidence(RULES[4], f"same title {shared!r}, {s['hours_apart']}h apart, text contained "
-                        f"{s['containment']:.0%}", s["containment"], s)
-    return None
+    return Evidence(decision.rule, decision.reason, decision.score, decision.scores)

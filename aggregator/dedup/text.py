@@ -2,6 +2,40 @@
 
 Pure functions over strings; fingerprint.py turns the words into shingles and
 index keys.
+
+What is folded before words are made (`fold_characters`, `unwrap_markup`), so
+that two copies a CMS, an editor or a theme wrote differently give the same
+words; matching sees only the result, what is published keeps the source's text:
+
+* Unicode NFKC (full-width forms, ligatures such as U+FB01 "ﬁ" -> "fi",
+  superscript digits, compatibility spaces), then case folding;
+* soft hyphens (U+00AD, `&shy;`, `&#173;`) and zero-width characters removed
+  inside words: ZWSP U+200B, ZWNJ U+200C, ZWJ U+200D, word joiner U+2060,
+  BOM/ZWNBSP U+FEFF, Mongolian vowel separator U+180E, combining grapheme
+  joiner U+034F. ZWNJ is meaningful in Persian (and ZWJ in Indic scripts and
+  emoji); removing it joins the parts, which is fine for matching since
+  every copy gets the same treatment;
+* every other space (no-break U+00A0, en/em/thin/hair U+2000-U+200A, narrow
+  no-break U+202F, medium mathematical U+205F, ideographic U+3000, Ogham
+  U+1680) -> a plain space;
+* curly quotes, low quotes, guillemets, primes and the modifier-letter
+  apostrophe U+02BC (a letter to Unicode, so it would join words) -> ASCII
+  quotes; en/em dashes, figure dash, horizontal bar, minus U+2212 and the
+  non-breaking hyphen U+2011 -> "-" (all punctuation, so they separate words);
+* digit grouping: a thin, narrow no-break or no-break space or a comma
+  between digits, followed by three digits, removed ("12 345", "12,345" and
+  "12345" are one number);
+* markup: inline elements (span, b, i, em, strong, a, sup, sub, small, big,
+  font, mark, u, s, abbr, cite, code, q, wbr, ...) are removed without a space,
+  so `<span class="dropcap">A</span>fter` and `<b>W</b>ashington` are one
+  word; block elements (p, div, br, li, h1-h6, blockquote, tr, td, th,
+  figure, figcaption, section, article, ...) separate paragraphs; an image
+  initial (`<img alt="A">fter`) is its letter; footnote markers
+  (`<sup><a href="#fn1">1</a></sup>`, `<sup>[2]</sup>`, `<sup>*</sup>`) are
+  removed; print hyphenation across a line break (`inter-<br>national`)
+  is joined;
+* entities: named and numeric references are decoded (`&#8217;`, `&rsquo;`,
+  `&#xAD;`), and so are references escaped twice (`&amp;#8217;`, `&amp;shy;`).
 """
 
 from __future__ import annotations
@@ -23,16 +57,81 @@ _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
 def fold(text: str) -> str:
     """Case, punctuation, whitespace and Unicode forms folded: what titles and paragraphs are compared as."""
     if text.isascii():  # most text: NFKC leaves it as it is, and a table replaces punctuation faster than a regex
-        return " ".join(text.lower().translate(_ASCII_PUNCTUATION).split())
-    return " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
+        return " ".join(fold_characters(text).lower().translate(_ASCII_PUNCTUATION).split())
+    text = unicodedata.normalize("NFKC", fold_characters(text)).casefold()
+    return " ".join(_PUNCTUATION.sub(" ", text).split())
 
 
 _ASCII_PUNCTUATION = {c: " " for c in range(128) if _PUNCTUATION.match(chr(c))}
+_INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff\u180e\u034f"
+_SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
+_CHARACTER_FOLDS = {
+    **dict.fromkeys(map(ord, _INVISIBLE), None),
+    **dict.fromkeys(map(ord, _SPACES), " "),
+    **dict.fromkeys(map(ord, "\u2018\u2019\u201a\u201b\u2032\u2035\u02bc\u02bb\u0060\u00b4"), "'"),
+    **dict.fromkeys(map(ord, "\u201c\u201d\u201e\u201f\u2033\u2036\u00ab\u00bb"), '"'),
+    **dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2043\ufe58\ufe63\uff0d"), "-"),
+}
+# A separator between digit groups; each starts with what it looks for, which the regex engine finds fast.
+_DIGIT_COMMA = re.compile(r",(?<=\d,)(?=\d{3}(?!\d))")
+_DIGIT_SPACE = re.compile(r"[\u00a0\u2009\u202f](?<=\d.)(?=\d{3}(?!\d))")
+
+
+def fold_characters(text: str) -> str:
+    """The character folds of the module docstring (all but NFKC and case): invisible characters
+    removed, spaces, quotes and dashes made plain, digit grouping removed."""
+    text = _without_digit_grouping(text)
+    return text if text.isascii() else text.translate(_CHARACTER_FOLDS)
+
+
+# What must be folded before words are made: characters that would join words or split one. The other
+# folds (spaces, quotes, dashes) are all non-word characters before and after, so they change no word.
+_JOINS_OR_SPLITS = _INVISIBLE + "\u02bc\u02bb"
+# The invisible characters as references (`&shy;`, `&#173;`, `&#xAD;`, `&#8203;`, `&zwnj;` ...).
+_INVISIBLE_REFERENCE = re.compile(r"&(?:shy|zwnj|zwj|#0*(?:173|820[345]|8288|65279)|#[xX]0*(?:[aA][dD]|200[bBcCdD]"
+                                  r"|2060|[fF][eE][fF][fF]));")
+
+
+def _without_digit_grouping(text: str) -> str:
+    if "," in text:
+        text = _DIGIT_COMMA.sub("", text)
+    if not text.isascii() and ("\u00a0" in text or "\u2009" in text or "\u202f" in text):
+        text = _DIGIT_SPACE.sub("", text)
+    return text
+
+
+_TWICE_ESCAPED = re.compile(r"&amp;(#[0-9]{2,7}|#[xX][0-9a-fA-F]{2,6}|[a-zA-Z][a-zA-Z0-9]{1,9});")
+_FOOTNOTE = re.compile(r"<sup\b[^>]*>\s*(?:<a\b[^>]*>\s*)?\[?(?:\d{1,3}|[*\u2020\u2021\u00a7]{1,3}|[a-z])\]?"
+                       r"\s*(?:</a>\s*)?</sup>", re.IGNORECASE)
+_LINE_HYPHEN = re.compile(r"-(?<=[^\W\d_]-)\s*<[bB][rR]\s*/?>\s*(?=[^\W\d_A-Z])")  # "-" first: found fast
+_IMAGE_INITIAL = re.compile(r"<img\b[^>]*?\balt=[\"']?([^\W\d_])[\"']?(?:\s[^>]*)?/?>", re.IGNORECASE)
+
+
+def unwrap_markup(fragment: str) -> str:
+    """An entry's HTML with the folds of the module docstring that words need and tag removal alone does
+    not make: references escaped twice decoded once, invisible characters (and their references) removed,
+    footnote markers removed, image initials as their letter, print hyphenation across a line break
+    joined, and digit grouping removed. Done once for the whole fragment: most of these find nothing."""
+    if "&" in fragment:
+        if "&amp;" in fragment:
+            fragment = _TWICE_ESCAPED.sub(r"&\1;", fragment)
+        fragment = _INVISIBLE_REFERENCE.sub("", fragment)
+    if "<sup" in fragment or "<SUP" in fragment:
+        fragment = _FOOTNOTE.sub("", fragment)
+    if "<img" in fragment or "<IMG" in fragment:
+        fragment = _IMAGE_INITIAL.sub(r"\1", fragment)
+    if "-<" in fragment or "- <" in fragment:
+        fragment = _LINE_HYPHEN.sub("", fragment)
+    fragment = _without_digit_grouping(fragment)
+    if not fragment.isascii() and any(c in fragment for c in _JOINS_OR_SPLITS):  # `in` scans faster than a regex
+        fragment = fragment.translate(_CHARACTER_FOLDS)
+    return fragment
 
 
 _BLOCK_TAG = re.compile(
-    r"<\s*/?\s*(?:p|div|br|li|ul|ol|h[1-6]|blockquote|pre|tr|td|th|table|section|article|header|footer|"
-    r"aside|figure|figcaption|hr|dd|dt|dl|center)\b[^>]*>", re.IGNORECASE)
+    r"<\s*/?\s*(?:p|div|br|li|ul|ol|h[1-6]|blockquote|pre|tr|td|th|table|thead|tbody|tfoot|caption|section|"
+    r"article|header|footer|main|nav|address|details|summary|hgroup|aside|figure|figcaption|hr|dd|dt|dl|center)"
+    r"\b[^>]*>", re.IGNORECASE)
 _CJK = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
 _TOKEN = re.compile(_CJK + r"|[^\W_]+")
 BOILERPLATE_MAX_WORDS = 60  # a longer paragraph is the article's own, whatever it says
@@ -92,7 +191,8 @@ def _paragraphs(fragment: str | None) -> tuple[list[str], list[list[str]]]:
     """The paragraphs of an HTML fragment, boilerplate removed: as plain text, and as words (those with any)."""
     if not fragment:
         return [], []
-    blocks = list(filter(None, map(plain_text, [p for p in _BLOCK_TAG.split(fragment) if p and not p.isspace()])))
+    pieces = [p for p in _BLOCK_TAG.split(unwrap_markup(fragment)) if p and not p.isspace()]
+    blocks = list(filter(None, map(plain_text, pieces)))
     words = _block_words(blocks)
     if words is not None:
         kept = [(block, w) for block, w in zip(blocks, words) if not _is_boilerplate(block, w)]

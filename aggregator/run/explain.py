@@ -10,7 +10,7 @@ import json
 
 from ..config import Config
 from ..output.select import copy_rank, source_meta
-from ..dedup.apart import compare
+from ..dedup.apart import Comparison, compare
 from ..dedup.copies import stored_copy
 from ..store import Store, story_uid
 from ..store.stories import Action, NamedCopy
@@ -106,7 +106,9 @@ def explain_against(store: Store, config: Config, first: str, second: str) -> li
                     "scores: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in found.scores.items()),
                     "rules, strongest evidence first:"]
     lines += [f"  {'+' if c.met else '-'} {c.rule}: {'met: ' if c.met else ''}{c.why}" for c in found.checks]
-    lines.append("kept apart by: " + _kept_apart_by(store, a, b, found.evidence))
+    if found.refusal is not None:
+        lines.append(f"  refused: {found.refusal.rule}: {found.refusal.why}")
+    lines.append("kept apart by: " + _kept_apart_by(store, a, b, found))
     return lines + decision_lines(store, [a.item_id, b.item_id])
 
 
@@ -117,13 +119,17 @@ def _copy_line(label: str, store: Store, copy: NamedCopy) -> str:
             f"      {item.title!r} <{item.link or 'no link'}>")
 
 
-def _kept_apart_by(store: Store, a: NamedCopy, b: NamedCopy, evidence) -> str:
-    """The reason, most decisive first: an operator's unmerge, one source, no rule met, else what stopped it."""
+def _kept_apart_by(store: Store, a: NamedCopy, b: NamedCopy, found: Comparison) -> str:
+    """The reason, most decisive first: an operator's unmerge, one source, a refusal of what a rule would
+    merge, no rule met, else what stopped it."""
     decision = store.apart_decision(a.item_id, b.item_id)
     if decision is not None:
         return f"an operator's unmerge (decision {decision}): the automatic rules never join them again"
     if a.source_id == b.source_id:
         return f"both come from {a.source_id}: two items of one source are two stories"
+    evidence = found.evidence
+    if evidence is None and found.refusal is not None and any(c.met for c in found.checks):
+        return f"{found.refusal.rule}: {found.refusal.why}"
     if evidence is None:
         return "no rule is met (each rule's shortfall above); precision comes before recall"
     with store.snapshot() as db:
@@ -145,6 +151,6 @@ def _scores_line(d: dict) -> str:
     return (f"rule: {d['rule']}; Jaccard {d['jaccard']}, containment {d['containment']} over {d['core_words']} of "
             f"{d['words']} words (other copy {d['other_words']} words), title similarity {d['title_similarity']}"
             f"{', same title' if d['same_title'] else ''}{', generic title' if d['generic_title'] else ''}, "
-            f"{d['hours_apart']}h apart")
+            f"{d['hours_apart']}h apart" + "".join(f", {k.replace('_', ' ')} {d[k]}" for k in sorted(d.keys() - known)))
 
 
