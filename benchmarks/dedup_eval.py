@@ -38,9 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 # --- The aggregator internals this benchmark uses: only here and in the functions down to judge_pair. ---
 from aggregator.config import SourceConfig  # noqa: E402
-from aggregator.dedup import copies  # noqa: E402
+from aggregator.dedup import copies, match as dedup_match  # noqa: E402
 from aggregator.models import from_text  # noqa: E402
+from aggregator.dedup import fingerprint, text, titles  # noqa: E402
 from aggregator.reader.parse import parse_feed  # noqa: E402
+from aggregator.reader.sanitize import clean_html  # noqa: E402
 from aggregator.run.pipeline import store_entries  # noqa: E402
 from aggregator.store import Store, story_uid  # noqa: E402
 
@@ -111,6 +113,30 @@ def store_distinct(db, context, item: dict, raw_hash: str) -> None:
         "content": item["content"], "published": published, "updated": published, "first_seen": NOW,
         "raw_hash": raw_hash, **copy.columns()})
     Store.index(db, item_id, copy)
+
+
+def text_inputs(item: dict) -> tuple:
+    """What the pipeline hands new_copy for an item: its title, link and sanitised HTML."""
+    return item["title"], item["link"], clean_html(item["content"], item["link"]), NOW
+
+
+def text_work(context, title: str, link: str, html: str, published) -> object:
+    """The dedup text work of one new item (tokens, shingle hashes, MinHash keys, title keys): new_copy."""
+    return copies.new_copy(context, title, link, html, published)
+
+
+TEXT_PARTS = {  # new_copy's text work a piece at a time, each on the previous piece's result
+    "text_words": lambda title, link, html: text.text_words(html),
+    "fingerprint": lambda title, link, html: fingerprint.fingerprint(*text.text_words(html)),
+    "index_keys": lambda title, link, html: fingerprint.index_keys(fingerprint.fingerprint(*text.text_words(html))),
+    "title_keys": lambda title, link, html: titles.title_keys(title),
+}
+
+
+def dedup_step(db, copy) -> None:
+    """The rest of the dedup step for one new copy: its candidates from the store, the match, its index rows."""
+    (match,) = dedup_match.match([copy], WINDOW, *Store.dedup_candidates(db, [copy], WINDOW))
+    Store.index_new(db, [(-1, copy)])
 
 
 # --- End of the aggregator adapter: everything below calls only the functions above. ---
@@ -311,6 +337,67 @@ def cost(pairs_path: Path, sizes: list[int], rounds: int) -> None:
         print(f"  cost ratio {sizes[-1]}/{sizes[0]}: {ratio:.2f}x (must stay within 2x)")
 
 
+# Cost of the text work and of the dedup step, per item
+
+def pair_items(path: Path) -> list[dict]:
+    pairs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [pair[side] for pair in pairs for side in "ab"]
+
+
+def text_cost(path: Path, reps: int) -> float:
+    """Milliseconds of dedup text work per item, over both items of every pair, `reps` times (after one warm-up)."""
+    inputs = [text_inputs(item) for item in pair_items(path)]
+    context = fresh_context("eval")
+    for args in inputs:
+        text_work(context, *args)
+    if not reps:
+        return 0.0
+    started = time.perf_counter()
+    for _ in range(reps):
+        for args in inputs:
+            text_work(context, *args)
+    elapsed = (time.perf_counter() - started) * 1000 / (reps * len(inputs))
+    parts = {}
+    for name, part in TEXT_PARTS.items():
+        started = time.perf_counter()
+        for _ in range(reps):
+            for title, link, html, _ in inputs:
+                part(title, link, html)
+        parts[name] = (time.perf_counter() - started) * 1000 / (reps * len(inputs))
+    print(f"dedup text work (new_copy: tokens, shingle hashes, MinHash keys, title keys): {elapsed:.3f} ms per item "
+          f"({len(inputs)} items x {reps})")
+    print("  cumulative: " + ", ".join(f"{name} {ms:.3f}" for name, ms in parts.items()) + " ms")
+    return elapsed
+
+
+def dedup_step_cost(path: Path, stored: int = 5000) -> float:
+    """Milliseconds per item of the whole dedup step (text work, candidates, match, index rows) against a
+    store of `stored` synthetic stories and the pairs' first items; every pair's second item is judged."""
+    items = pair_items(path)
+    synthetic = Synthetic(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "step.db")
+        with store.transaction() as db:
+            fill(db, synthetic, 0, stored, timedelta(seconds=WINDOW) * 0.95)
+            for number, item in enumerate(items[0::2]):
+                store_distinct(db, fresh_context(item["source"]), dict(item, guid=f"{item['guid']}#{number}"),
+                               f"a{number}")
+        inputs = [(fresh_context(item["source"]), text_inputs(item)) for item in items[1::2]]
+        db = store.db
+        db.execute("BEGIN")
+        try:
+            started = time.perf_counter()
+            for context, args in inputs:
+                dedup_step(db, text_work(context, *args))
+            elapsed = (time.perf_counter() - started) * 1000 / len(inputs)
+        finally:
+            db.execute("ROLLBACK")
+            store.close()
+    print(f"whole dedup step (text work, candidates, match, index rows) against {stored + len(items) // 2} stories: "
+          f"{elapsed:.3f} ms per item ({len(inputs)} items)")
+    return elapsed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Precision/recall and per-item cost of deduplication.")
     parser.add_argument("--pairs", type=Path, action="append",
@@ -324,11 +411,19 @@ def main() -> int:
     parser.add_argument("--half", choices=("tune", "holdout", "both"), default="both",
                         help="in a set with halves, evaluate only this one (default both, holdout printed apart)")
     parser.add_argument("--steps", action="store_true", help="in a set with halves, recall per edit too")
+    parser.add_argument("--text-reps", type=int, default=5, help="passes over the items timing the text work")
+    parser.add_argument("--text-only", action="store_true",
+                        help="only the text work, --text-reps passes (0: setup only; for callgrind differences)")
     args = parser.parse_args()
     paths = args.pairs or [ROOT / "tests" / "fixtures" / "dedup" / "pairs.jsonl"]
     halves = ("tune", "holdout") if args.half == "both" else (args.half,)
+    if args.text_only:
+        text_cost(paths[0], args.text_reps)
+        return 0
     for path in paths:
         evaluate(path, args.verbose, "ba" if args.copy_first else "ab", halves, args.steps)
+    text_cost(paths[0], args.text_reps)
+    dedup_step_cost(paths[0])
     if not args.no_cost:
         print("cost per new item (RSS bytes → parse → sanitise → dedupe → store):")
         cost(paths[0], [int(s) for s in args.sizes.split(",")], args.rounds)
