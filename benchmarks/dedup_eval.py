@@ -350,7 +350,7 @@ def pair_items(path: Path) -> list[dict]:
     return [pair[side] for pair in pairs for side in "ab"]
 
 
-def text_cost(path: Path, reps: int) -> float:
+def text_cost(path: Path, reps: int, parts: bool = True) -> float:
     """CPU milliseconds of dedup text work per item, over both items of every pair, `reps` times (after one warm-up)."""
     inputs = [text_inputs(item) for item in pair_items(path)]
     context = fresh_context("eval")
@@ -363,16 +363,17 @@ def text_cost(path: Path, reps: int) -> float:
         for args in inputs:
             text_work(context, *args)
     elapsed = (time.process_time() - started) * 1000 / (reps * len(inputs))
-    parts = {}
-    for name, part in TEXT_PARTS.items():
+    print(f"dedup text work (new_copy: tokens, shingle hashes, MinHash keys, title keys): {elapsed:.3f} ms per item "
+          f"({len(inputs)} items x {reps})")
+    timed = {}
+    for name, part in TEXT_PARTS.items() if parts else ():
         started = time.process_time()
         for _ in range(reps):
             for title, link, html, _ in inputs:
                 part(title, link, html)
-        parts[name] = (time.process_time() - started) * 1000 / (reps * len(inputs))
-    print(f"dedup text work (new_copy: tokens, shingle hashes, MinHash keys, title keys): {elapsed:.3f} ms per item "
-          f"({len(inputs)} items x {reps})")
-    print("  cumulative: " + ", ".join(f"{name} {ms:.3f}" for name, ms in parts.items()) + " ms")
+        timed[name] = (time.process_time() - started) * 1000 / (reps * len(inputs))
+    if timed:
+        print("  cumulative: " + ", ".join(f"{name} {ms:.3f}" for name, ms in timed.items()) + " ms")
     return elapsed
 
 
@@ -424,7 +425,7 @@ def main() -> int:
     paths = args.pairs or [ROOT / "tests" / "fixtures" / "dedup" / "pairs.jsonl"]
     halves = ("tune", "holdout") if args.half == "both" else (args.half,)
     if args.text_only:
-        text_cost(paths[0], args.text_reps)
+        text_cost(paths[0], args.text_reps, parts=False)
         return 0
     for path in paths:
         evaluate(path, args.verbose, "ba" if args.copy_first else "ab", halves, args.steps)
