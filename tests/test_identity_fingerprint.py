@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
-import zlib
 
 from datasketch import MinHash
 
@@ -50,18 +48,38 @@ def test_index_keys_are_the_same_in_every_process():
     assert runs.pop().strip() == str(fingerprint.index_keys(fingerprint.fingerprint(WORDS))).replace("'", '"')
 
 
-def test_shingle_hashes_are_each_tokens_crc32_whether_or_not_the_token_was_seen_before(monkeypatch):
-    """Stored fingerprints were made without the token cache: a cached, or evicted, token must hash the same."""
-    first = fingerprint.fingerprint(WORDS).hashes.copy()
-    monkeypatch.setattr(fingerprint, "MAX_KNOWN_TOKENS", len(fingerprint._STOPWORD_IDS) + 5)
-    fingerprint._TOKEN_IDS.clear()
-    fingerprint._TOKEN_IDS.update(fingerprint._STOPWORD_IDS)
-    again = fingerprint.fingerprint(WORDS).hashes
-    assert again.tolist() == first.tolist()
-    crc = [zlib.crc32(w.encode()) for w in WORDS[1:4]]  # "committee voted on", by hand
-    expected = ((crc[0] * 0x9E3779B1 & 0xFFFFFFFF ^ crc[1]) * 0x85EBCA77 & 0xFFFFFFFF ^ crc[2]) * 0xC2B2AE3D
-    assert first[1] == expected & 0xFFFFFFFF
-    assert len(fingerprint._TOKEN_IDS) <= len(fingerprint._STOPWORD_IDS) + 5
+def _token_hash(token: str) -> int:
+    """token_hashes by hand: FNV's prime to the power of each UTF-16 unit's position (its closing space
+    included), splitmix64's finaliser."""
+    mask, prime, basis = (1 << 64) - 1, 0x100000001B3, 0xCBF29CE484222325
+    units = (token + " ").encode("utf-16-le", "surrogatepass")
+    value = sum(int.from_bytes(units[i:i + 2], "little") * pow(prime, i // 2 % 256 + 1, 1 << 64) * basis
+                for i in range(0, len(units), 2)) & mask
+    value = (value ^ value >> 30) * 0xBF58476D1CE4E5B9 & mask
+    value = (value ^ value >> 27) * 0x94D049BB133111EB & mask
+    return value ^ value >> 31
+
+
+def test_shingle_hashes_are_made_of_each_tokens_hash_wherever_the_token_stands():
+    """Stored fingerprints must be the ones the next run makes: a token hashes alike in any text, at any place."""
+    tokens = ["é", "a\ud800", "x" * 300] + WORDS
+    hashes = fingerprint.token_hashes(tokens).tolist()
+    assert hashes == [_token_hash(t) for t in tokens]
+    assert fingerprint.token_hashes(WORDS[5:9]).tolist() == hashes[8:12]
+    ids = [_token_hash(w) for w in WORDS[1:4]]  # "committee voted on", by hand
+    mixed = ((ids[0] * 0x9E3779B97F4A7C15 & (1 << 64) - 1 ^ ids[1]) * 0xC2B2AE3D27D4EB4F & (1 << 64) - 1
+             ^ ids[2]) * 0x165667B19E3779F9 & (1 << 64) - 1
+    assert fingerprint.fingerprint(WORDS).hashes[1] == mixed >> 32
+
+
+def test_stopwords_are_found_by_their_hash():
+    words = sorted(fingerprint.STOPWORDS)
+    print_ = fingerprint.fingerprint([w for word in words for w in (word, word, word)])
+    assert not print_.hashes.any()
+    lookalikes = {w + "x" for w in words} | {w[:-1] for w in words if len(w) > 1}
+    lookalikes = sorted(lookalikes - fingerprint.STOPWORDS)
+    print_ = fingerprint.fingerprint([w for word in lookalikes for w in (word, word, word)])
+    assert print_.hashes[::3].all()
 
 
 def test_shingles_of_function_words_only_are_left_out():
@@ -71,6 +89,8 @@ def test_shingles_of_function_words_only_are_left_out():
 
 def test_index_keys_are_the_bands_of_datasketch_minhashes():
     """The keys of a text and of its opening: bands of datasketch's MinHash of each's distinct shingles."""
+    mask = (1 << 64) - 1
+    salts = fingerprint._BAND_SALTS.tolist()
     for words in (WORDS, ["frog", "pond", "leap"] * 14 + WORDS[:30], WORDS[:30]):  # an opening too repetitive to index
         print_ = fingerprint.fingerprint(words)
         expected = set()
@@ -80,11 +100,14 @@ def test_index_keys_are_the_bands_of_datasketch_minhashes():
             minhash = MinHash(num_perm=fingerprint.NUM_PERM, seed=fingerprint.MINHASH_SEED, scheme="affine32",
                               hashfunc=int)
             minhash.update_batch(shingles.tolist())
-            values = minhash.hashvalues.astype("<u4")
+            values = minhash.hashvalues.tolist()
+            assert fingerprint.minhash(shingles).tolist() == values
             for band in range(fingerprint.BANDS):
-                rows = values[band * fingerprint.ROWS:(band + 1) * fingerprint.ROWS].tobytes()
-                digest = hashlib.blake2b(rows, digest_size=8, person=band.to_bytes(2, "little")).digest()
-                expected.add(int.from_bytes(digest, "little") >> 1)
+                rows = values[band * fingerprint.ROWS:(band + 1) * fingerprint.ROWS]
+                # two rows to a 64-bit word, the first in its low half; words chained by multiply and xor
+                key = (rows[0] | rows[1] << 32) * 0x9E3779B97F4A7C15 & mask
+                key = (key ^ (rows[2] | rows[3] << 32)) * 0xC2B2AE3D27D4EB4F & mask
+                expected.add(((key + salts[band]) & mask) >> 1)
         assert fingerprint.index_keys(print_) == sorted(expected)
 
 
