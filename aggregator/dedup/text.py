@@ -125,10 +125,10 @@ def _block_words(blocks: list[str]) -> list[list[str]] | None:
         return []
     unfolded, folded = _spacing()
     text = "\n".join(blocks)
-    spaced = unfolded[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
+    spaced = unfolded.take(np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16))
     if not spaced.all():
         text = unicodedata.normalize("NFKC", text).casefold()  # folds no character into a newline
-        spaced = folded[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
+        spaced = folded.take(np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16))
         if not spaced.all():
             return None
     if spaced.max() < 256:
