@@ -49,14 +49,11 @@ def canonical_link(url: str | None) -> str | None:
     query = sorted(
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if k.lower() not in TRACKING_PARAMS and not k.lower().startswith(TRACKING_PREFIXES)
-    ) if parts.query else ()
-    path = (_SLASHES.sub("/", parts.path) if "//" in parts.path else parts.path) or "/"
+    )
+    path = re.sub(r"/{2,}", "/", parts.path) or "/"
     if len(path) > 1:
         path = path.rstrip("/")
-    return urlunsplit(("", host, path, urlencode(query) if query else "", ""))[2:]
-
-
-_SLASHES = re.compile(r"/{2,}")
+    return urlunsplit(("", host, path, urlencode(query), ""))[2:]
 
 
 def _redirect_target(host: str, path: str, query: str) -> str | None:
