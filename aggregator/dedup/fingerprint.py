@@ -8,7 +8,7 @@ Pure functions over token lists and numpy arrays.
 from __future__ import annotations
 
 import hashlib
-import sys
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -22,9 +22,10 @@ MIN_INDEXED_WORDS = 20
 # P(two texts share a key) = 1 - (1 - J**4)**8: 0.40 at J=0.5, 0.87 at J=0.7, 0.98 at J=0.8
 NUM_PERM, BANDS, ROWS = 32, 8, 4  # ROWS even, and at most 6: band_keys reads rows in pairs, one multiplier each
 MINHASH_SEED = 20240927
-#: Changes whenever the keys below would come out differently; the store rebuilds its index then.
+#: Changes whenever the keys below would come out differently; the store rebuilds its index then (v4: band
+#: keys by multiply and xor instead of BLAKE2b; shingle hashes as v2 made them).
 INDEX_VERSION = f"minhash-affine32-{NUM_PERM}-{BANDS}x{ROWS}-lead{LEAD_WORDS}-shingle{SHINGLE_WORDS}-v4"
-_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
+_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)  # band keys
 
 
 def affine32_permutations(seed: int, count: int) -> np.ndarray:
@@ -68,48 +69,28 @@ class Fingerprint:
 
 
 def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
-    """Each shingle's 32-bit hash: its three token hashes chained by multiply and xor, the high half kept."""
+    """Each shingle's 32-bit hash: its three tokens' CRC-32s chained by multiply and xor; 0 for a shingle of
+    stopwords only. The tokens are encoded in one call (joined by NUL, which no token holds) and hashed by
+    zlib in one pass: no Python code runs per token, and no token is remembered from one text to the next."""
     count = len(tokens)
     if count < SHINGLE_WORDS:
         return Fingerprint(count, np.zeros(0, dtype=np.uint32), blocks)
-    ids = token_hashes(tokens)
+    encoded = "\0".join(tokens).encode("utf-8", "surrogatepass").split(b"\0")
+    crcs = np.fromiter(map(zlib.crc32, encoded), dtype=np.uint32, count=count)
+    stop = np.fromiter(map(STOPWORDS.__contains__, tokens), dtype=bool, count=count)
     n = count - SHINGLE_WORDS + 1
-    mixed = ids[:n] * _MULTIPLIERS[0]  # 64-bit products wrap
-    mixed ^= ids[1:n + 1]
-    mixed *= _MULTIPLIERS[1]
-    mixed ^= ids[2:]
-    mixed *= _MULTIPLIERS[2]
-    hashes = mixed.view(np.uint32)[_HIGH_HALF::2].copy()  # each product's high 32 bits
-    stop = _STOPWORD_HASHES.take(np.searchsorted(_STOPWORD_HASHES, ids), mode="clip") == ids
+    mixed = crcs[:n] * _MULTIPLIERS32[0]  # 32-bit products wrap
+    mixed ^= crcs[1:n + 1]
+    mixed *= _MULTIPLIERS32[1]
+    mixed ^= crcs[2:]
+    mixed *= _MULTIPLIERS32[2]
     only_stopwords = stop[:n] & stop[1:n + 1]
     only_stopwords &= stop[2:]
-    hashes[only_stopwords] = 0  # 0 marks a left-out shingle
-    return Fingerprint(count, hashes, blocks)
+    mixed[only_stopwords] = 0  # 0 marks a left-out shingle
+    return Fingerprint(count, mixed, blocks)
 
 
-_HIGH_HALF = 1 if sys.byteorder == "little" else 0
-
-
-def token_hashes(tokens: list[str]) -> np.ndarray:
-    """A 64-bit hash of each token, all at once: a polynomial over its UTF-16 code units, then splitmix64's finaliser.
-
-    The tokens are joined by spaces (no token holds one) into one array of code
-    units; each token's sum of unit * P**(position + 1) times a constant, its
-    closing space included, is a reduceat over its own slice. Positions count
-    modulo 256: tokens longer than that (no word is) may hash alike when
-    their units 256 apart are swapped.
-    """
-    units = np.frombuffer((" ".join(tokens) + " ").encode("utf-16-le", "surrogatepass"), dtype="<u2")
-    ends = np.flatnonzero(units == 32)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    within = np.arange(len(units)) - np.repeat(starts, ends - starts + 1)  # each unit's position in its token
-    within &= 255
-    return _splitmix64(np.add.reduceat(_POWERS.take(within) * units, starts))
-
-
-_POWERS = np.cumprod(np.full(256, 0x100000001B3, dtype=np.uint64)) * np.uint64(0xCBF29CE484222325)  # FNV-1a's
+_MULTIPLIERS32 = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint32)
 _MIX = tuple(map(np.uint64, (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)))
 
 
@@ -121,9 +102,6 @@ def _splitmix64(value: np.ndarray) -> np.ndarray:
     value *= _MIX[3]
     value ^= value >> _MIX[4]
     return value
-
-
-_STOPWORD_HASHES = np.sort(token_hashes(sorted(STOPWORDS)))
 
 
 def text_fingerprint(fragment: str | None) -> tuple[Fingerprint, list[str]]:
