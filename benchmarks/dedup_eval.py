@@ -1,7 +1,10 @@
 """How well and how cheaply deduplication works: precision, recall and F1 on a labelled set of
-pairs, and the cost of one new item against a store of 10k and 100k stories.
+pairs; the CPU cost an item of the dedup text work (new_copy) and of the whole dedup step; and the
+cost of one new item against a store of 10k and 100k stories.
 
     .venv/bin/python benchmarks/dedup_eval.py                      # tests/fixtures/dedup/pairs.jsonl + cost
+    .venv/bin/python benchmarks/dedup_eval.py --text-only --text-reps 5   # the text work alone
+    valgrind --tool=callgrind .venv/bin/python benchmarks/dedup_eval.py --text-only --text-reps 1  # minus reps 0
     .venv/bin/python benchmarks/dedup_eval.py --pairs OTHER.jsonl --no-cost -v
     .venv/bin/python benchmarks/dedup_eval.py --pairs tests/fixtures/dedup/families.jsonl --no-cost --half tune -v
 
