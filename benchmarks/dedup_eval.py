@@ -1,7 +1,10 @@
 """How well and how cheaply deduplication works: precision, recall and F1 on a labelled set of
-pairs, and the cost of one new item against a store of 10k and 100k stories.
+pairs; the CPU cost an item of the dedup text work (new_copy) and of the whole dedup step; and the
+cost of one new item against a store of 10k and 100k stories.
 
     .venv/bin/python benchmarks/dedup_eval.py                      # tests/fixtures/dedup/pairs.jsonl + cost
+    .venv/bin/python benchmarks/dedup_eval.py --text-only --text-reps 5   # the text work alone
+    valgrind --tool=callgrind .venv/bin/python benchmarks/dedup_eval.py --text-only --text-reps 1  # minus reps 0
     .venv/bin/python benchmarks/dedup_eval.py --pairs OTHER.jsonl --no-cost -v
     .venv/bin/python benchmarks/dedup_eval.py --pairs tests/fixtures/dedup/families.jsonl --no-cost --half tune -v
 
@@ -38,9 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 # --- The aggregator internals this benchmark uses: only here and in the functions down to judge_pair. ---
 from aggregator.config import SourceConfig  # noqa: E402
-from aggregator.dedup import copies  # noqa: E402
+from aggregator.dedup import copies, match as dedup_match  # noqa: E402
 from aggregator.models import from_text  # noqa: E402
+from aggregator.dedup import fingerprint, text, titles  # noqa: E402
 from aggregator.reader.parse import parse_feed  # noqa: E402
+from aggregator.reader.sanitize import clean_html  # noqa: E402
 from aggregator.run.pipeline import store_entries  # noqa: E402
 from aggregator.store import Store, story_uid  # noqa: E402
 
@@ -111,6 +116,36 @@ def store_distinct(db, context, item: dict, raw_hash: str) -> None:
         "content": item["content"], "published": published, "updated": published, "first_seen": NOW,
         "raw_hash": raw_hash, **copy.columns()})
     Store.index(db, item_id, copy)
+
+
+def text_inputs(item: dict) -> tuple:
+    """What the pipeline hands new_copy for an item: its title, link and sanitised HTML."""
+    return item["title"], item["link"], clean_html(item["content"], item["link"]), NOW
+
+
+def text_work(context, title: str, link: str, html: str, published) -> object:
+    """The dedup text work of one new item (tokens, shingle hashes, MinHash keys, title keys): new_copy."""
+    return copies.new_copy(context, title, link, html, published)
+
+
+TEXT_PARTS = {  # new_copy's text work a piece at a time, each on the previous piece's result
+    "text_words": lambda title, link, html: text.text_words(html),
+    "fingerprint": lambda title, link, html: fingerprint.fingerprint(*text.text_words(html)),
+    "index_keys": lambda title, link, html: fingerprint.index_keys(fingerprint.fingerprint(*text.text_words(html))),
+    "title_keys": lambda title, link, html: titles.title_keys(title),
+}
+
+
+def dedup_step(db, copy, item: dict, number: int) -> None:
+    """The rest of the dedup step for one new copy, as store_entries takes it: its candidates from the store,
+    the match, then its story (the match's or a new one), item row and index rows."""
+    (match,) = dedup_match.match([copy], WINDOW, *Store.dedup_candidates(db, [copy], WINDOW))
+    story = match.story_id if match else Store.create_story(db, story_uid(item["source"], f"step-{number}"), NOW)
+    item_id = Store.insert_item(db, story, item["source"], {
+        "key": f"step-{number}", "guid": item["guid"], "link": item["link"], "title": item["title"],
+        "content": item["content"], "published": NOW, "updated": NOW, "first_seen": NOW,
+        "raw_hash": f"step-{number}", **copy.columns()})
+    Store.index_new(db, [(item_id, copy)])
 
 
 # --- End of the aggregator adapter: everything below calls only the functions above. ---
@@ -311,6 +346,68 @@ def cost(pairs_path: Path, sizes: list[int], rounds: int) -> None:
         print(f"  cost ratio {sizes[-1]}/{sizes[0]}: {ratio:.2f}x (must stay within 2x)")
 
 
+# Cost of the text work and of the dedup step, per item
+
+def pair_items(path: Path) -> list[dict]:
+    pairs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [pair[side] for pair in pairs for side in "ab"]
+
+
+def text_cost(path: Path, reps: int, parts: bool = True) -> float:
+    """CPU milliseconds of dedup text work per item, over both items of every pair, `reps` times (after one warm-up)."""
+    inputs = [text_inputs(item) for item in pair_items(path)]
+    context = fresh_context("eval")
+    for args in inputs:
+        text_work(context, *args)
+    if not reps:
+        return 0.0
+    started = time.process_time()
+    for _ in range(reps):
+        for args in inputs:
+            text_work(context, *args)
+    elapsed = (time.process_time() - started) * 1000 / (reps * len(inputs))
+    print(f"dedup text work (new_copy: tokens, shingle hashes, MinHash keys, title keys): {elapsed:.3f} ms per item "
+          f"({len(inputs)} items x {reps})")
+    timed = {}
+    for name, part in TEXT_PARTS.items() if parts else ():
+        started = time.process_time()
+        for _ in range(reps):
+            for title, link, html, _ in inputs:
+                part(title, link, html)
+        timed[name] = (time.process_time() - started) * 1000 / (reps * len(inputs))
+    if timed:
+        print("  cumulative: " + ", ".join(f"{name} {ms:.3f}" for name, ms in timed.items()) + " ms")
+    return elapsed
+
+
+def dedup_step_cost(path: Path, stored: int = 2000) -> float:
+    """CPU milliseconds per item of the whole dedup step (text work, candidates, match, story, item and index rows) against a
+    store of `stored` synthetic stories and the pairs' first items; every pair's second item is judged."""
+    items = pair_items(path)
+    synthetic = Synthetic(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "step.db")
+        with store.transaction() as db:
+            fill(db, synthetic, 0, stored, timedelta(seconds=WINDOW) * 0.95)
+            for number, item in enumerate(items[0::2]):
+                store_distinct(db, fresh_context(item["source"]), dict(item, guid=f"{item['guid']}#{number}"),
+                               f"a{number}")
+        inputs = [(item, fresh_context(item["source"]), text_inputs(item)) for item in items[1::2]]
+        db = store.db
+        db.execute("BEGIN")
+        try:
+            started = time.process_time()
+            for number, (item, context, args) in enumerate(inputs):
+                dedup_step(db, text_work(context, *args), item, number)
+            elapsed = (time.process_time() - started) * 1000 / len(inputs)
+        finally:
+            db.execute("ROLLBACK")
+            store.close()
+    print(f"whole dedup step (text work, candidates, match, story, item and index rows) against {stored + len(items) // 2} stories: "
+          f"{elapsed:.3f} ms per item ({len(inputs)} items)")
+    return elapsed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Precision/recall and per-item cost of deduplication.")
     parser.add_argument("--pairs", type=Path, action="append",
@@ -324,11 +421,19 @@ def main() -> int:
     parser.add_argument("--half", choices=("tune", "holdout", "both"), default="both",
                         help="in a set with halves, evaluate only this one (default both, holdout printed apart)")
     parser.add_argument("--steps", action="store_true", help="in a set with halves, recall per edit too")
+    parser.add_argument("--text-reps", type=int, default=5, help="passes over the items timing the text work")
+    parser.add_argument("--text-only", action="store_true",
+                        help="only the text work, --text-reps passes (0: setup only; for callgrind differences)")
     args = parser.parse_args()
     paths = args.pairs or [ROOT / "tests" / "fixtures" / "dedup" / "pairs.jsonl"]
     halves = ("tune", "holdout") if args.half == "both" else (args.half,)
+    if args.text_only:
+        text_cost(paths[0], args.text_reps, parts=False)
+        return 0
     for path in paths:
         evaluate(path, args.verbose, "ba" if args.copy_first else "ab", halves, args.steps)
+    text_cost(paths[0], args.text_reps)
+    dedup_step_cost(paths[0])
     if not args.no_cost:
         print("cost per new item (RSS bytes → parse → sanitise → dedupe → store):")
         cost(paths[0], [int(s) for s in args.sizes.split(",")], args.rounds)

@@ -208,6 +208,31 @@ def test_the_index_is_rebuilt_from_the_store_when_it_was_made_another_way(store)
     assert stories(store)["a1"] == stories(store)["c1"]
 
 
+def test_a_change_of_the_stored_hashes_refingerprints_the_stories_inside_the_window(store):
+    """INDEX_VERSION names how fingerprints and keys are made: a store whose hashes were made another way
+    (an older version's) is refingerprinted from its items' text by the next poll, inside the window only."""
+    old = dict(ORIGINAL, guid="old", link="https://alpha.example/old", title="An old frog", published=NOW - 40 * DAY)
+    poll(store, "alpha", rss("Alpha News", old), now=NOW - 40 * DAY)
+    poll(store, "alpha", rss("Alpha News", ORIGINAL))
+    with store.transaction() as db:  # the hashes and keys of the version before, as its store has them
+        db.execute("UPDATE fingerprints SET hashes = ?", (bytes(4 * 10),))
+        db.execute("UPDATE near_keys SET key = key + 1")
+        db.execute("UPDATE dedup_meta SET value = 'minhash-affine32-32-8x4-lead40-shingle3-v2' "
+                   "WHERE name = 'near_index'")
+    poll(store, "gamma", rss("Gamma", REWORDED))  # no shared link, title or hash: only the rebuilt index finds it
+    assert stories(store)["a1"] == stories(store)["c1"]
+    rows = {r["guid"]: r for r in store.query(
+        "SELECT i.id, i.guid, i.content, i.summary, f.hashes FROM items i LEFT JOIN fingerprints f ON f.item_id = i.id")}
+    assert rows["old"]["hashes"] is None  # outside the window: neither fingerprinted nor indexed
+    assert not store.query("SELECT 1 FROM near_keys WHERE item_id = ?", (rows["old"]["id"],))
+    for guid in ("a1", "c1"):
+        text, _ = fingerprint.text_fingerprint(copies.text_of(rows[guid]["content"], rows[guid]["summary"]))
+        assert rows[guid]["hashes"] == text.hashes.astype("<u4").tobytes()
+        keys = {r[0] for r in store.query("SELECT key FROM near_keys WHERE item_id = ?", (rows[guid]["id"],))}
+        assert set(fingerprint.index_keys(text)) <= keys
+    assert store.query("SELECT value FROM dedup_meta WHERE name = 'near_index'")[0][0] == fingerprint.INDEX_VERSION
+
+
 def test_a_link_a_source_gives_several_items_identifies_none(store):
     day_page = "https://scripting.example/2017/06/23.html"
     poll(store, "alpha", rss("Alpha News", dict(ORIGINAL, link=day_page + "#a1"),

@@ -150,6 +150,19 @@ def test_words_are_found_in_all_paragraphs_as_in_each(html):
     assert text.block_tokens(html) == [words for words in per_paragraph if words]
 
 
+def test_characters_nfkc_makes_spaces_of_are_spaces_without_it():
+    """An ellipsis, a no-break space, …: the table reads them as the spaces NFKC would make, in any company."""
+    unfolded, _ = text._spacing()
+    spaced = [chr(unit) for unit in range(0x3000)
+              if unfolded[unit] == ord(" ") and unicodedata.normalize("NFKC", chr(unit)) != chr(unit)]
+    assert "…" in spaced and "\u00a0" in spaced
+    for char in spaced:
+        block = f"Wait{char}what{char}{char}É9{char}x _{char}"
+        assert unfolded[[ord(c) for c in block]].all()  # no NFKC: the table alone finds the words
+        expected = text._TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
+        assert text._block_words([block, char]) == [expected, []], repr(char)
+
+
 @pytest.mark.parametrize("boilerplate", [
     "<p>This article was originally published on The Conversation’s site.</p>",
     "<p>Source: Alpha News — 東京</p>",

@@ -20,11 +20,12 @@ SHINGLE_WORDS = 3
 LEAD_WORDS = 40  # the opening a summary shares with its full text
 MIN_INDEXED_WORDS = 20
 # P(two texts share a key) = 1 - (1 - J**4)**8: 0.40 at J=0.5, 0.87 at J=0.7, 0.98 at J=0.8
-NUM_PERM, BANDS, ROWS = 32, 8, 4
+NUM_PERM, BANDS, ROWS = 32, 8, 4  # ROWS even, and at most 6: band_keys reads rows in pairs, one multiplier each
 MINHASH_SEED = 20240927
-#: Changes whenever the keys below would come out differently; the store rebuilds its index then.
-INDEX_VERSION = f"minhash-affine32-{NUM_PERM}-{BANDS}x{ROWS}-lead{LEAD_WORDS}-shingle{SHINGLE_WORDS}-v3"
-_MULTIPLIERS = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint64)
+#: Changes whenever the keys below would come out differently; the store rebuilds its index then (v3: the
+#: folded texts of issue 19; v4: band keys by multiply and xor instead of BLAKE2b, shingle hashes as v2 made them).
+INDEX_VERSION = f"minhash-affine32-{NUM_PERM}-{BANDS}x{ROWS}-lead{LEAD_WORDS}-shingle{SHINGLE_WORDS}-v4"
+_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)  # band keys
 
 
 def affine32_permutations(seed: int, count: int) -> np.ndarray:
@@ -37,6 +38,7 @@ def affine32_permutations(seed: int, count: int) -> np.ndarray:
 
 
 _PERMUTATIONS = affine32_permutations(MINHASH_SEED, NUM_PERM)
+_PERMUTATION_COLUMNS = _PERMUTATIONS.reshape(2, NUM_PERM, 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,41 +69,38 @@ class Fingerprint:
 
 
 def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
+    """Each shingle's 32-bit hash: its three tokens' CRC-32s chained by multiply and xor; 0 for a shingle of
+    stopwords only. The tokens are encoded in one call (joined by NUL, which no token holds) and hashed by
+    zlib in one pass: no Python code runs per token, and no token is remembered from one text to the next."""
     count = len(tokens)
     if count < SHINGLE_WORDS:
         return Fingerprint(count, np.zeros(0, dtype=np.uint32), blocks)
-    # Each token's CRC-32, with bit 32 set for a stopword: one pass over the tokens gives both.
-    known = _TOKEN_IDS
-    ids = np.array([known.get(t) or _token_id(t) for t in tokens], dtype=np.uint64)
+    encoded = "\0".join(tokens).encode("utf-8", "surrogatepass").split(b"\0")
+    crcs = np.fromiter(map(zlib.crc32, encoded), dtype=np.uint32, count=count)
+    stop = np.fromiter(map(STOPWORDS.__contains__, tokens), dtype=bool, count=count)
     n = count - SHINGLE_WORDS + 1
-    crcs = ids.astype(np.uint32)
-    # 32-bit products wrap as the masked 64-bit ones did.
-    mixed = crcs[:n] * _MULTIPLIERS32[0]
+    mixed = crcs[:n] * _MULTIPLIERS32[0]  # 32-bit products wrap
     mixed ^= crcs[1:n + 1]
     mixed *= _MULTIPLIERS32[1]
     mixed ^= crcs[2:]
     mixed *= _MULTIPLIERS32[2]
-    only_stopwords = ids[:n] & ids[1:n + 1]
-    only_stopwords &= ids[2:]
-    mixed[only_stopwords >= _STOPWORD_BIT] = 0  # 0 marks a left-out shingle
+    only_stopwords = stop[:n] & stop[1:n + 1]
+    only_stopwords &= stop[2:]
+    mixed[only_stopwords] = 0  # 0 marks a left-out shingle
     return Fingerprint(count, mixed, blocks)
 
 
-_MULTIPLIERS32 = _MULTIPLIERS.astype(np.uint32)
-_STOPWORD_BIT = 1 << 32
-_STOPWORD_IDS = {w: zlib.crc32(w.encode("utf-8")) | _STOPWORD_BIT for w in STOPWORDS}
-#: Token ids already computed: most words of a text were seen in earlier ones, and a lookup costs a
-#: fifth of encoding and hashing. Started again from the stopwords when it reaches MAX_KNOWN_TOKENS
-#: (about 6 MB: a 200,000-word cache was 24 MB of the daemon's memory budget).
-_TOKEN_IDS = dict(_STOPWORD_IDS)
-MAX_KNOWN_TOKENS = 50_000
+_MULTIPLIERS32 = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint32)
+_MIX = tuple(map(np.uint64, (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)))
 
 
-def _token_id(token: str) -> int:
-    if len(_TOKEN_IDS) >= MAX_KNOWN_TOKENS:
-        _TOKEN_IDS.clear()
-        _TOKEN_IDS.update(_STOPWORD_IDS)
-    value = _TOKEN_IDS[token] = zlib.crc32(token.encode("utf-8", "surrogatepass"))
+def _splitmix64(value: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, in place: every bit of the input moves every bit of the output."""
+    value ^= value >> _MIX[0]
+    value *= _MIX[1]
+    value ^= value >> _MIX[2]
+    value *= _MIX[3]
+    value ^= value >> _MIX[4]
     return value
 
 
@@ -128,28 +127,36 @@ def index_keys(print_: Fingerprint) -> list[int]:
     lead_indexed = len(set(kept[:in_lead].tolist())) >= enough
     # The whole text holds its opening's shingles: it has enough of them whenever its opening does.
     whole_indexed = lead_indexed or (len(hashes) > lead_end and len(np.unique(kept)) >= enough)
-    keys: set[int] = set()
-    if lead_indexed or whole_indexed:
-        permuted = _permuted(kept)
-        lead = permuted[:, :in_lead].min(axis=1) if lead_indexed else None
-        if lead_indexed:
-            _add_band_keys(keys, lead)
-        if whole_indexed and in_lead < len(kept):
-            whole = permuted.min(axis=1) if lead is None else np.minimum(lead, permuted[:, in_lead:].min(axis=1))
-            _add_band_keys(keys, whole)
-    return sorted(keys)
+    if not (lead_indexed or whole_indexed):
+        return []
+    permuted = _permuted(kept)
+    lead = permuted[:, :in_lead].min(axis=1) if lead_indexed else None
+    minima = [lead] if lead_indexed else []
+    if whole_indexed and in_lead < len(kept):
+        minima.append(permuted.min(axis=1) if lead is None else np.minimum(lead, permuted[:, in_lead:].min(axis=1)))
+    return band_keys(np.array(minima, dtype=np.uint32))
 
 
-# Each band's hash, started: copying one costs less than starting a new one with its person.
-_BAND_HASHES = [hashlib.blake2b(digest_size=8, person=band.to_bytes(2, "little")) for band in range(BANDS)]
+def band_keys(minhashes: np.ndarray) -> list[int]:
+    """The distinct LSH band keys of some MinHashes (one per row), sorted; each fits a signed 64-bit column.
+
+    A band's ROWS 32-bit values are read two at a time as 64-bit words, chained
+    by multiply and xor (rows that differ give keys that differ but for chance
+    at 2**-63), then offset by the band's own salt, so equal rows in different
+    bands give different keys.
+    """
+    words = np.ascontiguousarray(minhashes, dtype="<u4").view("<u8").reshape(len(minhashes), BANDS, ROWS // 2)
+    keys = words[:, :, 0] * _MULTIPLIERS[0]
+    for column in range(1, ROWS // 2):
+        keys ^= words[:, :, column]
+        keys *= _MULTIPLIERS[column]
+    keys += _BAND_SALTS
+    keys >>= _ONE
+    return sorted(set(keys.ravel().tolist()))
 
 
-def _add_band_keys(keys: set[int], values: np.ndarray) -> None:
-    data, size = values.astype("<u4").tobytes(), ROWS * 4
-    for band, started in enumerate(_BAND_HASHES):
-        digest = started.copy()
-        digest.update(data[band * size:(band + 1) * size])
-        keys.add(int.from_bytes(digest.digest(), "little") >> 1)  # fits a signed 64-bit column
+_ONE = np.uint64(1)
+_BAND_SALTS = _splitmix64(np.arange(1, BANDS + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
 
 
 def minhash(shingles: np.ndarray) -> np.ndarray:
@@ -157,16 +164,19 @@ def minhash(shingles: np.ndarray) -> np.ndarray:
     return _permuted(shingles).min(axis=1)
 
 
+_FMIX32 = tuple(map(np.uint32, (16, 0x85EBCA6B, 13, 0xC2B2AE35)))
+
+
 def _permuted(shingles: np.ndarray) -> np.ndarray:
     """Each shingle's hash under each of the MinHash permutations: one row per permutation, one column per shingle."""
-    hv = shingles.astype(np.uint32)  # a copy, mixed in place
-    hv ^= hv >> np.uint32(16)
-    hv *= np.uint32(0x85EBCA6B)
-    hv ^= hv >> np.uint32(13)
-    hv *= np.uint32(0xC2B2AE35)
-    hv ^= hv >> np.uint32(16)
-    permuted = _PERMUTATIONS[0].reshape(-1, 1) * hv
-    permuted += _PERMUTATIONS[1].reshape(-1, 1)
+    hv = shingles.astype(np.uint32)  # a copy, mixed in place: murmur3's finaliser, as datasketch's affine32
+    hv ^= hv >> _FMIX32[0]
+    hv *= _FMIX32[1]
+    hv ^= hv >> _FMIX32[2]
+    hv *= _FMIX32[3]
+    hv ^= hv >> _FMIX32[0]
+    permuted = _PERMUTATION_COLUMNS[0] * hv
+    permuted += _PERMUTATION_COLUMNS[1]
     return permuted
 
 

@@ -225,10 +225,10 @@ def _block_words(blocks: list[str]) -> list[list[str]] | None:
         return []
     unfolded, folded = _spacing()
     text = "\n".join(blocks)
-    spaced = unfolded[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
+    spaced = unfolded.take(np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16))
     if not spaced.all():
         text = unicodedata.normalize("NFKC", text).casefold()  # folds no character into a newline
-        spaced = folded[np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)]
+        spaced = folded.take(np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16))
         if not spaced.all():
             return None
     if spaced.max() < 256:
@@ -246,7 +246,8 @@ def _spacing() -> tuple[np.ndarray, np.ndarray]:
     character (a word alone for _TOKEN) or half a surrogate pair; a newline
     for a newline and a space for anything else. Unfolded: the folded entry of
     the unit's case folding if NFKC leaves the unit as it is, alone and beside
-    anything, and case folding makes it one character; 0 otherwise (and past U+3000, where few texts need it).
+    anything, and case folding makes it one character; a space if NFKC and case folding make it only
+    characters that are a space to _TOKEN (and no mark); 0 otherwise (and past U+3000, where few texts need it).
     """
     chars = [chr(unit) for unit in range(0x10000)]
     folded = np.full(len(chars), ord(" "), dtype=np.uint16)
@@ -275,6 +276,13 @@ def _spacing() -> tuple[np.ndarray, np.ndarray]:
     alone[0x1160:0x1200] = False
     keep = np.flatnonzero(unchanged & one_char & alone).tolist()
     unfolded[keep] = folded[[ord(case_folded[unit]) for unit in keep]]
+    # What NFKC turns into characters that are no word's and no mark (an ellipsis into three full stops): as
+    # much a space as they are, and nothing composes with them.
+    spacing = {chr(unit) for unit in np.flatnonzero(folded == ord(" ")).tolist()}
+    for unit in np.flatnonzero(~unchanged & alone).tolist():
+        into = normalised[unit].casefold()
+        if into and all(c in spacing and unicodedata.category(c)[0] != "M" for c in into):
+            unfolded[unit] = ord(" ")
     unfolded[ord("\n")] = ord("\n")
     return unfolded, folded
 

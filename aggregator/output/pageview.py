@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import lxml.html
@@ -68,9 +68,15 @@ class EntryView:
     published: When
     republished: When
     updated: When | None  # only when it says more than `published`
-    summary: str  # plain text
     related: tuple[RelatedCopy, ...]
     content: str = ""  # sanitised HTML loading nothing from elsewhere (story pages)
+    story: StoryEntry | None = field(default=None, repr=False, compare=False)  # what `summary` is made of
+
+    @functools.cached_property
+    def summary(self) -> str:
+        """The summary as plain text, made when a template shows it: the river's do, the story page's does not
+        (a tenth of a first publish was making summaries of every story's full text for no page)."""
+        return summary_text(self.story) if self.story is not None else ""
 
     def with_content(self, content) -> "EntryView":
         return replace(self, content=content)
@@ -86,8 +92,7 @@ def entry_view(entry: StoryEntry, date_format: str, page_tag: str, content: bool
         categories=entry.categories, published=published,
         republished=when(entry.republished, date_format, page_tag),
         updated=updated if updated.text != published.text else None,
-        summary=summary_text(entry), related=entry.related,
-        content=page_content(entry.content or entry.summary) if content else "",
+        related=entry.related, content=page_content(entry.content or entry.summary) if content else "", story=entry,
     )
 
 
