@@ -278,8 +278,14 @@ def test_an_undeclared_windows_1251_feed_is_detected_and_flagged(tmp_path, feed_
     replaced, the warning saying so). Left untouched and unflagged: the same Cyrillic text declared as
     windows-1251 in its XML declaration, and as UTF-8 served text/xml without charset.
     Before the fix: republished as latin-1 mojibake, status silent."""
-    def retitled(marker: str) -> str:
-        return NEWS_RU.replace("Новости дня", f"Новости {marker}").replace("ru.example", f"{marker}.example")
+    told = {"utf": "Синоптики обещают дожди и похолодание по всей области до конца недели.",
+            "decl": "На рынке подорожали овощи, а цены на хлеб и молоко остались прежними.",
+            "plain": "Школьники вернулись за парты после каникул, в районе открыли новую библиотеку."}
+
+    def retitled(marker: str) -> str:  # another story per marker: dedup must not join them
+        return (NEWS_RU.replace("Новости дня", f"Новости {marker}").replace("ru.example", f"{marker}.example")
+                .replace("Сегодня в городе прошло собрание жителей, обсуждали новости района и планы на осень.",
+                         told[marker]))
 
     stray = retitled("utf").encode("utf-8").replace("выпуск 1".encode(), "выпуск 1".encode() + b"\xff", 1)
     (tmp_path / "koi8r.xml").write_bytes((FIXTURES / "corpus" / "feedparser" / "illformed" / "chardet"

@@ -27,20 +27,22 @@ STUCK = {"stuck_after": "2s"}
 
 @pytest.fixture
 def hanging():
-    """A feed server whose every path answers its first request and hangs on the later ones."""
-    server, stop, seen, lock = FeedServer().start(), threading.Event(), {}, threading.Lock()
+    """A feed server whose paths answer until each has answered once, then hang on every later request (so a
+    busy machine's early second polls cannot hold the threads a first poll needs)."""
+    server, stop, seen, lock, paths = FeedServer().start(), threading.Event(), set(), threading.Lock(), set()
 
     def handler(request):
         path = request.path
         with lock:
-            seen[path] = seen.get(path, 0) + 1
-            first = seen[path] == 1
-        if not first:
+            hang = seen >= paths
+            seen.add(path)
+        if hang:
             stop.wait(120)
             return
         request._send(200, {"Content-Type": "application/rss+xml"}, rss(path.strip("/.xml"), 1).encode())
 
     def serve(path: str) -> str:
+        paths.add(path)
         return server.serve(path, handler=handler)
 
     yield serve
