@@ -5,6 +5,7 @@ cost of one new item against a store of 10k and 100k stories.
     .venv/bin/python benchmarks/dedup_eval.py                      # tests/fixtures/dedup/pairs.jsonl + cost
     .venv/bin/python benchmarks/dedup_eval.py --text-only --text-reps 5   # the text work alone
     valgrind --tool=callgrind .venv/bin/python benchmarks/dedup_eval.py --text-only --text-reps 1  # minus reps 0
+    .venv/bin/python benchmarks/dedup_eval.py --sizes 10000,100000,1000000 --history-days 365  # a year's store
     .venv/bin/python benchmarks/dedup_eval.py --pairs OTHER.jsonl --no-cost -v
     .venv/bin/python benchmarks/dedup_eval.py --pairs tests/fixtures/dedup/families.jsonl --no-cost --half tune -v
 
@@ -42,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 # --- The aggregator internals this benchmark uses: only here and in the functions down to judge_pair. ---
 from aggregator.config import SourceConfig  # noqa: E402
 from aggregator.dedup import copies, match as dedup_match  # noqa: E402
-from aggregator.models import from_text  # noqa: E402
+from aggregator.dedup.match import index_horizon  # noqa: E402
+from aggregator.models import from_text, to_text  # noqa: E402
 from aggregator.dedup import fingerprint, text, titles  # noqa: E402
 from aggregator.reader.parse import parse_feed  # noqa: E402
 from aggregator.reader.sanitize import clean_html  # noqa: E402
@@ -106,14 +108,14 @@ def prepare_index(db) -> None:
     Store.ensure_index(db)
 
 
-def store_distinct(db, context, item: dict, raw_hash: str) -> None:
+def store_distinct(db, context, item: dict, raw_hash: str, first_seen: datetime = NOW) -> None:
     """An item straight into the store as a story of its own, indexed as the pipeline indexes it."""
     published = item["published"]
     copy = copies.new_copy(context, item["title"], item["link"], item["content"], published)
     story = Store.create_story(db, story_uid(item["source"], item["guid"]), NOW)
     item_id = Store.insert_item(db, story, item["source"], {
         "key": "guid:" + item["guid"], "guid": item["guid"], "link": item["link"], "title": item["title"],
-        "content": item["content"], "published": published, "updated": published, "first_seen": NOW,
+        "content": item["content"], "published": published, "updated": published, "first_seen": first_seen,
         "raw_hash": raw_hash, **copy.columns()})
     Store.index(db, item_id, copy)
 
@@ -278,21 +280,23 @@ class Synthetic:
                 "content": "".join(f"<p>{p}</p>" for p in paragraphs), "published": published}
 
 
-def fill(db, synthetic: Synthetic, start: int, stop: int, span: timedelta) -> None:
-    """Stories straight into the store (all distinct), indexed as the pipeline indexes them."""
+def fill(db, synthetic: Synthetic, start: int, stop: int, span: timedelta, seen_then: bool = False) -> None:
+    """Stories straight into the store (all distinct), indexed as the pipeline indexes them; `seen_then`: each
+    first seen when it was published (a store's history), not now."""
     prepare_index(db)
     contexts = {}
     for number in range(start, stop):
         source = f"bulk{number % 50}"
         context = contexts.setdefault(source, fresh_context(source))
         published = NOW - span * synthetic.rng.random()
-        store_distinct(db, context, synthetic.story(number, source, published), str(number))
+        store_distinct(db, context, synthetic.story(number, source, published), str(number),
+                       published if seen_then else NOW)
 
 
 def new_items(synthetic: Synthetic, db, count: int) -> list[dict]:
     """Half copies of stored stories (decorated, attributed), half new stories, published now."""
-    rows = db.execute("SELECT title, link, content, published FROM items ORDER BY random() LIMIT ?",
-                      (count // 2,)).fetchall()
+    rows = db.execute("SELECT title, link, content, published FROM items WHERE published >= ? ORDER BY random() "
+                      "LIMIT ?", (to_text(NOW - timedelta(seconds=WINDOW)), count // 2)).fetchall()  # mergeable
     items = []
     for number, row in enumerate(rows):
         items.append({"source": f"new{number % 20}", "guid": f"copy-{number}", "title": row[0] + " | Copycat",
@@ -323,9 +327,11 @@ def per_item_cost(store, synthetic: Synthetic, count: int = 1000) -> tuple[float
     return elapsed / count * 1000, merged
 
 
-def cost(pairs_path: Path, sizes: list[int], rounds: int) -> None:
+def cost(pairs_path: Path, sizes: list[int], rounds: int, history_days: float | None = None) -> None:
+    """Every stored story inside the window (the worst case), or, with `history_days`, a history that long
+    with the near-duplicate index trimmed to the window as the daily prune trims it."""
     synthetic = Synthetic(pairs_path)
-    span = timedelta(seconds=WINDOW) * 0.95  # every stored story is inside the window: the worst case
+    span = timedelta(days=history_days) if history_days else timedelta(seconds=WINDOW) * 0.95
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "big.db")
         filled = 0
@@ -333,8 +339,11 @@ def cost(pairs_path: Path, sizes: list[int], rounds: int) -> None:
         for size in sizes:
             started = time.perf_counter()
             with store.transaction() as db:
-                fill(db, synthetic, filled, size, span)
-            print(f"  filled the store to {size} stories in {time.perf_counter() - started:.0f}s", flush=True)
+                fill(db, synthetic, filled, size, span, seen_then=bool(history_days))
+            if history_days:
+                store.trim_index(index_horizon(NOW, WINDOW), None)
+            print(f"  filled the store to {size} stories in {time.perf_counter() - started:.0f}s"
+                  + (f" over {history_days:g} days, index trimmed to the window" if history_days else ""), flush=True)
             filled = size
             runs = [per_item_cost(store, synthetic) for _ in range(rounds)]
             results[size] = statistics.median(r[0] for r in runs)
@@ -415,6 +424,9 @@ def main() -> int:
     parser.add_argument("--no-cost", action="store_true", help="skip the 10k/100k store measurement")
     parser.add_argument("--sizes", default="10000,100000", help="store sizes for the cost measurement")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--history-days", type=float,
+                        help="stored stories spread over this many days, the index trimmed to the window "
+                             "(default: every one inside the window)")
     parser.add_argument("--copy-first", action="store_true", help="poll each pair's second item first")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print every wrong decision (of the tune half only, in a set with halves)")
@@ -436,7 +448,7 @@ def main() -> int:
     dedup_step_cost(paths[0])
     if not args.no_cost:
         print("cost per new item (RSS bytes → parse → sanitise → dedupe → store):")
-        cost(paths[0], [int(s) for s in args.sizes.split(",")], args.rounds)
+        cost(paths[0], [int(s) for s in args.sizes.split(",")], args.rounds, args.history_days)
     return 0
 
 
