@@ -485,7 +485,7 @@ def test_after_a_kill_during_publishing_every_story_is_in_one_document(tmp_path,
     count, kills, found = 6, 0, []
     feed.write_text(numbered_atom(count))
     run_cli("once", config=config, check=True)
-    for round_no in range(16):
+    for round_no in range(10):
         count += 12
         feed.write_text(numbered_atom(count))
         for command in ("once", "publish"):
@@ -494,7 +494,7 @@ def test_after_a_kill_during_publishing_every_story_is_in_one_document(tmp_path,
             repeated = _next_start_holds_one_copy(config, out, feed_server, holding)
             if repeated:
                 found.append((round_no, command, {k: len(v) for k, v in repeated.items()}))
-    assert kills >= 8, f"seed {seed}: only {kills} kills"
+    assert kills >= 5, f"seed {seed}: only {kills} kills"
     assert found == [], f"seed {seed}: stories in two documents after kills (round, command, count): {found}"
     run_cli("once", config=config, check=True)
     for fmt in ("atom", "rss", "json"):
@@ -649,7 +649,7 @@ def test_a_stalled_worker_keeps_the_lease_of_its_request_in_flight(tmp_path, pos
 def test_no_source_is_polled_twice_at_once_by_workers_on_a_busy_machine(tmp_path, postgres_url, daemons):
     """Asserts: three `run` workers on one PostgreSQL state (AGGREGATOR_LEASE=2), the machine made busy by four
     CPU burner processes, 30 sources on 3 hosts polled every second plus 6 sources whose answers take 3 s
-    (longer than a lease: only renewals keep them leased), one worker killed -9 mid-poll: over 40 s, no
+    (longer than a lease: only renewals keep them leased), one worker killed -9 mid-poll: over 25 s, no
     feed server ever sees a request for a path while another request for it is in flight.
     Today: passes on this machine (the defect as reported did not reproduce here)."""
     hosts = [FeedServer().start() for _ in range(4)]
@@ -706,7 +706,7 @@ def test_no_source_is_polled_twice_at_once_by_workers_on_a_busy_machine(tmp_path
         # survivor taking its source over meanwhile is not an overlap of one worker's polls, so skip that time
         time.sleep(LEASE * 1.5 + LEASE + 1)
         settled = [len(host.overlaps) for host in hosts]
-        time.sleep(40)
+        time.sleep(25)
         assert all(w.process.poll() is None for w in survivors), [w.text()[-2000:] for w in survivors]
         polls = sum(len(h.requests) for h in hosts)
         overlaps = [path for n, host in enumerate(hosts)
