@@ -126,3 +126,15 @@ def test_markup_unwrapping_keeps_what_is_not_a_marker():
     assert unwrap_markup("well-<br>Known") == "well-<br>Known"  # a capital after the break: not one word
     assert unwrap_markup('<img alt="Logo" src="x">') == '<img alt="Logo" src="x">'
     assert unwrap_markup("&amp;amp; &amp;#8217;") == "&amp; &#8217;"
+
+
+@pytest.mark.parametrize("fragment", [
+    "<b>W</b>ashington\nsaid <i>no</i>\n\n",
+    "Fish &amp; chips\n&lt;b&gt;bold&lt;/b&gt; stays text\nplain",
+    "a &amp;lt;tag&amp;gt; twice escaped\n<script>x()</script> after",
+    "x < y and y > z\n<a href='/q?a=1&amp;b=2'>link</a>\n&#10;newline entity",
+    "\x01control\n<em>ok</em>",
+])
+def test_plain_lines_is_plain_text_of_each_line(fragment):
+    from aggregator.reader.sanitize import plain_lines, plain_text
+    assert plain_lines(fragment) == [plain_text(line) for line in fragment.split("\n")]

@@ -48,7 +48,7 @@ from itertools import chain
 
 import numpy as np
 
-from ..reader.sanitize import plain_text
+from ..reader.sanitize import plain_lines
 
 
 _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
@@ -191,8 +191,8 @@ def _paragraphs(fragment: str | None) -> tuple[list[str], list[list[str]]]:
     """The paragraphs of an HTML fragment, boilerplate removed: as plain text, and as words (those with any)."""
     if not fragment:
         return [], []
-    pieces = [p for p in _BLOCK_TAG.split(unwrap_markup(fragment)) if p and not p.isspace()]
-    blocks = list(filter(None, map(plain_text, pieces)))
+    marked = _BLOCK_TAG.sub("\n", unwrap_markup(fragment).replace("\r", " ").replace("\n", " "))
+    blocks = list(filter(None, plain_lines(marked)))  # one tag strip for all paragraphs: a line each
     words = _block_words(blocks)
     if words is not None:
         kept = [(block, w) for block, w in zip(blocks, words) if not _is_boilerplate(block, w)]
@@ -297,8 +297,9 @@ def _is_boilerplate(block: str, words: list[str] | None = None) -> bool:
     spaces = block.count(" ")
     if spaces > 2 * BOILERPLATE_MAX_WORDS:
         return False
-    if spaces > 2 * SHORT_BOILERPLATE_WORDS and not fold(block[:80]).startswith(_START_WORDS):
-        return False  # most paragraphs: folding only their opening decides
+    if spaces > 2 * SHORT_BOILERPLATE_WORDS and not (fold(block[:80]) if words is None
+                                                     else " ".join(words[:3])).startswith(_START_WORDS):
+        return False  # most paragraphs: their opening decides
     folded = fold(block) if words is None else " ".join(words)  # the same, when words has no CJK character
     count = len(folded.split()) if words is None else len(words)
     if count > BOILERPLATE_MAX_WORDS:
