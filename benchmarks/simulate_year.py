@@ -147,6 +147,8 @@ def simulate(args) -> list[dict]:
             if number in checkpoints:
                 rows.append(checkpoint(store, figures, args.sources))
                 print(line(rows[-1]), flush=True)
+                if args.tables:
+                    print("  rows: " + ", ".join(f"{name} {count}" for name, count in table_rows(store)), flush=True)
         store.close()
     return rows
 
@@ -159,6 +161,13 @@ def checkpoint(store: Store, figures: dict, sources: int) -> dict:
             "new": new, "bytes": stats.bytes, "stories": stats.stories, "tombstones": stats.tombstones,
             "index_rows": store.query("SELECT count(*) FROM near_keys")[0][0], "rss_mb": peak_rss_mb(),
             "publish_s": figures["publish"], "prune_s": figures["prune"][0], "pruned": figures["prune"][1]}
+
+
+def table_rows(store: Store) -> list[tuple[str, int]]:
+    """Each table of the state and its row count, largest first: what grows when the store does."""
+    names = [r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    counts = [(name, store.query(f'SELECT count(*) FROM "{name}"')[0][0]) for name in names]
+    return sorted(counts, key=lambda pair: -pair[1])
 
 
 def line(row: dict) -> str:
@@ -177,6 +186,7 @@ def main() -> int:
     parser.add_argument("--keep", default="90d")
     parser.add_argument("--checkpoints", default="1,30,90,120,180,365")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tables", action="store_true", help="at each checkpoint, the row count of every table")
     args = parser.parse_args()
     print(f"{args.sources} sources, {args.days} days, keep {args.keep}, {args.outputs} outputs", flush=True)
     rows = {row["day"]: row for row in simulate(args)}

@@ -25,6 +25,9 @@ from lxml import etree
 
 from conftest import ROOT, run_cli, write_config
 
+from aggregator.config import load_config
+from aggregator.store import Store
+
 ATOM = "{http://www.w3.org/2005/Atom}"
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -90,9 +93,16 @@ def test_a_pruned_story_never_comes_back_while_its_source_lists_it(tmp_path, fee
     dry = at(later, "prune", "--dry-run", config=config).stdout
     assert re.search(r"would prune 6 stories \(6 items", dry), dry
     assert store_of(config)["stories"] == 10
+    story_pages = sorted((tmp_path / "out" / "stories").glob("*.html"))
     report = at(later, "prune", config=config).stdout
     assert re.search(r"pruned 6 stories \(6 items", report), report
     assert store_of(config)["stories"] == 4 and store_of(config)["tombstones"] == 6
+    # the pruned stories' pages stay, and the state forgets what they were rendered from (it would only grow)
+    assert sorted((tmp_path / "out" / "stories").glob("*.html")) == story_pages and len(story_pages) == 10
+    store = Store(load_config(config).state)
+    recorded = [r[0] for r in store.query("SELECT path FROM rendered") if "stories" in Path(r[0]).parts]
+    store.close()
+    assert len(recorded) == 4, recorded
     at(later, "once", config=config)
     after = documents(tmp_path / "out")
     ids = [uid for listed in after.values() for uid in listed]

@@ -112,7 +112,7 @@ class Site:
         self.theme = theme_digest(config)
         # index.html and the story pages belong to no one output: they speak the first one's language
         self.language = page_language(config.outputs[0].language if config.outputs else None)
-        self._seen: set[str] = set()  # story keys written or found unchanged by this publish
+        self._seen: set[Path] = set()  # story pages written or found unchanged by this publish
 
     def format_key(self, fmt: str) -> str:
         """What Rendered digests as the format: for pages, the theme too."""
@@ -143,10 +143,10 @@ class Site:
         directory = self.config.output_dir / STORIES_DIR
         todo = []
         for entry in entries:
-            key = story_key(entry.uid)
-            if key not in self._seen:
-                self._seen.add(key)
-                todo.append((entry, directory / f"{key}.html"))
+            path = story_page(self.config, entry.uid)
+            if path not in self._seen:
+                self._seen.add(path)
+                todo.append((entry, path))
         self.rendered.prefetch([path for _, path in todo])
         written = []
         for entry, path in todo:
@@ -213,6 +213,11 @@ class Site:
         except jinja2.TemplateError as exc:
             raise PublishError(f"template {name} cannot be loaded: {exc}; `aggregator check` says where") from exc
 
+
+
+def story_page(config: Config, uid: str) -> Path:
+    """Where the page of the story with this id is written (it stays there after the story is pruned)."""
+    return config.output_dir / STORIES_DIR / f"{story_key(uid)}.html"
 
 
 def newest_published(path: Path) -> datetime | None:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from ..config import Config
 from ..dedup.match import index_horizon
 from ..output.archive import PublishMemory, open_stories
+from ..output.pages import story_page
 from ..output.rendered import Rendered
 from ..store import Store
 
@@ -71,7 +72,9 @@ def prune(store: Store, config: Config, now: datetime, dry_run: bool = False,
             count, size = store.story_sizes(batch)
             stories, items, text = stories + len(batch), items + count, text + size
             if not dry_run:
+                pages = [str(story_page(config, uid)) for uid in store.story_uids(batch).values()]
                 store.prune_stories(batch, now)
+                store.forget_rendered(pages)  # the pages stay; their records would only grow the state
     sources = {s.id for s in config.sources}
     horizon = before if before is not None else now - timedelta(days=36500)
     if dry_run:

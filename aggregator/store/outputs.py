@@ -51,6 +51,13 @@ class OutputQueries:
                 found[row[0]] = (row[1], row[2])
         return found
 
+    def forget_rendered(self, paths: list[str]) -> None:
+        """Drop the records of files publishing will never write again (the pages of pruned stories)."""
+        with self.transaction() as db:
+            for start in range(0, len(paths), 500):
+                chunk = paths[start:start + 500]
+                db.execute(f"DELETE FROM rendered WHERE path IN ({', '.join('?' * len(chunk))})", chunk)
+
     def record_rendered(self, rows: list[tuple[str, str, str]]) -> None:
         """Remember (path, digest, file signature) of files publishing just wrote."""
         with self.transaction() as db:
