@@ -16,7 +16,9 @@ and the day's publish time, each from that day's totals, in CPU time (it holds o
 from __future__ import annotations
 
 import argparse
+import cProfile
 import math
+import pstats
 import random
 import resource
 import sys
@@ -139,8 +141,14 @@ def simulate(args) -> list[dict]:
                 elapsed = time.process_time() - started
                 figures[f"poll{poll_number}"] = (elapsed, new, changed)
             started = time.process_time()
+            profile = cProfile.Profile() if args.profile and number in checkpoints else None
+            if profile:
+                profile.enable()
             publish_outputs(store, config, now=day + timedelta(hours=23, minutes=45), memory=memory)
             figures["publish"] = time.process_time() - started
+            if profile:
+                profile.disable()
+                pstats.Stats(profile).sort_stats("cumulative").print_stats(18)
             started = time.process_time()
             report = prune(store, config, day + timedelta(hours=23, minutes=50), memory=memory)
             figures["prune"] = (time.process_time() - started, report.stories)
@@ -187,6 +195,7 @@ def main() -> int:
     parser.add_argument("--checkpoints", default="1,30,90,120,180,365")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tables", action="store_true", help="at each checkpoint, the row count of every table")
+    parser.add_argument("--profile", action="store_true", help="at each checkpoint, cProfile of the day's publish")
     args = parser.parse_args()
     print(f"{args.sources} sources, {args.days} days, keep {args.keep}, {args.outputs} outputs", flush=True)
     rows = {row["day"]: row for row in simulate(args)}

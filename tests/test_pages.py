@@ -317,3 +317,22 @@ def test_page_settings_are_checked_with_file_and_line(tmp_path, output, message)
     line = next(n for n, text in enumerate(config.read_text().splitlines(), 1) if f"{key}:" in text)
     result = run_cli("check", config=config)
     assert result.returncode == 2 and f"{config}:{line}: {message}" in result.stderr, result.stderr
+
+
+def test_a_folder_sync_sweeps_only_old_temporaries(tmp_path):
+    """What a writer killed mid-write left in a folder of story pages goes at the next sync once a minute old;
+    a temporary being written now, and every page, stay."""
+    import os
+    import time
+
+    from aggregator.output.files import sync_folder, write_atomic
+
+    folder = tmp_path / "stories"
+    write_atomic(folder / "a.html", b"<p>a</p>", durable=False)
+    old, fresh = folder / ".b.html.x1y2.tmp", folder / ".c.html.z3w4.tmp"
+    for leftover in (old, fresh):
+        leftover.write_bytes(b"half")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    (folder / "notes.tmp").write_bytes(b"not ours")
+    sync_folder(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [".c.html.z3w4.tmp", "a.html", "notes.tmp"]

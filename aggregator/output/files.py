@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import tempfile
 import time
@@ -59,7 +58,7 @@ def sync_folder(directory: Path) -> None:
     except OSError as exc:
         raise PublishError(f"cannot write {directory}: {exc.strerror or exc}; check that the output folder "
                            "is writable") from exc
-    _remove_stale_temporaries(directory, pattern=".*.tmp")
+    _remove_stale_temporaries(directory, folder=True)
 
 
 def _fsync_folder(directory: Path) -> None:
@@ -70,13 +69,20 @@ def _fsync_folder(directory: Path) -> None:
         os.close(handle)
 
 
-def _remove_stale_temporaries(path: Path, age: float = 60.0, pattern: str | None = None) -> None:
-    """A writer killed mid-write (kill -9, power loss) leaves its temporary file; sweep old ones away."""
+def _remove_stale_temporaries(path: Path, age: float = 60.0, folder: bool = False) -> None:
+    """A writer killed mid-write (kill -9, power loss) leaves its temporary file (`.NAME.XXXX.tmp`); sweep old
+    ones away: those of `path`, or with `folder` all in that folder (a folder of story pages holds every page
+    ever written, so its names are read by scandir and compared as strings, not matched one by one)."""
     cutoff = time.time() - age
-    folder = path if pattern else path.parent
-    for leftover in folder.glob(pattern or f".{glob.escape(path.name)}.*.tmp"):
+    directory, prefix = (path, ".") if folder else (path.parent, f".{path.name}.")
+    try:
+        with os.scandir(directory) as entries:
+            leftovers = [e.path for e in entries if e.name.endswith(".tmp") and e.name.startswith(prefix)]
+    except OSError:
+        return
+    for leftover in leftovers:
         try:
-            if leftover.stat().st_mtime < cutoff:
-                leftover.unlink()
+            if os.stat(leftover).st_mtime < cutoff:
+                os.unlink(leftover)
         except OSError:
             pass
