@@ -56,30 +56,32 @@ def _parser() -> argparse.ArgumentParser:
     once.set_defaults(func=cmd_once)
     commands.add_parser("publish", help="re-render every output from the store").set_defaults(func=cmd_publish)
     commands.add_parser("check", help="validate the configuration").set_defaults(func=cmd_check)
-    status = commands.add_parser("status", help="one row per source")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(func=cmd_status)
+    _command(commands, "status", "one row per source", cmd_status,
+             ("--json", {"action": "store_true", "help": "machine-readable output"}))
     _opml_parser(commands)
-    migrate = commands.add_parser("migrate-state", help="copy the whole state between SQLite and PostgreSQL")
-    migrate.add_argument("source", metavar="FROM", help="a SQLite file or a postgresql:// URL holding a state")
-    migrate.add_argument("target", metavar="TO", help="a new SQLite file or an empty PostgreSQL database")
-    migrate.set_defaults(func=cmd_migrate_state)
-    explain = commands.add_parser("explain", help="the copies of a story and the evidence that merged them")
-    explain.add_argument("needle", metavar="ID-OR-URL", help="an entry id (urn:uuid:…) or a copy's link or guid")
-    explain.add_argument("--against", metavar="ID-OR-URL", help="another item: every score between the two, and "
-                         "the rule that merged them or kept them apart")
-    explain.set_defaults(func=cmd_explain)
-    merge = commands.add_parser("merge", help="an operator's correction: join the stories of A and B into one")
-    merge.add_argument("first", metavar="A", help="an entry id or a copy's link or guid, as explain takes")
-    merge.add_argument("second", metavar="B", help="another one")
-    merge.set_defaults(func=cmd_merge)
-    unmerge = commands.add_parser("unmerge", help="an operator's correction: move a copy out into a story of its own")
-    unmerge.add_argument("needle", metavar="URL", help="the copy's link or guid (or an entry id it made)")
-    unmerge.set_defaults(func=cmd_unmerge)
-    prune = commands.add_parser("prune", help="apply retention now: prune old stories, drop expired tombstones")
-    prune.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
-    prune.set_defaults(func=cmd_prune)
+    _command(commands, "migrate-state", "copy the whole state between SQLite and PostgreSQL", cmd_migrate_state,
+             ("source", {"metavar": "FROM", "help": "a SQLite file or a postgresql:// URL holding a state"}),
+             ("target", {"metavar": "TO", "help": "a new SQLite file or an empty PostgreSQL database"}))
+    _command(commands, "explain", "the copies of a story and the evidence that merged them", cmd_explain,
+             ("needle", {"metavar": "ID-OR-URL", "help": "an entry id (urn:uuid:…) or a copy's link or guid"}),
+             ("--against", {"metavar": "ID-OR-URL", "help": "another item: every score between the two, and the "
+                                                             "rule that merged them or kept them apart"}))
+    _command(commands, "merge", "an operator's correction: join the stories of A and B into one", cmd_merge,
+             ("first", {"metavar": "A", "help": "an entry id or a copy's link or guid, as explain takes"}),
+             ("second", {"metavar": "B", "help": "another one"}))
+    _command(commands, "unmerge", "an operator's correction: move a copy out into a story of its own", cmd_unmerge,
+             ("needle", {"metavar": "URL", "help": "the copy's link or guid (or an entry id it made)"}))
+    _command(commands, "prune", "apply retention now: prune old stories, drop expired tombstones", cmd_prune,
+             ("--dry-run", {"action": "store_true", "help": "print what would be removed, remove nothing"}))
     return parser
+
+
+def _command(commands, name: str, help_text: str, func, *arguments: tuple[str, dict]) -> None:
+    """A subcommand: its name, help, the function that runs it and its arguments (name, add_argument's options)."""
+    command = commands.add_parser(name, help=help_text)
+    for argument, options in arguments:
+        command.add_argument(argument, **options)
+    command.set_defaults(func=func)
 
 
 def _config(args) -> Config:
