@@ -14,9 +14,10 @@ from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import Outcome, PollResult, SourceStatus, polled_url
-from .output.pages import raise_for_templates
+from .output.pages import PAGES_MODULE, raise_for_templates
 from .output.publish import finish_interrupted, publish_outputs
 from .reader.hosts import HostLimiter
+from .run.lifeline import spare_cores
 from .run.outage import forgive_run
 from .run.pipeline import poll
 from .run.pollers import poll_in_processes
@@ -106,7 +107,7 @@ def cmd_publish(args) -> int:
     finish_interrupted(config)
     store = Store.of(config)
     try:
-        written = publish_outputs(store, config)
+        written = _publish(store, config)
     finally:
         store.close()
     print(f"published {len(config.outputs)} outputs, {len(written)} files rewritten")
@@ -132,11 +133,17 @@ def cmd_once(args) -> int:
         print(f"total: {len(results)} sources, {sum(r.new for r in results)} new entries, "
               f"{sum(r.updated for r in results)} updated, {counts[Outcome.UNCHANGED]} unchanged, "
               f"{counts[Outcome.ERROR]} failed, {counts[Outcome.SKIPPED]} skipped")
-        written = publish_outputs(store, config, unless_unchanged=True)
+        written = _publish(store, config, unless_unchanged=True)
         print(f"published {len(config.outputs)} outputs, {len(written)} files rewritten")
     finally:
         store.close()
     return 0
+
+
+def _publish(store: Store, config: Config, unless_unchanged: bool = False) -> list[Path]:
+    """publish_outputs, with a worker per core for the story pages when a publish has many (workers start then)."""
+    with spare_cores([PAGES_MODULE]) as pool:
+        return publish_outputs(store, config, unless_unchanged=unless_unchanged, pool=pool)
 
 
 def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> tuple[list[PollResult], list[str]]:

@@ -3,8 +3,10 @@ hostile text inert, nothing loaded from elsewhere, lang and dir on every entry, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,6 +20,7 @@ from aggregator.models import RelatedCopy, SourceMeta, StoryEntry
 from aggregator.output.documents import Document
 from aggregator.output.pages import Site
 from aggregator.output.rendered import Rendered
+from aggregator.run.lifeline import LazyPool
 from conftest import run_cli, write_config
 from hostile import xss_payloads
 from pages_site import LONG_URL, build_site
@@ -336,3 +339,28 @@ def test_a_folder_sync_sweeps_only_old_temporaries(tmp_path):
     (folder / "notes.tmp").write_bytes(b"not ours")
     sync_folder(folder)
     assert sorted(p.name for p in folder.iterdir()) == [".c.html.z3w4.tmp", "a.html", "notes.tmp"]
+
+
+def test_story_pages_rendered_by_worker_processes_are_those_rendered_in_place(tmp_path):
+    """A first publish hands its story pages to a pool (one task per POOL_MIN_PAGES): the same bytes in the
+    same files as rendering them here, every one on disk by finish()."""
+    config = load_config(write_config(tmp_path, [], [{"id": "x", "title": "X", "language": "fa"}]))
+    when = datetime(2021, 9, 27, tzinfo=timezone.utc)
+    source = SourceMeta("s", "World Socialist Web Site", "tag:s", "https://s.example/feed", "https://s.example/", when)
+    entries = [StoryEntry(f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, str(n))}", when, when, when, f"خبر {n} story",
+                          f"https://s.example/{n}", None, f"<p>Paragraph <b>{n}</b> متن</p>", ("A",), ("c",), "fa",
+                          source) for n in range(150)]
+    pool = LazyPool(2, ["aggregator.output.pages"])
+    try:
+        pooled = Site(config, Rendered(None, config), pool)
+        assert pooled.stories(entries) == []  # handed to the pool, not written yet
+        written = pooled.finish()
+    finally:
+        pool.shutdown()
+    assert len(written) == len(entries)
+    here = dataclasses.replace(config, output_dir=tmp_path / "here")
+    in_place = Site(here, Rendered(None, here)).stories(entries)
+    assert sorted(p.name for p in in_place) == sorted(p.name for p in written)
+    for path in written:
+        assert path.read_bytes() == (here.output_dir / "stories" / path.name).read_bytes()
+    assert pooled.stories(entries) == [] and pooled.finish() == []  # seen by this publish: nothing to do again

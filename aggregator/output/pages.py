@@ -16,7 +16,10 @@ pages are never deleted: a story pruned from the store keeps its page.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +38,9 @@ from .pageview import Language, When, entry_view, language, page_language, story
 from .rendered import Rendered
 
 STORIES_DIR = "stories"
+#: Story pages one call may hand to a pool: below this, rendering them here is sooner; a task takes this many.
+POOL_MIN_PAGES = 64
+PAGES_MODULE = __name__  # what a pool's workers import to render story pages
 STYLESHEET = "pages.css"
 TEMPLATES = ("base.html", "macros.html", "index.html", "river.html", "story.html", STYLESHEET)
 LABELS = {"atom": "Atom", "rss": "RSS", "json": "JSON Feed"}
@@ -105,7 +111,7 @@ def theme_digest(config: Config) -> str:
 class Site:
     """One publish's pages: the template environment, and which story pages this publish already saw."""
 
-    def __init__(self, config: Config, rendered: Rendered):
+    def __init__(self, config: Config, rendered: Rendered, pool: Executor | None = None):
         self.config = config
         self.rendered = rendered
         self.env = environment(config)
@@ -113,6 +119,8 @@ class Site:
         # index.html and the story pages belong to no one output: they speak the first one's language
         self.language = page_language(config.outputs[0].language if config.outputs else None)
         self._seen: set[Path] = set()  # story pages written or found unchanged by this publish
+        self.pool = pool  # where many story pages at once are rendered and written (worker processes)
+        self._pending: list[tuple[Future, list[tuple[StoryEntry, Path, str]]]] = []  # (task, its pages)
 
     def format_key(self, fmt: str) -> str:
         """What Rendered digests as the format: for pages, the theme too."""
@@ -148,17 +156,47 @@ class Site:
                 self._seen.add(path)
                 todo.append((entry, path))
         self.rendered.prefetch([path for _, path in todo])
-        written = []
+        stale = []
         for entry, path in todo:
             digest = self.rendered.digest_of(f"story {self.theme} {self.language}", entry)
-            if self.rendered.unchanged(path, digest):
-                continue
-            if write_atomic(path, self.story(entry), durable=False):
-                written.append(path)
-            self.rendered.done(path, digest)
+            if not self.rendered.unchanged(path, digest):
+                stale.append((entry, path, digest))
+        if self.pool is not None and len(stale) >= POOL_MIN_PAGES:
+            for start in range(0, len(stale), POOL_MIN_PAGES):
+                pages = stale[start:start + POOL_MIN_PAGES]
+                self._pending.append((self.pool.submit(story_pages, self.config, [p[:2] for p in pages]), pages))
+            return []
+        written = story_pages(self.config, [p[:2] for p in stale], self)
+        self._record(stale)
         if written:  # one flush for the folder, before the document linking these pages is written
             sync_folder(directory)
         return written
+
+    def finish(self) -> list[Path]:
+        """Wait for the story pages handed to the pool (before the documents linking them go in place);
+        the paths rewritten. A pool that broke (a worker killed) leaves its pages to be written here."""
+        written = []
+        pending, self._pending = self._pending, []
+        for future, pages in pending:
+            try:
+                paths = future.result()
+            except BrokenProcessPool:
+                paths = story_pages(self.config, [p[:2] for p in pages], self)
+            written += paths
+            self._record(pages)
+        if written:
+            sync_folder(self.config.output_dir / STORIES_DIR)
+        return written
+
+    def abandon(self) -> None:
+        """Stop waiting for the pool's story pages (a publish that failed): they are rendered again next time."""
+        for future, _ in self._pending:
+            future.cancel()
+        self._pending = []
+
+    def _record(self, pages: list[tuple[StoryEntry, Path, str]]) -> None:
+        for _, path, digest in pages:
+            self.rendered.done(path, digest)
 
     def story(self, entry: StoryEntry) -> bytes:
         lang = self.language
@@ -213,6 +251,18 @@ class Site:
         except jinja2.TemplateError as exc:
             raise PublishError(f"template {name} cannot be loaded: {exc}; `aggregator check` says where") from exc
 
+
+
+def story_pages(config: Config, pages: list[tuple[StoryEntry, Path]], site: Site | None = None) -> list[Path]:
+    """Render and write each (entry, path) story page; the paths whose bytes changed. Called in a pool's worker
+    process without `site`, it renders with one Site per configuration, made once."""
+    site = site or _worker_site(config)
+    return [path for entry, path in pages if write_atomic(path, site.story(entry), durable=False)]
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_site(config: Config) -> Site:
+    return Site(config, Rendered(None, config))
 
 
 def story_page(config: Config, uid: str) -> Path:

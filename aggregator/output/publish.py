@@ -10,6 +10,7 @@ those unchanged.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -64,7 +65,9 @@ def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntr
         written += site.stories(entries)
         for fmt in formats_of(output):
             _stage_document(config, current, fmt, entries, rendered, publication, staged, site)
+        written += site.finish()
     except BaseException:
+        site.abandon()
         publication.abort()
         full_pages.discard()
         rendered.save()
@@ -116,7 +119,7 @@ def publish_site(config: Config, site: Site | None = None) -> list[Path]:
 
 def publish_outputs(store: Store, config: Config, now: datetime | None = None,
                     only: set[str] | None = None, unless_unchanged: bool = False,
-                    memory: PublishMemory | None = None) -> list[Path]:
+                    memory: PublishMemory | None = None, pool: Executor | None = None) -> list[Path]:
     """Render every output (or those named in `only`): all formats and archive pages; the files rewritten.
 
     One output that cannot be written (a full disk) does not stop the others:
@@ -125,7 +128,9 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     are pinged about each current document that changed. `unless_unchanged`:
     nothing is read when nothing publishing depends on changed since the last
     complete publish (selecting the stories of a large state costs seconds).
-    `memory`: what a process that publishes again and again keeps between publishes.
+    `memory`: what a process that publishes again and again keeps between publishes. `pool`: worker
+    processes that render and write story pages while this one renders the documents, when there are many
+    (a first publish writes one for every story).
     """
     memory = memory or PublishMemory()
     written, errors = [], []
@@ -133,7 +138,7 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     inputs = rendered.inputs()  # first: a poll committing while this publish reads counts as a change next time
     if unless_unchanged and rendered.nothing_to_publish(config, inputs, store.published_inputs()):
         return []
-    site = Site(config, rendered)
+    site = Site(config, rendered, pool)
     try:
         written += publish_site(config, site)
     except PublishError as exc:

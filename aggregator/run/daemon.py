@@ -15,17 +15,18 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import Executor
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from ..config import Config, SourceConfig, load_config
+from ..config import Config, OutputConfig, SourceConfig, load_config
 from ..errors import AggregatorError, ConfigError
 from ..models import Outcome, PollResult, SourceState, polled_url
 from ..output.archive import PublishMemory
-from ..output.pages import raise_for_templates
+from ..output.pages import PAGES_MODULE, raise_for_templates
 from ..output.publish import finish_interrupted, publish_outputs
 from ..reader.hosts import PoliteLimiter
 from ..store import Store
@@ -36,6 +37,7 @@ from .prepare import Preparer
 from .process import StateLock, fewer_malloc_arenas, setup_logging
 from .prune import due, prune
 from .publisher import Publisher
+from .lifeline import spare_cores
 from .live import Live
 from .local import LocalMode
 from .schedule import resume_at
@@ -264,22 +266,25 @@ class Daemon:
         if not self.mode.publishes(outputs):
             return  # another worker renders the outputs
         config = self.config
-        for output in config.outputs:
-            if outputs is not None and output.id not in outputs:
-                continue
-            started = time.monotonic()
-            try:
-                written = publish_outputs(self.store, config, only={output.id}, memory=self.memory)
-            except AggregatorError as exc:
-                self.live.published(output.id, time.monotonic() - started, 0, str(exc))
-                log.error("%s; retrying in %ds", exc, PUBLISH_RETRY)
-                timer = threading.Timer(PUBLISH_RETRY, self.publisher.changed, [{output.id}])
-                timer.daemon = True
-                timer.start()
-                continue
-            self.live.published(output.id, time.monotonic() - started, len(written), None)
-            if written:
-                log.info("published %s", ", ".join(p.name for p in written))
+        with spare_cores([PAGES_MODULE]) as pool:  # workers start only for a publish of many story pages
+            for output in config.outputs:
+                if outputs is None or output.id in outputs:
+                    self._publish_output(config, output, pool)
+
+    def _publish_output(self, config: Config, output: OutputConfig, pool: Executor | None) -> None:
+        started = time.monotonic()
+        try:
+            written = publish_outputs(self.store, config, only={output.id}, memory=self.memory, pool=pool)
+        except AggregatorError as exc:
+            self.live.published(output.id, time.monotonic() - started, 0, str(exc))
+            log.error("%s; retrying in %ds", exc, PUBLISH_RETRY)
+            timer = threading.Timer(PUBLISH_RETRY, self.publisher.changed, [{output.id}])
+            timer.daemon = True
+            timer.start()
+            return
+        self.live.published(output.id, time.monotonic() - started, len(written), None)
+        if written:
+            log.info("published %s", ", ".join(p.name for p in written))
 
     def _start_server(self, config: Config) -> None:
         if config.listen is None:

@@ -15,17 +15,24 @@ A killed parent runs no cleanup, so each child watches for itself:
   ends the child the moment it is gone. Once the workers are gone, the fork
   server (which waits for the descriptors they inherited to close) and the
   resource tracker (for those of all three) end by themselves.
+
+`worker_pool` makes such a pool, `LazyPool` one that starts only when first
+given work, and `spare_cores` a LazyPool for the length of a with-block.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import multiprocessing
 import os
 import select
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 PR_SET_PDEATHSIG = 1
 POLL_EVERY = 1.0  # seconds between looks where the kernel cannot tell us
@@ -84,3 +91,56 @@ def _watch(gone) -> None:
         os._exit(1)
 
     threading.Thread(target=look, name="lifeline", daemon=True).start()
+
+
+def worker_pool(processes: int, preload: list[str]) -> ProcessPoolExecutor:
+    """Worker processes started from a fork server, so the pool may be made while threads run (forking this
+    threaded process itself could copy a lock some other thread holds); each ends with this process, kill -9
+    included, and leaves Ctrl-C to it. `preload`: the modules the fork server imports once for all workers."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(preload)
+    return ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),))
+
+
+def _start_worker(owner: int) -> None:
+    """A pool worker ends with the fork server that forked it and with `owner`, the process it works for,
+    however that ends; Ctrl-C in a terminal reaches the whole process group, and the owner decides how to stop."""
+    die_with_parent(os.getppid())
+    die_with(owner)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class LazyPool(Executor):
+    """A worker_pool started on the first submit: a run that turns out to have little work starts no process."""
+
+    def __init__(self, processes: int, preload: list[str]):
+        self.processes, self.preload = processes, preload
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        with self._lock:
+            if self._pool is None:
+                self._pool = worker_pool(self.processes, self.preload)
+            pool = self._pool
+        return pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+@contextlib.contextmanager
+def spare_cores(preload: list[str]) -> Iterator[Executor | None]:
+    """A LazyPool of one worker per core for the length of a with-block (None on one core), shut down after."""
+    processes = os.cpu_count() or 1
+    if processes < 2:
+        yield None
+        return
+    pool = LazyPool(processes, preload)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)

@@ -9,9 +9,7 @@ processes does it while the polling process fetches, deduplicates and stores.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,7 +20,7 @@ from ..dedup import copies as dedupe
 from ..models import Entry, ParsedFeed, to_text
 from ..reader.parse import parse_feed
 from ..reader.sanitize import clean_html
-from .lifeline import die_with, die_with_parent
+from .lifeline import worker_pool
 
 #: Below this many sources a run is over before worker (or poller) processes would have started.
 POOL_MIN_SOURCES = 8
@@ -85,14 +83,6 @@ def prepare_feed(body: bytes, headers: dict[str, str], url: str, now: datetime, 
     return PreparedFeed(replace(feed, entries=entries), context, items, hashes)
 
 
-def _start_worker(owner: int) -> None:
-    """A pool worker ends with the fork server that forked it and with `owner`, the process it prepares for,
-    however that ends; Ctrl-C in a terminal reaches the whole process group, and the owner decides how to stop."""
-    die_with_parent(os.getppid())
-    die_with(owner)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 class Preparer:
     """Runs prepare_feed in worker processes (one per core), or in place when there is one core.
 
@@ -133,10 +123,7 @@ class Preparer:
             return None
         with self._lock:
             if self._pool is None:
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["aggregator.run.prepare"])
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start_worker,
-                                                 initargs=(os.getpid(),))
+                self._pool = worker_pool(self.processes, ["aggregator.run.prepare"])
             return self._pool
 
     def close(self, wait: bool = True) -> None:
