@@ -14,8 +14,8 @@ from . import __version__
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import Outcome, PollResult, SourceStatus, polled_url
-from .output.pages import PAGES_MODULE, raise_for_templates
-from .output.publish import finish_interrupted, publish_outputs
+from .output.pages import raise_for_templates
+from .output.publish import WORKER_MODULE, finish_interrupted, publish_outputs
 from .reader.hosts import HostLimiter
 from .run.lifeline import spare_cores
 from .run.outage import forgive_run
@@ -142,7 +142,7 @@ def cmd_once(args) -> int:
 
 def _publish(store: Store, config: Config, unless_unchanged: bool = False) -> list[Path]:
     """publish_outputs, with a worker per core for the story pages when a publish has many (workers start then)."""
-    with spare_cores([PAGES_MODULE]) as pool:
+    with spare_cores([WORKER_MODULE]) as pool:
         return publish_outputs(store, config, unless_unchanged=unless_unchanged, pool=pool)
 
 

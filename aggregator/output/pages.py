@@ -40,7 +40,6 @@ from .rendered import Rendered
 STORIES_DIR = "stories"
 #: Story pages one call may hand to a pool: below this, rendering them here is sooner; a task takes this many.
 POOL_MIN_PAGES = 64
-PAGES_MODULE = __name__  # what a pool's workers import to render story pages
 STYLESHEET = "pages.css"
 TEMPLATES = ("base.html", "macros.html", "index.html", "river.html", "story.html", STYLESHEET)
 LABELS = {"atom": "Atom", "rss": "RSS", "json": "JSON Feed"}
@@ -255,13 +254,14 @@ class Site:
 
 def story_pages(config: Config, pages: list[tuple[StoryEntry, Path]], site: Site | None = None) -> list[Path]:
     """Render and write each (entry, path) story page; the paths whose bytes changed. Called in a pool's worker
-    process without `site`, it renders with one Site per configuration, made once."""
-    site = site or _worker_site(config)
+    process without `site`."""
+    site = site or worker_site(config)
     return [path for entry, path in pages if write_atomic(path, site.story(entry), durable=False)]
 
 
 @functools.lru_cache(maxsize=1)
-def _worker_site(config: Config) -> Site:
+def worker_site(config: Config) -> Site:
+    """The Site a pool's worker process renders with: one per configuration, made once."""
     return Site(config, Rendered(None, config))
 
 

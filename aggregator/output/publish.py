@@ -10,7 +10,9 @@ those unchanged.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
+from collections import deque
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -27,7 +29,7 @@ from .files import write_atomic
 from .journal import Publication
 from .opml import outputs_opml
 from .pageindex import PendingIndex
-from .pages import STYLESHEET as PAGES_STYLESHEET, Site
+from .pages import STYLESHEET as PAGES_STYLESHEET, Site, worker_site
 from .rendered import Rendered
 
 
@@ -49,24 +51,24 @@ def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntr
     rendered = rendered or Rendered(None, config)
     site = site or Site(config, rendered)
     publication = Publication(config.output_dir, output.id)
-    staged: list[tuple[Path, str]] = []  # (path, digest) recorded once in place
+    staging = _Staging(config, rendered, site, publication)
     full_pages = PendingIndex(archive_dir(config, output))  # indexed once in place
     written: list[Path] = []
     try:
-        for page in archive.pages:
+        for count, page in enumerate(archive.pages, 1):
             document, page_entries = Document(output, page=page.number, full=page.full), list(page.entries)
             if PAGE in page.formats:
                 written += site.stories(page_entries)
-            for fmt in page.formats:
-                _stage_document(config, document, fmt, page_entries, rendered, publication, staged, site)
+            staging.add(document, page.formats, page_entries, elsewhere=count >= POOL_MIN_ARCHIVE_PAGES)
             if page.index:
                 full_pages.add(page.number, (e.uid for e in page_entries))
         current = Document(output, prev_archive=archive.newest)
         written += site.stories(entries)
-        for fmt in formats_of(output):
-            _stage_document(config, current, fmt, entries, rendered, publication, staged, site)
+        staging.add(current, formats_of(output), entries)
+        staging.finish()
         written += site.finish()
     except BaseException:
+        staging.abandon()
         site.abandon()
         publication.abort()
         full_pages.discard()
@@ -74,7 +76,7 @@ def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntr
         raise
     try:
         written += publication.commit()  # failing, it leaves the journal (if any) for the next publish to finish
-        for path, digest in staged:
+        for path, digest in staging.staged:
             rendered.done(path, digest)
         full_pages.commit()
     finally:
@@ -83,17 +85,73 @@ def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntr
     return written
 
 
-def _stage_document(config: Config, document: Document, fmt: str, entries: list[StoryEntry], rendered: Rendered,
-                    publication: Publication, staged: list[tuple[Path, str]], site: Site) -> None:
-    path = config.output_dir / document.name(fmt)
-    digest = rendered.digest(document, site.format_key(fmt), entries)
-    if rendered.unchanged(path, digest):
-        return
-    data = site.river(document, entries) if fmt == PAGE else render(config, document, fmt, entries)
-    if publication.stage(path, data):
-        staged.append((path, digest))
-    else:  # the file holds these bytes already
-        rendered.done(path, digest)
+#: From the how-manieth archive page of one publish (a first publish, or one catching up) documents are rendered
+#: in the site's pool, if it has one.
+POOL_MIN_ARCHIVE_PAGES = 2
+IN_FLIGHT = 4  # documents rendering in the pool at once: the rest wait, so their bytes are not all held at once
+WORKER_MODULE = __name__  # what a pool's workers import to render documents and story pages
+
+
+class _Staging:
+    """One output's documents rendered (here, or in the site's pool) and staged as each is done."""
+
+    def __init__(self, config: Config, rendered: Rendered, site: Site, publication: Publication):
+        self.config, self.rendered, self.site, self.publication = config, rendered, site, publication
+        self.staged: list[tuple[Path, str]] = []  # (path, digest) recorded once in place
+        self._pending: deque[tuple[list[tuple[Path, str, str]], Document, list[StoryEntry], Future]] = deque()
+
+    def add(self, document: Document, formats, entries: list[StoryEntry], elsewhere: bool = False) -> None:
+        """Render and stage the formats of `document` whose files are out of date; `elsewhere`: in the pool."""
+        todo = []
+        for fmt in formats:
+            path = self.config.output_dir / document.name(fmt)
+            digest = self.rendered.digest(document, self.site.format_key(fmt), entries)
+            if not self.rendered.unchanged(path, digest):
+                todo.append((path, digest, fmt))
+        if not todo:
+            return
+        formats = [fmt for _, _, fmt in todo]
+        if not elsewhere or self.site.pool is None:
+            self._stage(todo, [_render(self.site, document, fmt, entries) for fmt in formats])
+            return
+        future = self.site.pool.submit(render_documents, self.config, document, formats, entries)
+        self._pending.append((todo, document, entries, future))
+        while len(self._pending) > IN_FLIGHT:
+            self._wait()
+
+    def finish(self) -> None:
+        while self._pending:
+            self._wait()
+
+    def abandon(self) -> None:
+        for *_, future in self._pending:
+            future.cancel()
+        self._pending.clear()
+
+    def _wait(self) -> None:
+        todo, document, entries, future = self._pending.popleft()
+        try:
+            data = future.result()
+        except BrokenProcessPool:  # a worker was killed: this document is rendered here
+            data = [_render(self.site, document, fmt, entries) for _, _, fmt in todo]
+        self._stage(todo, data)
+
+    def _stage(self, todo: list[tuple[Path, str, str]], data: list[bytes]) -> None:
+        for (path, digest, _), document in zip(todo, data):
+            if self.publication.stage(path, document):
+                self.staged.append((path, digest))
+            else:  # the file holds these bytes already
+                self.rendered.done(path, digest)
+
+
+def render_documents(config: Config, document: Document, formats: list[str], entries: list[StoryEntry]) -> list[bytes]:
+    """Each of these formats of one document, as the bytes to write (in a pool's worker process)."""
+    site = worker_site(config)
+    return [_render(site, document, fmt, entries) for fmt in formats]
+
+
+def _render(site: Site, document: Document, fmt: str, entries: list[StoryEntry]) -> bytes:
+    return site.river(document, entries) if fmt == PAGE else render(site.config, document, fmt, entries)
 
 
 def finish_interrupted(config: Config) -> list[Path]:

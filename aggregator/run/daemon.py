@@ -26,8 +26,8 @@ from ..config import Config, OutputConfig, SourceConfig, load_config
 from ..errors import AggregatorError, ConfigError
 from ..models import Outcome, PollResult, SourceState, polled_url
 from ..output.archive import PublishMemory
-from ..output.pages import PAGES_MODULE, raise_for_templates
-from ..output.publish import finish_interrupted, publish_outputs
+from ..output.pages import raise_for_templates
+from ..output.publish import WORKER_MODULE, finish_interrupted, publish_outputs
 from ..reader.hosts import PoliteLimiter
 from ..store import Store
 from ..store.backend import DAEMON_CACHE_KIB
@@ -266,7 +266,7 @@ class Daemon:
         if not self.mode.publishes(outputs):
             return  # another worker renders the outputs
         config = self.config
-        with spare_cores([PAGES_MODULE]) as pool:  # workers start only for a publish of many story pages
+        with spare_cores([WORKER_MODULE]) as pool:  # workers start only for a publish of many story pages
             for output in config.outputs:
                 if outputs is None or output.id in outputs:
                     self._publish_output(config, output, pool)
