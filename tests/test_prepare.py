@@ -11,6 +11,9 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.reader.hosts import HostLimiter
+from concurrent.futures.process import BrokenProcessPool
+
+from aggregator.run.lifeline import LazyPool
 from aggregator.run.pipeline import poll
 from aggregator.run.prepare import Preparer, prepare_feed, raw_hash
 from aggregator.store import Store
@@ -103,3 +106,19 @@ def test_closing_without_waiting_kills_the_workers_at_once():
         # report first, leaving 255 ("unknown") to this join. That the process is gone is what counts.
         with pytest.raises(ProcessLookupError):
             os.kill(process.pid, 0)
+
+
+def test_a_lazy_pool_starts_on_first_work_replaces_a_broken_pool_then_works_in_place():
+    pool = LazyPool(2, [])
+    try:
+        assert pool._pool is None  # nothing started until there is work
+        assert pool.submit(pow, 2, 10).result() == 1024
+        workers = pool.submit(os.getpid).result()
+        assert workers != os.getpid()
+        for _ in range(LazyPool.MAX_RESTARTS + 1):
+            with pytest.raises(BrokenProcessPool):
+                pool.submit(os._exit, 1).result(timeout=30)  # a worker dies (the OOM killer, say)
+            assert pool.submit(pow, 3, 2).result(timeout=30) == 9  # broken: replaced, or at last done here
+        assert pool.submit(os.getpid).result() == os.getpid()  # after MAX_RESTARTS, work is done in place
+    finally:
+        pool.shutdown()

@@ -99,7 +99,7 @@ def text_of(content: str | None, summary: str | None) -> str | None:
 
 def new_copy(context: SourceContext, title: str, link: str | None, html: str | None,
              published: datetime) -> Copy:
-    text, tokens = fingerprint.text_fingerprint(html)
+    text, words = fingerprint.text_fingerprint(html)
     keys = title_keys(title, context.decorations)
     canonical = canonical_link(link)
     key = keys[0] if keys else ""
@@ -108,7 +108,7 @@ def new_copy(context: SourceContext, title: str, link: str | None, html: str | N
         titles=tuple(k for k in keys if not is_generic_title(k, context.recurring_titles)),
         generic_title=is_generic_title(key, context.recurring_titles),
         canonical_link=canonical if _identifies(canonical, context) else None,
-        content_hash=content_hash(" ".join(tokens)),
+        content_hash=content_hash(words),
         published=published, text=text, keys=tuple(fingerprint.index_keys(text)), html=html,
     )
 

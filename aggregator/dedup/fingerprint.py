@@ -14,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .text import STOPWORDS, text_words
+from .text import STOPWORDS, joined_words, text_words
 
 SHINGLE_WORDS = 3
 LEAD_WORDS = 40  # the opening a summary shares with its full text
@@ -68,16 +68,19 @@ class Fingerprint:
         return np.unique(hashes[hashes != 0])
 
 
-def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
+def fingerprint(tokens: list[str], blocks: tuple[int, ...] = (), joined: bytes | None = None) -> Fingerprint:
     """Each shingle's 32-bit hash: its three tokens' CRC-32s chained by multiply and xor; 0 for a shingle of
-    stopwords only. The tokens are encoded in one call (joined by NUL, which no token holds) and hashed by
-    zlib in one pass: no Python code runs per token, and no token is remembered from one text to the next."""
+    stopwords only. The tokens are encoded in one call (`joined`, when the caller has it: text.joined_words)
+    and hashed by zlib in one pass; a stopword is told by its CRC-32. No Python code runs per token, and no
+    token is remembered from one text to the next."""
     count = len(tokens)
     if count < SHINGLE_WORDS:
         return Fingerprint(count, np.zeros(0, dtype=np.uint32), blocks)
-    encoded = "\0".join(tokens).encode("utf-8", "surrogatepass").split(b"\0")
+    encoded = (joined_words(tokens) if joined is None else joined).split(b" ")
     crcs = np.fromiter(map(zlib.crc32, encoded), dtype=np.uint32, count=count)
-    stop = np.fromiter(map(STOPWORDS.__contains__, tokens), dtype=bool, count=count)
+    found = _STOPWORD_CRCS.searchsorted(crcs)
+    found[found == len(_STOPWORD_CRCS)] = 0
+    stop = _STOPWORD_CRCS[found] == crcs
     n = count - SHINGLE_WORDS + 1
     mixed = crcs[:n] * _MULTIPLIERS32[0]  # 32-bit products wrap
     mixed ^= crcs[1:n + 1]
@@ -90,6 +93,9 @@ def fingerprint(tokens: list[str], blocks: tuple[int, ...] = ()) -> Fingerprint:
     return Fingerprint(count, mixed, blocks)
 
 
+# No two stopwords share a CRC-32, and a word that shares one with a stopword (about one in ten million) only
+# leaves out the shingles it makes with two stopwords.
+_STOPWORD_CRCS = np.unique(np.array([zlib.crc32(word.encode("utf-8")) for word in STOPWORDS], dtype=np.uint32))
 _MULTIPLIERS32 = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint32)
 _MIX = tuple(map(np.uint64, (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)))
 
@@ -104,10 +110,11 @@ def _splitmix64(value: np.ndarray) -> np.ndarray:
     return value
 
 
-def text_fingerprint(fragment: str | None) -> tuple[Fingerprint, list[str]]:
-    """The fingerprint of an entry's HTML, and its words."""
+def text_fingerprint(fragment: str | None) -> tuple[Fingerprint, bytes]:
+    """The fingerprint of an entry's HTML, and its words as content_hash takes them (text.joined_words)."""
     tokens, blocks = text_words(fragment)
-    return fingerprint(tokens, blocks), tokens
+    joined = joined_words(tokens)
+    return fingerprint(tokens, blocks, joined), joined
 
 
 def index_keys(print_: Fingerprint) -> list[int]:

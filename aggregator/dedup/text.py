@@ -326,11 +326,16 @@ def _short_boilerplate(folded: str) -> bool:
     return False
 
 
-def content_hash(text: str) -> str | None:
-    """A hash of the normalised text; None for texts too short to identify a story."""
+def joined_words(tokens: list[str]) -> bytes:
+    """Words joined by spaces, in UTF-8 (a lone surrogate too): what content_hash and shingle hashes read."""
+    return " ".join(tokens).encode("utf-8", "surrogatepass")
+
+
+def content_hash(text: str | bytes) -> str | None:
+    """A hash of the normalised text (or of its joined_words); None for texts too short to identify a story."""
     if len(text.split(None, 19)) < 20:  # fewer than 20 words, counting no further than that
         return None
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return hashlib.sha256(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 # Function words of the languages sources commonly use: they carry no meaning in titles, and a

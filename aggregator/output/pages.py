@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections import deque
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from .rendered import Rendered
 STORIES_DIR = "stories"
 #: Story pages one call may hand to a pool: below this, rendering them here is sooner; a task takes this many.
 POOL_MIN_PAGES = 64
+IN_FLIGHT = 4  # tasks a Site leaves in its pool: one more waits for the oldest, so memory stays bounded
 STYLESHEET = "pages.css"
 TEMPLATES = ("base.html", "macros.html", "index.html", "river.html", "story.html", STYLESHEET)
 LABELS = {"atom": "Atom", "rss": "RSS", "json": "JSON Feed"}
@@ -119,7 +121,8 @@ class Site:
         self.language = page_language(config.outputs[0].language if config.outputs else None)
         self._seen: set[Path] = set()  # story pages written or found unchanged by this publish
         self.pool = pool  # where many story pages at once are rendered and written (worker processes)
-        self._pending: list[tuple[Future, list[tuple[StoryEntry, Path, str]]]] = []  # (task, its pages)
+        self._pending: deque[tuple[Future, list[tuple[StoryEntry, Path, str]]]] = deque()  # (task, its pages)
+        self._unsynced = False  # story pages the pool wrote since the folder was last flushed
 
     def format_key(self, fmt: str) -> str:
         """What Rendered digests as the format: for pages, the theme too."""
@@ -164,7 +167,7 @@ class Site:
             for start in range(0, len(stale), POOL_MIN_PAGES):
                 pages = stale[start:start + POOL_MIN_PAGES]
                 self._pending.append((self.pool.submit(story_pages, self.config, [p[:2] for p in pages]), pages))
-            return []
+            return self._collect(IN_FLIGHT)
         written = story_pages(self.config, [p[:2] for p in stale], self)
         self._record(stale)
         if written:  # one flush for the folder, before the document linking these pages is written
@@ -173,25 +176,33 @@ class Site:
 
     def finish(self) -> list[Path]:
         """Wait for the story pages handed to the pool (before the documents linking them go in place);
-        the paths rewritten. A pool that broke (a worker killed) leaves its pages to be written here."""
-        written = []
-        pending, self._pending = self._pending, []
-        for future, pages in pending:
-            try:
-                paths = future.result()
-            except BrokenProcessPool:
-                paths = story_pages(self.config, [p[:2] for p in pages], self)
-            written += paths
-            self._record(pages)
-        if written:
+        the paths rewritten."""
+        written = self._collect(0)
+        if self._unsynced:
             sync_folder(self.config.output_dir / STORIES_DIR)
+            self._unsynced = False
         return written
 
     def abandon(self) -> None:
         """Stop waiting for the pool's story pages (a publish that failed): they are rendered again next time."""
         for future, _ in self._pending:
             future.cancel()
-        self._pending = []
+        self._pending.clear()
+
+    def _collect(self, left: int) -> list[Path]:
+        """Wait for the oldest tasks in the pool until `left` are; the paths they rewrote. A pool that broke
+        (a worker killed) leaves its pages to be written here. Waiting bounds what this process holds."""
+        written = []
+        while len(self._pending) > left:
+            future, pages = self._pending.popleft()
+            try:
+                paths = future.result()
+            except BrokenProcessPool:
+                paths = story_pages(self.config, [p[:2] for p in pages], self)
+            written += paths
+            self._unsynced |= bool(paths)
+            self._record(pages)
+        return written
 
     def _record(self, pages: list[tuple[StoryEntry, Path, str]]) -> None:
         for _, path, digest in pages:

@@ -29,7 +29,7 @@ from .files import write_atomic
 from .journal import Publication
 from .opml import outputs_opml
 from .pageindex import PendingIndex
-from .pages import STYLESHEET as PAGES_STYLESHEET, Site, worker_site
+from .pages import IN_FLIGHT, STYLESHEET as PAGES_STYLESHEET, Site, worker_site
 from .rendered import Rendered
 
 
@@ -88,7 +88,6 @@ def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntr
 #: From the how-manieth archive page of one publish (a first publish, or one catching up) documents are rendered
 #: in the site's pool, if it has one.
 POOL_MIN_ARCHIVE_PAGES = 2
-IN_FLIGHT = 4  # documents rendering in the pool at once: the rest wait, so their bytes are not all held at once
 WORKER_MODULE = __name__  # what a pool's workers import to render documents and story pages
 
 

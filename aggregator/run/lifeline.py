@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 PR_SET_PDEATHSIG = 1
 POLL_EVERY = 1.0  # seconds between looks where the kernel cannot tell us
@@ -111,19 +112,40 @@ def _start_worker(owner: int) -> None:
 
 
 class LazyPool(Executor):
-    """A worker_pool started on the first submit: a run that turns out to have little work starts no process."""
+    """A worker_pool started on the first submit: a run that turns out to have little work starts no process.
+
+    A pool that breaks (a worker killed, by the OOM killer say) is replaced by a new one; after
+    MAX_RESTARTS of those, work is done in place, in the caller's thread.
+    """
+
+    MAX_RESTARTS = 2
 
     def __init__(self, processes: int, preload: list[str]):
         self.processes, self.preload = processes, preload
         self._pool: ProcessPoolExecutor | None = None
+        self._restarts = 0
         self._lock = threading.Lock()
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         with self._lock:
-            if self._pool is None:
+            if self._pool is None and self._restarts <= self.MAX_RESTARTS:
                 self._pool = worker_pool(self.processes, self.preload)
             pool = self._pool
-        return pool.submit(fn, *args, **kwargs)
+        if pool is not None:
+            try:
+                return pool.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool, self._restarts = None, self._restarts + 1
+                pool.shutdown(wait=False)
+                return self.submit(fn, *args, **kwargs)
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
