@@ -21,7 +21,7 @@ import hashlib
 from collections import deque
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -121,6 +121,9 @@ class Site:
         self.language = page_language(config.outputs[0].language if config.outputs else None)
         self._seen: set[Path] = set()  # story pages written or found unchanged by this publish
         self.pool = pool  # where many story pages at once are rendered and written (worker processes)
+        # What a task in the pool is sent: rendering reads no source, and 10,000 of them pickled with every
+        # task were most of a large first publish (the workers waited on this process's pickling).
+        self.task_config = replace(config, sources=())
         self._pending: deque[tuple[Future, list[tuple[StoryEntry, Path, str]]]] = deque()  # (task, its pages)
         self._unsynced = False  # story pages the pool wrote since the folder was last flushed
 
@@ -166,7 +169,7 @@ class Site:
         if self.pool is not None and len(stale) >= POOL_MIN_PAGES:
             for start in range(0, len(stale), POOL_MIN_PAGES):
                 pages = stale[start:start + POOL_MIN_PAGES]
-                self._pending.append((self.pool.submit(story_pages, self.config, [p[:2] for p in pages]), pages))
+                self._pending.append((self.pool.submit(story_pages, self.task_config, [p[:2] for p in pages]), pages))
             return self._collect(IN_FLIGHT)
         written = story_pages(self.config, [p[:2] for p in stale], self)
         self._record(stale)

@@ -113,7 +113,7 @@ class _Staging:
         if not elsewhere or self.site.pool is None:
             self._stage(todo, [_render(self.site, document, fmt, entries) for fmt in formats])
             return
-        future = self.site.pool.submit(render_documents, self.config, document, formats, entries)
+        future = self.site.pool.submit(render_documents, self.site.task_config, document, formats, entries)
         self._pending.append((todo, document, entries, future))
         while len(self._pending) > IN_FLIGHT:
             self._wait()
