@@ -164,7 +164,7 @@ _TAIL_MARKS = ("…", "...", "»", "→", ">>", "(")
 
 def text_blocks(fragment: str | None) -> list[str]:
     """The paragraphs of an HTML fragment as plain text, boilerplate paragraphs removed."""
-    return _paragraphs(fragment)[0]
+    return [text for text in (" ".join(block.split()) for block in _paragraphs(fragment)[0]) if text]
 
 
 def block_tokens(fragment: str | None) -> list[list[str]]:
@@ -188,24 +188,27 @@ def normalised_text(fragment: str | None) -> str:
 
 
 def _paragraphs(fragment: str | None) -> tuple[list[str], list[list[str]]]:
-    """The paragraphs of an HTML fragment, boilerplate removed: as plain text, and as words (those with any)."""
+    """The paragraphs of an HTML fragment, boilerplate removed: as plain text (its runs of spaces left as
+    they are, but in the last paragraph), and as words (of those with any)."""
     if not fragment:
         return [], []
     marked = _BLOCK_TAG.sub("\n", unwrap_markup(fragment).replace("\r", " ").replace("\n", " "))
-    blocks = list(filter(None, plain_lines(marked)))  # one tag strip for all paragraphs: a line each
+    # One tag strip for all paragraphs, a line each; their spaces are made single only where text is kept.
+    blocks = [line for line in plain_lines(marked, spaced=False) if line and not line.isspace()]
     words = _block_words(blocks)
     if words is not None:
-        kept = [(block, w) for block, w in zip(blocks, words) if not _is_boilerplate(block, w)]
+        kept = [(block, w) for block, w in zip(blocks, words) if not _is_boilerplate(w)]
     else:
-        kept = [(block, _words(block)) for block in blocks if not _is_boilerplate(block)]
+        blocks = [" ".join(block.split()) for block in blocks]
+        kept = [(block, _words(block)) for block in blocks if not _is_boilerplate_text(block)]
     if not kept:
         return [], []
-    last = kept[-1][0]
+    last = " ".join(kept[-1][0].split())
     if any(mark in last[-80:] for mark in _TAIL_MARKS):
         end = (last[:-80] + _TAIL.sub("", last[-80:])).strip()
         if end != last:
             kept[-1] = (end, _words(end))
-    return [block for block, _ in kept if block], [w for _, w in kept if w]
+    return [block for block, _ in kept], [w for _, w in kept if w]
 
 
 def _words(block: str) -> list[str]:
@@ -292,16 +295,26 @@ _START_WORDS = ("this", "originally", "first", "the post", "republished", "repri
                 "crossposted", "cross posted")
 
 
-def _is_boilerplate(block: str, words: list[str] | None = None) -> bool:
-    """Whether a paragraph is one republishers add; `words`, when given, are its _words and hold no CJK character."""
+def _is_boilerplate(words: list[str]) -> bool:
+    """Whether a paragraph is one republishers add, from its _words (holding no CJK character)."""
+    count = len(words)
+    if count > BOILERPLATE_MAX_WORDS:
+        return False
+    if count > SHORT_BOILERPLATE_WORDS and not " ".join(words[:3]).startswith(_START_WORDS):
+        return False  # most paragraphs: their opening decides (BOILERPLATE_START opens with these words)
+    folded = " ".join(words)  # fold(block), when the words hold no CJK character
+    return bool(BOILERPLATE_START.match(folded) or (count <= SHORT_BOILERPLATE_WORDS and _short_boilerplate(folded)))
+
+
+def _is_boilerplate_text(block: str) -> bool:
+    """_is_boilerplate of a paragraph's text with single spaces, for texts whose words need the regex."""
     spaces = block.count(" ")
     if spaces > 2 * BOILERPLATE_MAX_WORDS:
         return False
-    if spaces > 2 * SHORT_BOILERPLATE_WORDS and not (fold(block[:80]) if words is None
-                                                     else " ".join(words[:3])).startswith(_START_WORDS):
-        return False  # most paragraphs: their opening decides
-    folded = fold(block) if words is None else " ".join(words)  # the same, when words has no CJK character
-    count = len(folded.split()) if words is None else len(words)
+    if spaces > 2 * SHORT_BOILERPLATE_WORDS and not fold(block[:80]).startswith(_START_WORDS):
+        return False
+    folded = fold(block)
+    count = len(folded.split())
     if count > BOILERPLATE_MAX_WORDS:
         return False
     return bool(BOILERPLATE_START.match(folded) or (count <= SHORT_BOILERPLATE_WORDS and _short_boilerplate(folded)))
