@@ -134,7 +134,11 @@ def test_markup_unwrapping_keeps_what_is_not_a_marker():
     "a &amp;lt;tag&amp;gt; twice escaped\n<script>x()</script> after",
     "x < y and y > z\n<a href='/q?a=1&amp;b=2'>link</a>\n&#10;newline entity",
     "\x01control\n<em>ok</em>",
+    "a form feed: in&#12;side, in&#xC;side, in&#x0c;side\n<b>in</b> references",  # the one reference XML cannot carry
+    "&nbsp;no&nbsp;break &amp; &lt;\n<i>named</i>  references   only",
 ])
 def test_plain_lines_is_plain_text_of_each_line(fragment):
     from aggregator.reader.sanitize import plain_lines, plain_text
-    assert plain_lines(fragment) == [plain_text(line) for line in fragment.split("\n")]
+    expected = [plain_text(line) for line in fragment.split("\n")]
+    assert plain_lines(fragment) == expected
+    assert [" ".join(line.split()) for line in plain_lines(fragment, spaced=False)] == expected

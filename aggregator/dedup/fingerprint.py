@@ -78,9 +78,7 @@ def fingerprint(tokens: list[str], blocks: tuple[int, ...] = (), joined: bytes |
         return Fingerprint(count, np.zeros(0, dtype=np.uint32), blocks)
     encoded = (joined_words(tokens) if joined is None else joined).split(b" ")
     crcs = np.fromiter(map(zlib.crc32, encoded), dtype=np.uint32, count=count)
-    found = _STOPWORD_CRCS.searchsorted(crcs)
-    found[found == len(_STOPWORD_CRCS)] = 0
-    stop = _STOPWORD_CRCS[found] == crcs
+    stop = _STOPWORD_SLOTS.take(crcs & _SLOT) == crcs
     n = count - SHINGLE_WORDS + 1
     mixed = crcs[:n] * _MULTIPLIERS32[0]  # 32-bit products wrap
     mixed ^= crcs[1:n + 1]
@@ -93,9 +91,19 @@ def fingerprint(tokens: list[str], blocks: tuple[int, ...] = (), joined: bytes |
     return Fingerprint(count, mixed, blocks)
 
 
-# No two stopwords share a CRC-32, and a word that shares one with a stopword (about one in ten million) only
-# leaves out the shingles it makes with two stopwords.
-_STOPWORD_CRCS = np.unique(np.array([zlib.crc32(word.encode("utf-8")) for word in STOPWORDS], dtype=np.uint32))
+def stopword_slots(words: frozenset[str] = STOPWORDS) -> np.ndarray:
+    """A table of 2**16 slots, one per low 16 bits of a CRC-32: in each, the CRC-32 of the stopword whose
+    CRC ends so, or one that ends otherwise (so no word's matches). One lookup and one compare tell a
+    stopword; no two of ours share a slot (test_stopwords_are_the_listed_words_exactly), and a word that shares a stopword's CRC-32
+    (about one in ten million) only leaves out the shingles it makes with two stopwords."""
+    crcs = np.array([zlib.crc32(word.encode("utf-8")) for word in words], dtype=np.uint32)
+    table = np.arange(1 << 16, dtype=np.uint32) ^ np.uint32(1)
+    table[crcs & _SLOT] = crcs
+    return table
+
+
+_SLOT = np.uint32(0xFFFF)
+_STOPWORD_SLOTS = stopword_slots()
 _MULTIPLIERS32 = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint32)
 _MIX = tuple(map(np.uint64, (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)))
 

@@ -53,11 +53,15 @@ def canonical_link(url: str | None) -> str | None:
     host = _without_amp_host(host)
     if port and port not in DEFAULT_PORTS.values():
         host = f"{host}:{port}"
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _serving_param(k, v))
-    path = amp_free_path(re.sub(r"/{2,}", "/", parts.path) or "/")
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                   if not _serving_param(k, v)) if parts.query else ()
+    path = amp_free_path((_SLASHES.sub("/", parts.path) if "//" in parts.path else parts.path) or "/")
     if len(path) > 1:
         path = path.rstrip("/")
-    return urlunsplit(("", host, path, urlencode(query), ""))[2:]
+    return urlunsplit(("", host, path, urlencode(query) if query else "", ""))[2:]
+
+
+_SLASHES = re.compile(r"/{2,}")
 
 
 def _serving_param(name: str, value: str) -> bool:

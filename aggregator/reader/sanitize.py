@@ -136,7 +136,8 @@ def plain_lines(fragment: str, spaced: bool = True) -> list[str]:
     if "<" not in whole and ">" not in whole:  # every line's tags were simple: references decoded all at once
         decoded = html.unescape(whole) if "&" in whole else whole
         if "<" not in decoded and "&" not in decoded and decoded.count("\n") == len(lines) - 1:
-            lines = (xml_safe(decoded) if decoded is not whole else whole).split("\n")
+            # Of all references, only &#12; and its hexadecimal forms decode to a character XML cannot carry.
+            lines = (xml_safe(decoded) if "&#" in whole else decoded).split("\n")
             return [" ".join(line.split()) for line in lines] if spaced else lines
     plain = []
     for line, bare in zip(lines, stripped):  # _quick_strip of each line, from the strip of them all
