@@ -5,7 +5,9 @@
 
 The polling phase ends when `once` prints its `total:` line (every source stored), the publish when the
 process exits. Printed: both walls, the CPU of the main process and of its pollers (the publish's pool
-workers are the fork server's children and are not counted), and the peak RSS of the largest of them.
+workers are the fork server's children and are not counted), the peak RSS of the largest of them, and
+what the main process wrote while it polled (its write calls: the store's WAL and checkpoints) beside the
+state's size then.
 `--cpus` pins everything to those cores (taskset), `--profile` writes a cProfile of the main process
 (wall-clock based: on one core it counts the time the workers take from it).
 """
@@ -39,6 +41,19 @@ finally:
 """
 
 
+def written_bytes(pid: int) -> int:
+    """What a process has passed to write calls so far (`wchar` of /proc/PID/io): the store's WAL frames and
+    checkpoints, while it polls."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["wchar"])
+
+
+def state_bytes(folder: Path) -> tuple[int, int]:
+    """The sizes of the state's SQLite file and of its WAL."""
+    return tuple((folder / name).stat().st_size if (folder / name).exists() else 0
+                 for name in ("state.db", "state.db-wal"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--feeds", type=int, default=1000)
@@ -62,6 +77,7 @@ def main() -> None:
             for line in process.stdout:
                 if line.startswith("total:"):
                     polled = time.perf_counter() - started
+                    written = written_bytes(process.pid), state_bytes(folder)
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
             errors.seek(0)
@@ -74,6 +90,9 @@ def main() -> None:
               f"({args.feeds / ended:.1f} feeds/s)")
         print(f"  CPU: main process {own:.1f} s ({1000 * own / args.feeds:.1f} ms a feed), pollers {pollers:.1f} s "
               f"({1000 * pollers / args.feeds:.1f} ms a feed); peak RSS {usage.ru_maxrss / 1024:.0f} MB (the largest)")
+        wrote, (database, wal) = written
+        print(f"  polling wrote {wrote / 2**20:.0f} MB (write calls of the main process) for a state of "
+              f"{database / 2**20:.0f} MB and a WAL of {wal / 2**20:.0f} MB: {wrote / max(1, database):.2f}x the state")
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)

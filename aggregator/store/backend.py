@@ -152,6 +152,9 @@ class SqliteBackend(Backend):
             db.execute(f"PRAGMA cache_size=-{self.cache_kib}")
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             db.execute("PRAGMA foreign_keys=ON")
+            # Each poll of a group is a savepoint; the old images of the pages it changes, kept to roll it back,
+            # went to temporary files past 64 KB and were written anew at every poll (223 MB for 50 cold feeds).
+            db.execute("PRAGMA temp_store=MEMORY")
             return db
         except sqlite3.DatabaseError as exc:
             raise self.error(exc) from exc
