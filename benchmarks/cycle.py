@@ -15,6 +15,7 @@ feeds, as a rate) and that rate is its figure for every scenario.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import statistics
 import subprocess
@@ -42,6 +43,34 @@ def timed(command: list[str], stdin: str | None = None) -> tuple[float, float]:
     if status != 0:
         raise SystemExit(f"{' '.join(command[:4])} failed: {process.stderr.read().decode()[-2000:]}")
     return elapsed, usage.ru_maxrss / 1024
+
+
+def adopt_orphans() -> None:
+    """Become the parent of whatever our children leave running (Linux: a child subreaper), so that a publishing
+    pool's fork server and its workers, which `aggregator once` does not wait for, can be waited for and counted."""
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def children() -> set[int]:
+    mine = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == os.getpid():
+            mine.append(int(pid))
+    return set(mine)
+
+
+def orphans_cpu(before: set[int]) -> float:
+    """Waits for the processes a finished child left us (adopt_orphans), and returns their CPU seconds, their
+    own waited-for children's included; `before` are our children that are not its."""
+    seconds = 0.0
+    for pid in children() - before:
+        _, _, usage = os.wait4(pid, 0)
+        seconds += usage.ru_utime + usage.ru_stime
+    return seconds
 
 
 def write_config(folder: Path, urls: list[str]) -> Path:

@@ -4,10 +4,10 @@
     python benchmarks/once_phases.py --feeds 200 --cpus 1 --profile main.prof   # one core; cProfile of the main process
 
 The polling phase ends when `once` prints its `total:` line (every source stored), the publish when the
-process exits. Printed: both walls, the CPU of the main process and of its pollers (the publish's pool
-workers are the fork server's children and are not counted), the peak RSS of the largest of them, and
-what the main process wrote while it polled (its write calls: the store's WAL and checkpoints) beside the
-state's size then.
+process exits. Printed: both walls, the CPU of the main process, of its pollers and of the publish's pool
+workers (the fork server's children: adopted as their subreaper and waited for), the peak RSS of the
+largest of them, and what the main process wrote while it polled (its write calls: the store's WAL and
+checkpoints) beside the state's size then.
 `--cpus` pins everything to those cores (taskset), `--profile` writes a cProfile of the main process
 (wall-clock based: on one core it counts the time the workers take from it).
 """
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cycle import ROOT, write_config  # noqa: E402
+from cycle import ROOT, adopt_orphans, children, orphans_cpu, write_config  # noqa: E402
 from feeds import FeedServer  # noqa: E402
 
 # `aggregator once` in a process that, as it ends, reports its own CPU and its pollers' (its waited children).
@@ -70,8 +70,8 @@ def main() -> None:
         command = [sys.executable, "-c", RUN, profile, "-c", str(config), "once"]
         if args.cpus:
             command = ["taskset", "-c", args.cpus, *command]
-        started = time.perf_counter()
-        polled = None
+        adopt_orphans()
+        started, before, polled = time.perf_counter(), children(), None
         with tempfile.TemporaryFile("w+") as errors, subprocess.Popen(
                 command, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=errors, text=True) as process:
             for line in process.stdout:
@@ -79,6 +79,7 @@ def main() -> None:
                     polled = time.perf_counter() - started
                     written = written_bytes(process.pid), state_bytes(folder)
             _, status, usage = os.wait4(process.pid, 0)
+            workers = orphans_cpu(before)
             process.returncode = os.waitstatus_to_exitcode(status)
             errors.seek(0)
             report = errors.read().split()
@@ -89,7 +90,8 @@ def main() -> None:
         print(f"  polling {polled:8.1f} s   publish {ended - polled:8.1f} s   all {ended:8.1f} s "
               f"({args.feeds / ended:.1f} feeds/s)")
         print(f"  CPU: main process {own:.1f} s ({1000 * own / args.feeds:.1f} ms a feed), pollers {pollers:.1f} s "
-              f"({1000 * pollers / args.feeds:.1f} ms a feed); peak RSS {usage.ru_maxrss / 1024:.0f} MB (the largest)")
+              f"({1000 * pollers / args.feeds:.1f} ms a feed), publishing workers {workers:.1f} s "
+              f"({1000 * workers / args.feeds:.1f} ms a feed); peak RSS {usage.ru_maxrss / 1024:.0f} MB (the largest)")
         wrote, (database, wal) = written
         print(f"  polling wrote {wrote / 2**20:.0f} MB (write calls of the main process) for a state of "
               f"{database / 2**20:.0f} MB and a WAL of {wal / 2**20:.0f} MB: {wrote / max(1, database):.2f}x the state")

@@ -12,7 +12,9 @@ always runs second on a warm page cache:
 
 Each is a child process, timed from start to exit (interpreter start and
 imports included, for every side alike), with its peak RSS and user+system
-CPU (its own and its waited-for children's) from wait4. The loopback server's
+CPU from wait4: its own, its waited-for children's, and that of the processes it
+leaves behind (a publishing pool's fork server and workers, adopted as their
+subreaper and waited for). The loopback server's
 request count is read before and after each run, and the entries each side
 stored are counted, so a side that fetched nothing cannot look fast.
 
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cycle import ROOT, write_config  # noqa: E402
+from cycle import ROOT, adopt_orphans, children, orphans_cpu, write_config  # noqa: E402
 from feeds import FeedServer  # noqa: E402
 
 
@@ -58,7 +60,7 @@ class Run:
 
 def timed(command: list[str], stdin: str | None = None) -> tuple[float, float, float, str]:
     """As cycle.timed (wait4 on the child), plus CPU seconds and the child's stdout."""
-    started = time.perf_counter()
+    started, before = time.perf_counter(), children()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(command, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                    stdout=out, stderr=err, cwd=str(ROOT))
@@ -67,12 +69,13 @@ def timed(command: list[str], stdin: str | None = None) -> tuple[float, float, f
             process.stdin.close()
         _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
+        left = orphans_cpu(before)  # a publishing pool's fork server and workers
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if process.returncode != 0:
             raise SystemExit(f"{' '.join(command[:5])} failed: {err.read().decode()[-2000:]}")
-        return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read().decode()
+        return elapsed, usage.ru_utime + usage.ru_stime + left, usage.ru_maxrss / 1024, out.read().decode()
 
 
 # --- reader, in its own process -------------------------------------------------------------------
@@ -250,6 +253,7 @@ def main() -> None:
         reader_child(args.reader_child, args.workers, args.synchronous, sys.stdin.read().split())
         return
     args.reader_workers = [int(k) for k in args.reader_workers.split(",")]
+    adopt_orphans()
     import reader
 
     print(f"cpu cores: {os.cpu_count()}, python {sys.version.split()[0]}, reader {reader.__version__}")
