@@ -91,19 +91,19 @@ def fingerprint(tokens: list[str], blocks: tuple[int, ...] = (), joined: bytes |
     return Fingerprint(count, mixed, blocks)
 
 
-def stopword_slots(words: frozenset[str] = STOPWORDS) -> np.ndarray:
+def _stopword_slots() -> np.ndarray:
     """A table of 2**16 slots, one per low 16 bits of a CRC-32: in each, the CRC-32 of the stopword whose
     CRC ends so, or one that ends otherwise (so no word's matches). One lookup and one compare tell a
-    stopword; no two of ours share a slot (test_stopwords_are_the_listed_words_exactly), and a word that shares a stopword's CRC-32
-    (about one in ten million) only leaves out the shingles it makes with two stopwords."""
-    crcs = np.array([zlib.crc32(word.encode("utf-8")) for word in words], dtype=np.uint32)
+    stopword. No two of ours share a slot (test_stopwords_are_the_listed_words_exactly), and a word that
+    shares a stopword's CRC-32 (one in ten million) only leaves out the shingles it makes with two stopwords."""
+    crcs = np.array([zlib.crc32(word.encode("utf-8")) for word in STOPWORDS], dtype=np.uint32)
     table = np.arange(1 << 16, dtype=np.uint32) ^ np.uint32(1)
     table[crcs & _SLOT] = crcs
     return table
 
 
 _SLOT = np.uint32(0xFFFF)
-_STOPWORD_SLOTS = stopword_slots()
+_STOPWORD_SLOTS = _stopword_slots()
 _MULTIPLIERS32 = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint32)
 _MIX = tuple(map(np.uint64, (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)))
 

@@ -53,15 +53,19 @@ def canonical_link(url: str | None) -> str | None:
     host = _without_amp_host(host)
     if port and port not in DEFAULT_PORTS.values():
         host = f"{host}:{port}"
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                   if not _serving_param(k, v)) if parts.query else ()
+    query = _page_query(parts.query) if parts.query else ""
     path = amp_free_path((_SLASHES.sub("/", parts.path) if "//" in parts.path else parts.path) or "/")
     if len(path) > 1:
         path = path.rstrip("/")
-    return urlunsplit(("", host, path, urlencode(query) if query else "", ""))[2:]
+    return urlunsplit(("", host, path, query, ""))[2:]
 
 
 _SLASHES = re.compile(r"/{2,}")
+
+
+def _page_query(query: str) -> str:
+    """A query without the parameters that say how a reader arrived or how the page was served, sorted."""
+    return urlencode(sorted((k, v) for k, v in parse_qsl(query, keep_blank_values=True) if not _serving_param(k, v)))
 
 
 def _serving_param(name: str, value: str) -> bool:
