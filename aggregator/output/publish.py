@@ -174,6 +174,31 @@ def publish_site(config: Config, site: Site | None = None) -> list[Path]:
     return written
 
 
+def _publish_one(store: Store, config: Config, output: OutputConfig, now: datetime | None, memory: PublishMemory,
+                 rendered: Rendered, site: Site, failing: dict) -> list[Path]:
+    """One output's files and its publication record; a PublishError is recorded for `status`, then raised."""
+    try:
+        journal.finish(config.output_dir, output.id)  # a publish of it that was interrupted, first
+        entries, update = archive.prepare(store, config, output, now, memory, rendered.selection())
+        written = publish_output(config, output, entries, update, rendered, site)
+        if update.record is not None:
+            store.record_publication(output.id, update.record, update.archived, update.consumed)
+    except PublishError as exc:
+        _record_publish(store, output.id, str(exc), now)
+        raise
+    if output.id in failing:
+        _record_publish(store, output.id, None, now)
+    return written
+
+
+def _ping_hubs(config: Config, written: list[Path]) -> None:
+    """Tell the hubs about each current document among the files written."""
+    changed = {path.relative_to(config.output_dir).as_posix() for path in written}
+    topics = [config.base_url + f"{o.id}.{fmt}" for o in config.outputs for fmt in o.formats
+              if f"{o.id}.{fmt}" in changed]
+    websub.ping(config.hubs, topics)
+
+
 def publish_outputs(store: Store, config: Config, now: datetime | None = None,
                     only: set[str] | None = None, unless_unchanged: bool = False,
                     memory: PublishMemory | None = None, pool: Executor | None = None) -> list[Path]:
@@ -202,29 +227,17 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
         errors.append(str(exc))
     failing = store.output_failures()
     for output in config.outputs:
-        if only is not None and output.id not in only:
-            continue
-        try:
-            journal.finish(config.output_dir, output.id)  # a publish of it that was interrupted, first
-            entries, update = archive.prepare(store, config, output, now, memory, rendered.selection())
-            written += publish_output(config, output, entries, update, rendered, site)
-            if update.record is not None:
-                store.record_publication(output.id, update.record, update.archived, update.consumed)
-        except PublishError as exc:
-            errors.append(str(exc))
-            _record_publish(store, output.id, str(exc), now)
-            continue
-        if output.id in failing:
-            _record_publish(store, output.id, None, now)
+        if only is None or output.id in only:
+            try:
+                written += _publish_one(store, config, output, now, memory, rendered, site, failing)
+            except PublishError as exc:
+                errors.append(str(exc))
     try:  # last: it links the outputs' files, and shows each one's newest story
         written += _write(config.output_dir / "index.html", site.index())
     except PublishError as exc:
         errors.append(str(exc))
     if config.hubs:
-        changed = {path.relative_to(config.output_dir).as_posix() for path in written}
-        topics = [config.base_url + f"{o.id}.{fmt}" for o in config.outputs for fmt in o.formats
-                  if f"{o.id}.{fmt}" in changed]
-        websub.ping(config.hubs, topics)
+        _ping_hubs(config, written)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise PublishError(errors[0].removeprefix("publish: ") + more)

@@ -173,18 +173,7 @@ def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now:
     What `prepared` holds was made with its own context: it is used when the
     caller gives no other.
     """
-    entries = list({e.key: e for e in reversed(feed.entries)}.values())[::-1]  # first occurrence of a key wins
-    store.lock(db, "source", [source.id])  # a concurrent poll of this source waits, then sees what we stored
-    known = Store.item_hashes(db, source.id, [e.key for e in entries])
-    pruned, _ = Store.tombstoned(db, source.id, [e.key for e in entries if e.key not in known])
-    if pruned:  # SPEC §6.1: a pruned item its source still lists never comes back
-        Store.still_listed(db, source.id, sorted(pruned), (), now)
-        entries = [e for e in entries if e.key not in pruned]
-    if any(e.key not in known for e in entries):
-        # Two processes ingesting copies of one story at once would each miss the other's uncommitted copy and
-        # make two stories. Any evidence can join two copies, so a poll bringing new items takes one lock for all
-        # matching: the second waits for the first to commit, then finds its copy (SQLite's writer lock does so).
-        store.lock(db, "story", ["match new copies"])
+    entries, known = _listed_entries(store, db, source.id, feed, now)
     Store.ensure_index(db, since=dedup_match.index_horizon(now, window))
     if context is None:
         context = prepared.context if prepared else dedup_copies.source_context(
@@ -213,18 +202,46 @@ def store_entries(store: Store, db, source: SourceConfig, feed: ParsedFeed, now:
         else:
             fresh.append((entry, values, copy))
     fresh = _not_pruned(db, source.id, fresh, now)
-    indexed = []
+    touched = _store_fresh(db, source.id, fresh, touched, window, now, queue_for, selecting)
+    Store.queue_stories(db, queue_for, touched)
+    return len(fresh), updated
+
+
+def _listed_entries(store: Store, db, source_id: str, feed: ParsedFeed, now: datetime
+                    ) -> tuple[list[Entry], dict]:
+    """The feed's entries to consider (the first of each key, none that was pruned) and the stored
+    (id, raw hash, first seen, story) of those already known, under the source's lock, and the matching
+    lock when any is new."""
+    entries = list({e.key: e for e in reversed(feed.entries)}.values())[::-1]  # first occurrence of a key wins
+    store.lock(db, "source", [source_id])  # a concurrent poll of this source waits, then sees what we stored
+    known = Store.item_hashes(db, source_id, [e.key for e in entries])
+    pruned, _ = Store.tombstoned(db, source_id, [e.key for e in entries if e.key not in known])
+    if pruned:  # SPEC §6.1: a pruned item its source still lists never comes back
+        Store.still_listed(db, source_id, sorted(pruned), (), now)
+        entries = [e for e in entries if e.key not in pruned]
+    if any(e.key not in known for e in entries):
+        # Two processes ingesting copies of one story at once would each miss the other's uncommitted copy and
+        # make two stories. Any evidence can join two copies, so a poll bringing new items takes one lock for all
+        # matching: the second waits for the first to commit, then finds its copy (SQLite's writer lock does so).
+        store.lock(db, "story", ["match new copies"])
+    return entries, known
+
+
+def _store_fresh(db, source_id: str, fresh: list[tuple[Entry, dict, dedup_copies.Copy]], touched: set,
+                 window: float, now: datetime, queue_for: Iterable[str], selecting: Selecting | None) -> set:
+    """The new copies matched against the store and stored, each in its story, and indexed; the stories
+    touched, `touched` among them but for those a match joined into another."""
     copies = [c for _, _, c in fresh]
     matches = dedup_match.match(copies, window, *Store.dedup_candidates(db, copies, window))
+    indexed = []
     for (entry, values, copy), match in zip(fresh, matches):
-        item_id, story_id = _store_new(db, source.id, entry, values, match, now, queue_for, selecting)
+        item_id, story_id = _store_new(db, source_id, entry, values, match, now, queue_for, selecting)
         touched.difference_update(m.story_id for m in (match.joins if match else ()))
         touched.discard(match.story_id if match else None)
         touched.add(story_id)
         indexed.append((item_id, copy))
     Store.index_new(db, indexed)
-    Store.queue_stories(db, queue_for, touched)
-    return len(fresh), updated
+    return touched
 
 
 def _store_new(db, source_id: str, entry: Entry, values: dict, match: dedup_match.Match | None, now: datetime,
