@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import threading
 import time
 from pathlib import Path
 
 from ..errors import PublishError
+
+_TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def write_atomic(path: Path, data: bytes, durable: bool = True) -> bool:
@@ -24,16 +26,24 @@ def write_atomic(path: Path, data: bytes, durable: bool = True) -> bool:
         pass
     except OSError as exc:
         raise PublishError(f"cannot read {path}: {exc.strerror}") from exc
-    tmp = None
+    # The temporary's name is this thread's own (no random name to draw and retry): only a writer killed
+    # mid-write leaves one behind, and the same thread opening it again simply truncates it.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        try:
+            fd = os.open(tmp, _TEMPORARY_FLAGS, 0o644)
+        except FileNotFoundError:  # the folder's first file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, _TEMPORARY_FLAGS, 0o644)
+        try:
+            os.fchmod(fd, 0o644)  # whatever the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if durable:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
         tmp = None
         if durable:
