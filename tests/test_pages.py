@@ -13,6 +13,8 @@ from urllib.parse import unquote, urlsplit
 
 import html5lib
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from aggregator.config import load_config
@@ -364,3 +366,64 @@ def test_story_pages_rendered_by_worker_processes_are_those_rendered_in_place(tm
     for path in written:
         assert path.read_bytes() == (here.output_dir / "stories" / path.name).read_bytes()
     assert pooled.stories(entries) == [] and pooled.finish() == []  # seen by this publish: nothing to do again
+
+
+def test_a_page_is_world_readable_whatever_the_umask_and_a_killed_writers_temporary_is_reused(tmp_path):
+    """The web server serving the folder runs as another user: pages are 0644 under a umask of 077. A writer
+    killed mid-write left its own temporary (its process and thread in the name): writing again truncates
+    it and moves it into place, leaving nothing behind."""
+    import os
+    import threading
+
+    from aggregator.output.files import write_atomic
+
+    folder = tmp_path / "stories"
+    folder.mkdir()
+    own = folder / f".a.html.{os.getpid()}-{threading.get_ident()}.tmp"
+    own.write_bytes(b"half of an older, longer page")
+    previous = os.umask(0o077)
+    try:
+        assert write_atomic(folder / "a.html", b"<p>a</p>", durable=False)
+        assert write_atomic(tmp_path / "new" / "b.html", b"<p>b</p>")  # a folder that does not exist yet
+    finally:
+        os.umask(previous)
+    assert (folder / "a.html").read_bytes() == b"<p>a</p>" and not own.exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["a.html"]
+    for page in (folder / "a.html", tmp_path / "new" / "b.html"):
+        assert page.stat().st_mode & 0o777 == 0o644
+
+
+_WORDS = ["news", "خبر", "Straße", "a", "ночь", "東京", "&amp;", "&#233;t&#233;", "R&amp;D"]
+
+
+@st.composite
+def _article(draw):
+    """HTML as the sanitiser leaves it: paragraphs and list items of words, some in inline tags."""
+    blocks = []
+    for _ in range(draw(st.integers(0, 40))):
+        words = [draw(st.sampled_from(_WORDS)) for _ in range(draw(st.integers(0, 30)))]
+        inline = draw(st.sampled_from(["", "b", "a href=\"https://s.example/?a=1&amp;b=2\"", "em"]))
+        if inline and words:
+            tag = inline.split()[0]
+            words[len(words) // 2] = f"<{inline}>{words[len(words) // 2]}</{tag}>"
+        glue = draw(st.sampled_from([" ", "", "\n"]))
+        block = draw(st.sampled_from(["p", "li", "h2"]))
+        blocks.append(f"<{block}>{glue.join(words)}</{block}>")
+    return "".join(blocks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_article(), st.integers(1, 80))
+def test_a_summary_made_from_the_contents_opening_is_that_of_the_whole_content(content, words):
+    """A river's summary of a content-only entry is its first words: looking at an opening of a long article
+    gives the words, and the ellipsis, that stripping the whole of it would."""
+    from aggregator.output.pageview import BLOCK_START, summary_text
+    from aggregator.reader.sanitize import plain_text
+
+    when = datetime(2021, 9, 27, tzinfo=timezone.utc)
+    source = SourceMeta("s", "S", "tag:s", "https://s.example/feed", "https://s.example/", when)
+    entry = StoryEntry("urn:uuid:751a1133-060c-556e-9534-49041a9e087c", when, when, when, "t",
+                       "https://s.example/1", None, content, (), (), None, source)
+    whole = plain_text(BLOCK_START.sub(r" \g<0>", content)).split()
+    expected = " ".join(whole) if len(whole) <= words else " ".join(whole[:words]) + " …"
+    assert summary_text(entry, words) == expected

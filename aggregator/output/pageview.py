@@ -24,6 +24,7 @@ from ..models import RelatedCopy, StoryEntry, to_text as rfc3339
 from ..reader.sanitize import clean_html, plain_text
 
 SUMMARY_WORDS = 60
+SUMMARY_SCAN = 1024  # characters of markup a summary's opening words are first looked for in
 DEFAULT_LANGUAGE = "en"  # the language of the packaged templates' own words
 #: Written right to left, for the tags CLDR does not know (Babel answers for the rest).
 RTL_LANGUAGES = {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ji", "ks", "ku-arab", "nqo", "ps", "sd", "syr",
@@ -182,11 +183,30 @@ def _numbering(locale: Locale | None) -> str:
 
 def summary_text(entry: StoryEntry, words: int = SUMMARY_WORDS) -> str:
     """The summary as plain text, else the opening `words` words of the content, cut with an ellipsis."""
-    text = plain_text(BLOCK_START.sub(r" \g<0>", entry.summary or entry.content or ""))  # "a</p><p>b": two words
-    split = text.split()
+    split = _opening_text(entry.summary or entry.content or "", words).split()
     if len(split) <= words:
-        return text
+        return " ".join(split)
     return " ".join(split[:words]) + " …"
+
+
+def _opening_text(fragment: str, words: int) -> str:
+    """The fragment's text, or that of an opening of it that holds more than `words` words already: a long
+    article's summary is its first words, and stripping all of it was most of a river page's cost.
+    The opening ends where a tag begins, so no tag or reference is cut; its last word may go on past the
+    cut, so one word more than needed is asked for."""
+    size = SUMMARY_SCAN
+    while size < len(fragment):
+        cut = fragment.rfind("<", 0, size)
+        if cut > 0:
+            text = _block_text(fragment[:cut])
+            if len(text.split()) > words + 1:
+                return text
+        size *= 4
+    return _block_text(fragment)
+
+
+def _block_text(fragment: str) -> str:
+    return plain_text(BLOCK_START.sub(r" \g<0>", fragment))  # "a</p><p>b": two words
 
 
 def page_content(fragment: str | None) -> str:
