@@ -80,7 +80,7 @@ def _fsync_folder(directory: Path) -> None:
 
 
 def _remove_stale_temporaries(path: Path, age: float = 60.0, folder: bool = False) -> None:
-    """A writer killed mid-write (kill -9, power loss) leaves its temporary file (`.NAME.XXXX.tmp`); sweep old
+    """A writer killed mid-write (kill -9, power loss) leaves its temporary file (`.NAME.PID-THREAD.tmp`); sweep old
     ones away: those of `path`, or with `folder` all in that folder (a folder of story pages holds every page
     ever written, so its names are read by scandir and compared as strings, not matched one by one)."""
     cutoff = time.time() - age
