@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.dedup.text import fold, fold_characters, text_tokens, unwrap_markup
 
@@ -142,3 +144,72 @@ def test_plain_lines_is_plain_text_of_each_line(fragment):
     expected = [plain_text(line) for line in fragment.split("\n")]
     assert plain_lines(fragment) == expected
     assert [" ".join(line.split()) for line in plain_lines(fragment, spaced=False)] == expected
+
+
+# The shortcuts below (a byte table for ASCII folds, a word lookup before the boilerplate patterns, a check for
+# a separator before the affix patterns, XML-forbidden characters told by UTF-8, ampersands that decode to
+# themselves) must decide as the definitions they skip would, on any input: each against that definition.
+
+_AMPERSANDS = ["Fish ", "&amp;", " chips", "Q&A", "&", "AT&T", "&amp;lt;b&amp;gt;", "&lt;", "&gt;", "&#38;", "&amp;amp;",
+               "<b>", "</b>", "\n", "&#12;", "&copy", "&copy;", "&notit;", "&nbsp;", "é", "x", " ", "\x01", "&#x26;lt;",
+               "<a href='/?a=1&amp;b=2'>", "</a>", "<i>", "</i>", "&#0;", "&zwnj;", "&amp;#8217;", ";", "#", "lt"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_AMPERSANDS), max_size=14))
+def test_plain_lines_is_plain_text_of_each_line_whatever_its_ampersands(pieces):
+    from aggregator.reader.sanitize import plain_lines, plain_text
+    fragment = "".join(pieces)
+    assert plain_lines(fragment) == [plain_text(line) for line in fragment.split("\n")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.characters(blacklist_categories=()), max_size=30))
+def test_xml_safe_removes_exactly_what_xml_forbids(text):
+    from aggregator.reader.sanitize import XML_FORBIDDEN, xml_safe
+    assert xml_safe(text) == XML_FORBIDDEN.sub("", text)
+    assert xml_safe(text + "\x0c\ufffe\uffff\ud800 ok") == XML_FORBIDDEN.sub("", text) + " ok"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.characters(max_codepoint=127), max_size=40))
+def test_an_ascii_fold_is_the_unicode_fold(text):
+    from aggregator.dedup.text import _PUNCTUATION
+    unicode_fold = " ".join(_PUNCTUATION.sub(" ", fold_characters(text).casefold()).split())
+    assert fold(text) == unicode_fold
+
+
+def _pattern_words() -> list[str]:
+    from aggregator.dedup.text import BOILERPLATE_SHORT, BOILERPLATE_START
+    return sorted({w for p in (BOILERPLATE_SHORT, BOILERPLATE_START) for w in re.findall(r"[a-z]+", p.pattern)}
+                  - {"re"}) + ["here", "the", "republished", "reposted", "vote", "city", "fish", "2020"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_pattern_words()), max_size=8), st.integers(0, 60))
+def test_the_boilerplate_shortcut_decides_as_the_patterns(words, padding):
+    from aggregator.dedup.text import (BOILERPLATE_MAX_WORDS, BOILERPLATE_SHORT, BOILERPLATE_START,
+                                       SHORT_BOILERPLATE_WORDS, _is_boilerplate)
+    for paragraph in (words, words + ["vote"] * padding, ["vote"] * padding + words):
+        folded = " ".join(paragraph)
+        expected = len(paragraph) <= BOILERPLATE_MAX_WORDS and bool(BOILERPLATE_START.match(folded) or (
+            len(paragraph) <= SHORT_BOILERPLATE_WORDS and BOILERPLATE_SHORT.search(folded)))
+        assert _is_boilerplate(paragraph) == expected, folded
+
+
+_TITLE_PARTS = ["Reuters", "Opinion", "Vote", "city", "2020", "Ep 12", " - ", " | ", "|", ": ", ":", "::", " — ", " – ",
+                " -", "- ", "-", " / ", " » ", "(", ")", "[", "]", " ", "  ", "…", "é", "℃", "①", "_", "!"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_TITLE_PARTS), max_size=10), st.sampled_from(["prefix", "suffix"]))
+def test_an_affix_is_split_off_as_the_patterns_split_it(parts, position):
+    from aggregator.dedup import titles
+    text = "".join(parts)
+    for pattern in titles._PREFIXES if position == "prefix" else titles._SUFFIXES:
+        if match := pattern.match(text):
+            break
+    affix, rest = (match.groups() if position == "prefix" else reversed(match.groups())) if match else ("", "")
+    balanced = all(part.count("(") == part.count(")") and part.count("[") == part.count("]") for part in (affix, rest))
+    expected = (affix.strip(), rest.strip()) if match and balanced and fold(rest) and fold(affix) else None
+    assert titles.split_affix.__wrapped__(text, position) == expected

@@ -56,13 +56,13 @@ _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
 
 def fold(text: str) -> str:
     """Case, punctuation, whitespace and Unicode forms folded: what titles and paragraphs are compared as."""
-    if text.isascii():  # most text: NFKC leaves it as it is, and a table replaces punctuation faster than a regex
-        return " ".join(fold_characters(text).lower().translate(_ASCII_PUNCTUATION).split())
+    if text.isascii():  # most text: NFKC leaves it as it is, and a byte table lowers and spaces it fastest
+        return " ".join(_without_digit_grouping(text).encode("ascii").translate(_ASCII_FOLD).decode("ascii").split())
     text = unicodedata.normalize("NFKC", fold_characters(text)).casefold()
     return " ".join(_PUNCTUATION.sub(" ", text).split())
 
 
-_ASCII_PUNCTUATION = {c: " " for c in range(128) if _PUNCTUATION.match(chr(c))}
+_ASCII_FOLD = bytes(ord(" ") if _PUNCTUATION.match(chr(c)) else ord(chr(c).lower()) for c in range(128)) + bytes(128)
 _INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff\u180e\u034f"
 _SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
 _CHARACTER_FOLDS = {
@@ -104,6 +104,7 @@ _TWICE_ESCAPED = re.compile(r"&amp;(#[0-9]{2,7}|#[xX][0-9a-fA-F]{2,6}|[a-zA-Z][a
 _FOOTNOTE = re.compile(r"<sup\b[^>]*>\s*(?:<a\b[^>]*>\s*)?\[?(?:\d{1,3}|[*\u2020\u2021\u00a7]{1,3}|[a-z])\]?"
                        r"\s*(?:</a>\s*)?</sup>", re.IGNORECASE)
 _LINE_HYPHEN = re.compile(r"-(?<=[^\W\d_]-)\s*<[bB][rR]\s*/?>\s*(?=[^\W\d_A-Z])")  # "-" first: found fast
+_ALT_LETTER = re.compile(r"alt=(?<=\balt=)[\"']?[^\W\d_][\"'\s/>]", re.IGNORECASE)  # what _IMAGE_INITIAL needs
 _IMAGE_INITIAL = re.compile(r"<img\b[^>]*?\balt=[\"']?([^\W\d_])[\"']?(?:\s[^>]*)?/?>", re.IGNORECASE)
 
 
@@ -118,7 +119,7 @@ def unwrap_markup(fragment: str) -> str:
         fragment = _INVISIBLE_REFERENCE.sub("", fragment)
     if "<sup" in fragment or "<SUP" in fragment:
         fragment = _FOOTNOTE.sub("", fragment)
-    if "<img" in fragment or "<IMG" in fragment:
+    if ("<img" in fragment or "<IMG" in fragment) and _ALT_LETTER.search(fragment):
         fragment = _IMAGE_INITIAL.sub(r"\1", fragment)
     if "-<" in fragment or "- <" in fragment:
         fragment = _LINE_HYPHEN.sub("", fragment)
@@ -295,13 +296,24 @@ _START_WORDS = ("this", "originally", "first", "the post", "republished", "repri
                 "crossposted", "cross posted")
 
 
+# The words the two patterns can match at a paragraph's start, and those at least one word of anything either
+# matches past it is: a paragraph with neither is not boilerplate, and most are told so by a set lookup a word.
+_OPENING_WORDS = frozenset("this originally first the republished reprinted reproduced syndicated crossposted cross "
+                           "read continue full view more see source via credit credits photo image copyright share "
+                           "tweet email print follow subscribe sign like".split())
+_INNER_WORDS = frozenset("click full appeared published republished printed reprinted posted reposted produced "
+                         "reproduced creative".split())
+
+
 def _is_boilerplate(words: list[str]) -> bool:
     """Whether a paragraph is one republishers add, from its _words (holding no CJK character)."""
     count = len(words)
-    if count > BOILERPLATE_MAX_WORDS:
+    if count > BOILERPLATE_MAX_WORDS or not count:
         return False
     if count > SHORT_BOILERPLATE_WORDS and not " ".join(words[:3]).startswith(_START_WORDS):
         return False  # most paragraphs: their opening decides (BOILERPLATE_START opens with these words)
+    if words[0] not in _OPENING_WORDS and _INNER_WORDS.isdisjoint(words):
+        return False
     folded = " ".join(words)  # fold(block), when the words hold no CJK character
     return bool(BOILERPLATE_START.match(folded) or (count <= SHORT_BOILERPLATE_WORDS and _short_boilerplate(folded)))
 

@@ -21,6 +21,8 @@ _PREFIXES = (re.compile(r"^\s*[\[(]([^\[\]()]{1,100})[\])]\s*(.+)$"),
              re.compile(rf"^\s*([^:|]{{1,60}}?)(?:{_SEPARATOR}|:\s+)(.+)$"))
 _SUFFIXES = (re.compile(r"^(.*\S)\s*[\[(]([^\[\]()]{1,100})[\])]\s*$"),
              re.compile(rf"^(.+){_SEPARATOR}([^|:]{{1,60}}?)\s*$"))
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+_SPACED_MARK = re.compile(r"\s[-–—|•·»›~/:]")
 MIN_DECORATION_SHARE = 0.05  # of a source's titles that must carry an affix before it counts as one
 
 
@@ -56,18 +58,24 @@ def title_shape(text: str) -> str:
 @lru_cache(maxsize=4096)  # a title is split while learning its source's habits, stripping it and keying it
 def split_affix(text: str, position: str) -> tuple[str, str] | None:
     """(affix, rest) when the title has a prefix (or suffix) set off by a separator or brackets."""
-    for pattern in _PREFIXES if position == "prefix" else _SUFFIXES:
-        if match := pattern.match(text):
-            break
-    else:
-        return None
+    bracketed, separated = _PREFIXES if position == "prefix" else _SUFFIXES
+    if not (match := bracketed.match(text)):
+        # Every separator (and a prefix's ": ") holds a "|", a ":", or a dash or mark after a space: most titles
+        # have none, and are told so faster than the pattern can try each place a separator might start.
+        if not ("|" in text or ":" in text or _SPACED_MARK.search(text)) or not (match := separated.match(text)):
+            return None
     affix, rest = match.groups() if position == "prefix" else reversed(match.groups())
     if any(part.count("(") != part.count(")") or part.count("[") != part.count("]") for part in (affix, rest)):
         return None  # a separator inside brackets does not split a title
     rest = rest.strip()
-    if not fold(rest) or not fold(affix):
+    if not _has_words(rest) or not _has_words(affix):
         return None
     return affix.strip(), rest
+
+
+def _has_words(text: str) -> bool:
+    """Whether fold leaves anything of a text: in ASCII, whether it has a letter or digit."""
+    return bool(_LETTER_OR_DIGIT.search(text)) if text.isascii() else bool(fold(text))
 
 
 @dataclass(frozen=True)

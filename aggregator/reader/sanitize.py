@@ -135,7 +135,7 @@ def plain_lines(fragment: str, spaced: bool = True) -> list[str]:
         return [plain_text(line) for line in lines]
     if "<" not in whole and ">" not in whole:  # every line's tags were simple: references decoded all at once
         decoded = html.unescape(whole) if "&" in whole else whole
-        if "<" not in decoded and "&" not in decoded and decoded.count("\n") == len(lines) - 1:
+        if "<" not in decoded and _decoded_once(decoded) and decoded.count("\n") == len(lines) - 1:
             # Of all references, only &#12; and its hexadecimal forms decode to a character XML cannot carry.
             lines = (xml_safe(decoded) if "&#" in whole else decoded).split("\n")
             return [" ".join(line.split()) for line in lines] if spaced else lines
@@ -148,6 +148,12 @@ def plain_lines(fragment: str, spaced: bool = True) -> list[str]:
             bare = xml_safe(bare) if simple else bare
         plain.append(" ".join(bare.split()) if simple else plain_text(line))
     return plain
+
+
+def _decoded_once(text: str) -> bool:
+    """Whether decoded text holds no reference left to decode (an "&" of "Q&A" or "audio & video" does not):
+    plain_text would find it as it is, and it needs no line-by-line strip."""
+    return "&" not in text or html.unescape(text) == text
 
 
 # A tag whose attributes are plain or quoted values: what sanitised HTML is made of.
@@ -187,5 +193,20 @@ def _thorough_strip(text: str) -> str:
 
 
 def xml_safe(text: str) -> str:
-    """Drop characters XML cannot carry, so one bad title cannot make an output invalid."""
-    return XML_FORBIDDEN.sub("", text)
+    """Drop characters XML cannot carry, so one bad title cannot make an output invalid.
+
+    Most texts have none; they are told by their UTF-8 (which a lone surrogate
+    cannot be encoded in) faster than a regex search finds nothing: a C0
+    control is one byte of its own, U+FFFE and U+FFFF end in BF BE and BF BF.
+    """
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return XML_FORBIDDEN.sub("", text)
+    if len(encoded.translate(None, _C0_CONTROLS)) != len(encoded) or b"\xef\xbf\xbe" in encoded \
+            or b"\xef\xbf\xbf" in encoded:
+        return XML_FORBIDDEN.sub("", text)
+    return text
+
+
+_C0_CONTROLS = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
