@@ -5,6 +5,8 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.dedup import links, text, titles
 from aggregator.dedup.links import canonical_link
@@ -148,6 +150,26 @@ def test_words_are_found_in_all_paragraphs_as_in_each(html):
     per_paragraph = [text._TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
                      for block in text.text_blocks(html)]
     assert text.block_tokens(html) == [words for words in per_paragraph if words]
+
+
+_EMOJI_COMPANY = ["Wait", "what", " ", "É", "e", "\u0301", "\u200d", "\ufe0f", "\U0001f600", "\U0001f3fb", "\U0001f1e9",
+                  "\U0001f1ea", "\U0001f44b", "\U0001f130", "\U0001f100", "\U0001d400", "\U00020000", "\U000e0067",
+                  "\U0001f9d1", "\U0001faf6", "①", "ﬁ", "-", "_", "9", "\u0645\u06cc", "東"]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_EMOJI_COMPANY), max_size=10).map("".join).filter(str.strip), min_size=1,
+                max_size=3))
+def test_emoji_are_spaces_to_the_table_as_to_the_tokeniser(blocks):
+    """A text with emoji (and other pictographs past the BMP) is split by table as by regex; one with another
+    character past the BMP, or a CJK one, is left to the regex."""
+    per_block = [text._words(block) for block in blocks]
+    found = text._block_words(blocks)
+    assert found is None or found == per_block
+    pictographs = text._pictographs()
+    if not any(c in "".join(blocks) for c in "\U0001f130\U0001f100\U0001d400\U00020000東"):
+        assert found == per_block
+    assert pictographs.match("\U0001f600") and not pictographs.match("\U0001f130")  # squared A: NFKC makes "a"
 
 
 def test_characters_nfkc_makes_spaces_of_are_spaces_without_it():

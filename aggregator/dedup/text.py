@@ -217,7 +217,8 @@ def _words(block: str) -> list[str]:
 
 
 def _block_words(blocks: list[str]) -> list[list[str]] | None:
-    """_words of each paragraph, found in all at once; None for a text with a CJK character or one past the BMP.
+    """_words of each paragraph, found in all at once; None for a text with a CJK character or one past the BMP
+    that is not an emoji (or another pictograph).
 
     Every character that is not part of a word is turned into a space with
     one table lookup; splitting on whitespace then finds the same words as the
@@ -231,6 +232,8 @@ def _block_words(blocks: list[str]) -> list[list[str]] | None:
     text = "\n".join(blocks)
     spaced = unfolded.take(np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16))
     if not spaced.all():
+        if _PAST_BMP.search(text):  # emoji, mostly: as much a space as the regex finds them, and NFKC leaves them
+            text = _pictographs().sub(" ", text)
         text = unicodedata.normalize("NFKC", text).casefold()  # folds no character into a newline
         spaced = folded.take(np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16))
         if not spaced.all():
@@ -240,6 +243,22 @@ def _block_words(blocks: list[str]) -> list[list[str]] | None:
     else:
         text = spaced.tobytes().decode("utf-16-le")
     return [block.split() for block in text.split("\n")]
+
+
+_PAST_BMP = re.compile("[\U00010000-\U0010ffff]")
+
+
+@cache
+def _pictographs() -> re.Pattern:
+    """The emoji and other pictographs past the BMP (U+1F000-U+1FAFF, and the tag characters of flags) that
+    neither _TOKEN's words hold nor NFKC or case folding change, nor anything composes with: a space, to
+    _block_words, as they are to _words. A text with one need not be split by regex."""
+    chars = [chr(c) for c in (*range(0x1F000, 0x1FB00), *range(0xE0000, 0xE0080))]
+    spaces = {ord(c) for c in chars if not _TOKEN.match(c) and unicodedata.normalize("NFKC", c) == c
+              and c.casefold() == c and not unicodedata.combining(c) and unicodedata.category(c)[0] != "M"}
+    starts, ends = sorted(c for c in spaces if c - 1 not in spaces), sorted(c for c in spaces if c + 1 not in spaces)
+    # As ranges: the regex engine tests a character past the BMP against each member of a class in turn.
+    return re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in zip(starts, ends)) + "]")
 
 
 @cache
