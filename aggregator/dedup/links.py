@@ -40,12 +40,12 @@ def canonical_link(url: str | None) -> str | None:
         return None
     try:
         parts = urlsplit(url.strip())
-        port = parts.port
+        port, hostname = parts.port, parts.hostname  # each parses the network location again
     except ValueError:
         return url.strip() or None
-    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+    if parts.scheme.lower() not in DEFAULT_PORTS or not hostname:
         return url.strip() or None
-    host = parts.hostname.lower().rstrip(".")
+    host = hostname.lower().rstrip(".")
     target = _redirect_target(host, parts.path, parts.query)
     if target and target != url:
         return canonical_link(target)

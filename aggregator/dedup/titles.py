@@ -50,6 +50,7 @@ def title_keys(title: str | None, decorations: Decorations | None = None) -> tup
     return tuple(dict.fromkeys(k for k in map(fold, texts) if k))
 
 
+@lru_cache(maxsize=4096)  # an affix's shape is asked for each title that carries it, while learning and stripping
 def title_shape(text: str) -> str:
     """A folded title with numbers replaced: "Episode 12" and "Episode 13" share a shape."""
     return _DIGITS.sub("#", fold(text))
