@@ -213,3 +213,15 @@ def test_an_affix_is_split_off_as_the_patterns_split_it(parts, position):
     balanced = all(part.count("(") == part.count(")") and part.count("[") == part.count("]") for part in (affix, rest))
     expected = (affix.strip(), rest.strip()) if match and balanced and fold(rest) and fold(affix) else None
     assert titles.split_affix.__wrapped__(text, position) == expected
+
+
+_IMAGES = ["<img", "<IMG", " alt=", " ALT=", "alt=", '"', "'", "A", "é", "1", "Logo", ">", "/>", " />", " src=x", " ",
+           "fter", "<b>", "_"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_IMAGES), max_size=12))
+def test_an_image_initial_is_found_wherever_the_pattern_finds_it(pieces):
+    from aggregator.dedup.text import _IMAGE_INITIAL
+    fragment = "".join(pieces)
+    assert unwrap_markup(fragment) == _IMAGE_INITIAL.sub(r"\1", fragment)
