@@ -250,12 +250,10 @@ _PAST_BMP = re.compile("[\U00010000-\U0010ffff]")
 
 @cache
 def _pictographs() -> re.Pattern:
-    """The emoji and other pictographs past the BMP (U+1F000-U+1FAFF, and the tag characters of flags) that
-    neither _TOKEN's words hold nor NFKC or case folding change, nor anything composes with: a space, to
-    _block_words, as they are to _words. A text with one need not be split by regex."""
-    chars = [chr(c) for c in (*range(0x1F000, 0x1FB00), *range(0xE0000, 0xE0080))]
-    spaces = {ord(c) for c in chars if not _TOKEN.match(c) and unicodedata.normalize("NFKC", c) == c
-              and c.casefold() == c and not unicodedata.combining(c) and unicodedata.category(c)[0] != "M"}
+    """The emoji and pictographs past the BMP (U+1F000-U+1FAFF, and flags' tag characters) that no word of
+    _TOKEN holds and NFKC and case folding leave alone: spaces to _block_words, as they are to _words."""
+    spaces = {ord(c) for c in map(chr, (*range(0x1F000, 0x1FB00), *range(0xE0000, 0xE0080))) if not _TOKEN.match(c)
+              and unicodedata.normalize("NFKC", c) == c == c.casefold() and unicodedata.category(c)[0] != "M"}
     starts, ends = sorted(c for c in spaces if c - 1 not in spaces), sorted(c for c in spaces if c + 1 not in spaces)
     # As ranges: the regex engine tests a character past the BMP against each member of a class in turn.
     return re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in zip(starts, ends)) + "]")
@@ -315,8 +313,7 @@ _START_WORDS = ("this", "originally", "first", "the post", "republished", "repri
                 "crossposted", "cross posted")
 
 
-# The words the two patterns can match at a paragraph's start, and those at least one word of anything either
-# matches past it is: a paragraph with neither is not boilerplate, and most are told so by a set lookup a word.
+# The words the patterns can match at a paragraph's start, and one of which anything they match past it holds.
 _OPENING_WORDS = frozenset("this originally first the republished reprinted reproduced syndicated crossposted cross "
                            "read continue full view more see source via credit credits photo image copyright share "
                            "tweet email print follow subscribe sign like".split())
