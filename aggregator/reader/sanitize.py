@@ -131,14 +131,13 @@ def plain_lines(fragment: str, spaced: bool = True) -> list[str]:
         return [" ".join(line.split()) for line in lines]
     whole = _SIMPLE_TAG.sub("", text)
     stripped = whole.split("\n")
-    if _CONTENT_TAGS.search(text) or len(stripped) != len(lines) or _SPLIT_REFERENCE.search(text):
+    if _CONTENT_TAGS.search(text) or len(stripped) != len(lines):
         return [plain_text(line) for line in lines]
     if "<" not in whole and ">" not in whole:  # every line's tags were simple: references decoded all at once
         decoded = html.unescape(whole) if "&" in whole else whole
-        # Of all references, only &#12; and its hexadecimal forms decode to a character XML cannot carry.
-        decoded = xml_safe(decoded) if "&#" in whole else decoded
-        if "<" not in decoded and _decoded_once(decoded) and decoded.count("\n") == len(lines) - 1:
-            lines = decoded.split("\n")
+        if "<" not in decoded and "&" not in decoded and decoded.count("\n") == len(lines) - 1:
+            # Of all references, only &#12; and its hexadecimal forms decode to a character XML cannot carry.
+            lines = (xml_safe(decoded) if "&#" in whole else decoded).split("\n")
             return [" ".join(line.split()) for line in lines] if spaced else lines
     plain = []
     for line, bare in zip(lines, stripped):  # _quick_strip of each line, from the strip of them all
@@ -151,16 +150,8 @@ def plain_lines(fragment: str, spaced: bool = True) -> list[str]:
     return plain
 
 
-def _decoded_once(text: str) -> bool:
-    """Whether decoded text holds no reference left to decode (an "&" of "Q&A" or "audio & video" does not):
-    plain_text would find it as it is, and it needs no line-by-line strip."""
-    return "&" not in text or html.unescape(text) == text
-
-
 # A tag whose attributes are plain or quoted values: what sanitised HTML is made of.
 _SIMPLE_TAG = re.compile(r"""</?[a-zA-Z][^<>"']*(?:(?:"[^"]*"|'[^']*')[^<>"']*)*>""")
-# A tag inside what could be a reference ("&copy<b>;"): plain_text of each line decides what it makes.
-_SPLIT_REFERENCE = re.compile(r"&[#0-9a-zA-Z]*<")
 _CONTENT_TAGS = re.compile(r"<\s*(?:script|style|svg|math)", re.IGNORECASE)  # whose text the parser drops
 
 
