@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.dedup import links, text, titles
+from aggregator.dedup import links, text, titles, tokens
 from aggregator.dedup.links import canonical_link
 from aggregator.dedup.titles import Decorations, learn_decorations, normalised_title
 
@@ -147,7 +147,7 @@ def test_markup_changes_give_the_same_text_and_hash():
 ])
 def test_words_are_found_in_all_paragraphs_as_in_each(html):
     """However the words are found, they are what the tokeniser finds in each folded paragraph."""
-    per_paragraph = [text._TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
+    per_paragraph = [tokens._TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
                      for block in text.text_blocks(html)]
     assert text.block_tokens(html) == [words for words in per_paragraph if words]
 
@@ -163,10 +163,10 @@ _EMOJI_COMPANY = ["Wait", "what", " ", "É", "e", "\u0301", "\u200d", "\ufe0f", 
 def test_emoji_are_spaces_to_the_table_as_to_the_tokeniser(blocks):
     """A text with emoji (and other pictographs past the BMP) is split by table as by regex; one with another
     character past the BMP, or a CJK one, is left to the regex."""
-    per_block = [text._words(block) for block in blocks]
-    found = text._block_words(blocks)
+    per_block = [tokens._words(block) for block in blocks]
+    found = tokens._block_words(blocks)
     assert found is None or found == per_block
-    pictographs = text._pictographs()
+    pictographs = tokens._pictographs()
     if not any(c in "".join(blocks) for c in "\U0001f130\U0001f100\U0001d400\U00020000東"):
         assert found == per_block
     assert pictographs.match("\U0001f600") and not pictographs.match("\U0001f130")  # squared A: NFKC makes "a"
@@ -174,15 +174,15 @@ def test_emoji_are_spaces_to_the_table_as_to_the_tokeniser(blocks):
 
 def test_characters_nfkc_makes_spaces_of_are_spaces_without_it():
     """An ellipsis, a no-break space, …: the table reads them as the spaces NFKC would make, in any company."""
-    unfolded, _ = text._spacing()
+    unfolded, _ = tokens._spacing()
     spaced = [chr(unit) for unit in range(0x3000)
               if unfolded[unit] == ord(" ") and unicodedata.normalize("NFKC", chr(unit)) != chr(unit)]
     assert "…" in spaced and "\u00a0" in spaced
     for char in spaced:
         block = f"Wait{char}what{char}{char}É9{char}x _{char}"
         assert unfolded[[ord(c) for c in block]].all()  # no NFKC: the table alone finds the words
-        expected = text._TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
-        assert text._block_words([block, char]) == [expected, []], repr(char)
+        expected = tokens._TOKEN.findall(unicodedata.normalize("NFKC", block).casefold())
+        assert tokens._block_words([block, char]) == [expected, []], repr(char)
 
 
 @pytest.mark.parametrize("boilerplate", [
