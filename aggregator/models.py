@@ -165,6 +165,7 @@ class StoryEntry:
     language: str | None
     source: SourceMeta
     related: tuple[RelatedCopy, ...] = ()
+    sanitizer: str | None = None  # which sanitiser made summary and content: a page cleans others' again
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ class StoredItem:
     published: datetime
     updated: datetime
     first_seen: datetime
+    sanitizer: str | None = None  # which sanitiser made summary and content (reader/sanitize.SANITIZER)
 
 
 def polled_url(source: SourceConfig, state: SourceState) -> str:

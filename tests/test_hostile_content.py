@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import html
 import re
+import sqlite3
 
 import pytest
 from lxml import etree
 
-from aggregator.reader.sanitize import clean_html, plain_text
+from aggregator.reader.sanitize import SANITIZER, clean_html, plain_text
 from conftest import run_cli, status_json, write_config
 from hostile import ATOM, output_entries, rss, rss_item, unsafe_html, xss_payloads
 
@@ -164,3 +165,28 @@ def test_an_item_with_nothing_but_a_guid_is_published_in_every_format(tmp_path):
         assert len(rss_items) == 3
         items_json = json.loads((tmp_path / "out" / f"{output}.json").read_text())["items"]
         assert len(items_json) == 3 and all("content_html" in i or "content_text" in i for i in items_json)
+
+
+def _story_content(page: str) -> str:
+    """What a story page shows of the story's HTML: its content block."""
+    return page.split('<div class="content"', 1)[1].split(">", 1)[1].split('</div>\n<div class="meta"', 1)[0].strip()
+
+
+@pytest.mark.parametrize("stamp", [None, "nh3 0.2.14, policy 0"], ids=["before-stamps", "older-sanitiser"])
+def test_a_story_page_cleans_again_html_this_version_did_not_sanitise(tmp_path, stamp):
+    """Asserts: a poll stores, with each item's HTML, which sanitiser made it (`items.sanitizer`); a story page
+    shows HTML stamped by this version as it is, and sanitises anything else again: HTML stored before the
+    stamp existed, or under another nh3 or policy, as if every payload had been stored raw."""
+    kept = "<p>Kept <em>as</em> stored</p>"
+    (tmp_path / "a.xml").write_bytes(rss(rss_item("Stamped", "https://news.example/s", html.escape(kept))))
+    config = write_config(tmp_path, [{"id": "a", "url": "file:a.xml"}])
+    run_cli("once", config=config, check=True)
+    (page,) = (tmp_path / "out" / "stories").glob("*.html")
+    assert _story_content(page.read_text()) == kept
+    with sqlite3.connect(tmp_path / "state" / "aggregator.db") as db:
+        assert db.execute("SELECT sanitizer FROM items").fetchall() == [(SANITIZER,)]
+        db.execute("UPDATE items SET content = ?, sanitizer = ?", ("".join(p for _, p in PAYLOADS), stamp))
+        db.execute("DELETE FROM rendered")  # as after an upgrade: every document rendered again
+    run_cli("publish", config=config, check=True)
+    shown = _story_content(page.read_text())
+    assert shown and unsafe_html(shown) == []

@@ -21,7 +21,7 @@ from babel import Locale, UnknownLocaleError
 from lxml import etree
 
 from ..models import RelatedCopy, StoryEntry, to_text as rfc3339
-from ..reader.sanitize import clean_html, plain_text
+from ..reader.sanitize import SANITIZER, clean_html, plain_text
 
 SUMMARY_WORDS = 60
 SUMMARY_SCAN = 1024  # characters of markup a summary's opening words are first looked for in
@@ -93,7 +93,8 @@ def entry_view(entry: StoryEntry, date_format: str, page_tag: str, content: bool
         categories=entry.categories, published=published,
         republished=when(entry.republished, date_format, page_tag),
         updated=updated if updated.text != published.text else None,
-        related=entry.related, content=page_content(entry.content or entry.summary) if content else "", story=entry,
+        related=entry.related, story=entry,
+        content=page_content(entry.content or entry.summary, entry.sanitizer == SANITIZER) if content else "",
     )
 
 
@@ -209,15 +210,17 @@ def _block_text(fragment: str) -> str:
     return plain_text(BLOCK_START.sub(r" \g<0>", fragment))  # "a</p><p>b": two words
 
 
-def page_content(fragment: str | None) -> str:
+def page_content(fragment: str | None, clean: bool = False) -> str:
     """Sanitised HTML made to load nothing from elsewhere: each remote image, video or audio becomes a link to it.
 
-    The HTML was sanitised when it was stored; it is sanitised once more here
-    (nh3 is fast, and a page must not trust what an older version stored).
+    The HTML was sanitised when it was stored. It is sanitised once more here
+    unless `clean` says this version's sanitiser made it (SANITIZER, stored
+    with each item): a page must not trust what an older version stored, but
+    cleaning every story's HTML again was a seventh of a first publish.
     What is left that a browser would fetch by itself is media; inline
     raster images (``data:``) load nothing and stay.
     """
-    fragment = clean_html(fragment)
+    fragment = (fragment or None) if clean else clean_html(fragment)
     if not fragment:
         return ""
     if not re.search(r"<(?:img|video|audio|source|picture|track)\b", fragment, re.IGNORECASE):

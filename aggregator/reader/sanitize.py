@@ -19,6 +19,12 @@ from lxml import etree
 
 _base_url: contextvars.ContextVar[str | None] = contextvars.ContextVar("base_url", default=None)
 
+#: Which sanitiser made a stored item's HTML: nh3's version and the policy below (bump POLICY whenever the
+#: cleaner's settings or _rewrite_url change). A page shows HTML stored under this stamp as it is, and cleans
+#: anything else (stored by an older version, or by nothing) again first.
+POLICY = 1
+SANITIZER = f"nh3 {nh3.__version__}, policy {POLICY}"
+
 URL_ATTRIBUTES = {"href", "src", "cite", "longdesc", "poster"}
 SAFE_SCHEMES = {"http", "https", "mailto", "ftp", "tel", "data"}
 RASTER_DATA = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp)(;[a-z0-9=._-]+)*(;base64)?,", re.IGNORECASE)

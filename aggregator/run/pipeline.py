@@ -21,6 +21,7 @@ from ..models import (Entry, FetchResult, Outcome, ParsedFeed, PollResult, Sourc
 from ..redaction import redact
 from ..reader.fetch import fetch, retry_after
 from ..reader.hosts import HostLimiter
+from ..reader.sanitize import SANITIZER
 from ..store import Store, story_uid
 from ..store.stories import DecidedBy, Join
 from .prepare import PreparedFeed, PreparedItem, prepare_feed, prepare_item, raw_hash
@@ -317,6 +318,7 @@ def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_publishe
         "updated": updated,
         "first_seen": now,
         "raw_hash": item.raw_hash,
+        "sanitizer": SANITIZER,
     }
 
 

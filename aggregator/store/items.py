@@ -12,7 +12,7 @@ from .backend import chunked, marks
 Connection = Any  # a transaction's connection (sqlite3, or psycopg behind sqlite3's interface)
 
 _ITEM_COLUMNS = ("id, story_id, source_id, key, title, link, summary, content, authors, categories, language, "
-                 "published, updated, first_seen")
+                 "published, updated, first_seen, sanitizer")
 
 
 class ItemQueries:
@@ -127,5 +127,5 @@ def _stored_item(row) -> StoredItem:
         link=row["link"], summary=row["summary"], content=row["content"],
         authors=tuple(from_json(row["authors"])), categories=tuple(from_json(row["categories"])),
         language=row["language"], published=from_text(row["published"]), updated=from_text(row["updated"]),
-        first_seen=from_text(row["first_seen"]),
+        first_seen=from_text(row["first_seen"]), sanitizer=row["sanitizer"],
     )

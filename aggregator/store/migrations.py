@@ -258,6 +258,11 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX kept_apart_other ON kept_apart (other_item);
     """,
+    # 17: which sanitiser made each item's HTML (reader/sanitize.SANITIZER): a story page cleans it again only when
+    # an older one did (NULL: stored before this column was)
+    """
+    ALTER TABLE items ADD COLUMN sanitizer TEXT;
+    """,
 ]
 
 
