@@ -65,3 +65,54 @@ def test_a_story_key_is_the_uuid_of_its_id_or_a_hash():
     assert story_key("urn:uuid:751A1133-060C-556E-9534-49041A9E087C") == "751a1133-060c-556e-9534-49041a9e087c"
     assert story_key("tag:example.org,2021:1") == story_key("tag:example.org,2021:1") != story_key("tag:x")
     assert len(story_key("urn:uuid:../../etc/passwd")) == 32  # not a uuid: hashed, never a path
+
+
+def _format_date_by_definition(moment: datetime, pattern: str, tag: str) -> str:
+    """format_date as it was first written: each directive of the pattern on its own, names and periods from
+    the locale, strftime's digits replaced by the locale's own."""
+    import re
+
+    from babel import Locale, UnknownLocaleError
+
+    from aggregator.output.pageview import DIGITS, NAMED
+
+    locale = None
+    for candidate in ((tag.lower().replace("_", "-"), tag.lower().replace("_", "-").split("-")[0]) if tag else ()):
+        try:
+            locale = Locale.parse(candidate, sep="-")
+            break
+        except (UnknownLocaleError, ValueError, TypeError):
+            continue
+    digits = DIGITS.get(getattr(locale, "default_numbering_system", None) or "latn" if locale else "latn", "")
+    out = []
+    for literal, directive in re.findall(r"([^%]*)(%.|$)", pattern):
+        out.append(literal)
+        if not directive:
+            continue
+        code = directive[1]
+        if code in NAMED and locale is not None:
+            kind, width = NAMED[code]
+            names = getattr(locale, kind)["format"][width]
+            out.append(names[moment.weekday()] if kind == "days" else names[moment.month])
+        elif code == "p" and locale is not None:
+            out.append(locale.periods.get("am" if moment.hour < 12 else "pm", moment.strftime("%p")))
+        elif code == "Z":
+            out.append("UTC")
+        else:
+            text = moment.strftime(directive)
+            out.append(text.translate(str.maketrans("0123456789", digits)) if digits else text)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("tag", ["", "en", "fa", "fa-IR", "ar", "ar-EG", "ps", "ur", "de", "ja", "hi", "he",
+                                 "zh_Hant", "x-unknown", "qq"])
+def test_format_date_is_each_directive_in_the_pages_language(tag):
+    """Dates come out as the definition makes them (a plan per pattern and language is made once, for the
+    three dates of every entry on every page): names, periods and digits of the language, literals kept."""
+    patterns = ["%Y-%m-%d", "%d.%m.%Y", "%d %B %Y", "%A, %d %b %Y %H:%M %p %Z", "%I:%M %p", "%a %e %b", "%%d %j",
+                "٪ %Y/%m/%d ساعت %H:%M", "no directive", "", "%Y%m%d%H%M%S"]
+    moments = [datetime(2021, 9, 27, 13, 5, 9, tzinfo=timezone.utc), datetime(1999, 1, 3, 0, 0, tzinfo=timezone.utc),
+               datetime(2024, 2, 29, 11, 59, 59, tzinfo=timezone.utc), datetime(2030, 12, 31, 23, 1, tzinfo=timezone.utc)]
+    for pattern in patterns:
+        for moment in moments:
+            assert format_date(moment, pattern, tag) == _format_date_by_definition(moment, pattern, tag), (pattern, moment)

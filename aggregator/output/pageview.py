@@ -146,29 +146,58 @@ def when(moment: datetime, pattern: str, tag: str) -> When:
 
 def format_date(moment: datetime, pattern: str, tag: str) -> str:
     """`pattern` (strftime) with month and day names, AM/PM and digits in the language of `tag` (UTC)."""
+    plan = _date_plan(pattern, tag)
+    if isinstance(plan, str):
+        return moment.strftime(plan)  # the common case: numbers only, in one call
+    parts, numbers, digits = plan
+    values = iter(moment.strftime(numbers).translate(digits).split(_APART) if numbers else ())
+    out = []
+    for part in parts:
+        if part is None:  # a number
+            out.append(next(values))
+        elif type(part) is str:
+            out.append(part)
+        elif part[0] == "days":
+            out.append(part[1][moment.weekday()])
+        elif part[0] == "months":
+            out.append(part[1][moment.month])
+        else:  # the locale's AM and PM, else strftime's
+            period = part[1 if moment.hour < 12 else 2]
+            out.append(moment.strftime("%p") if period is None else period)
+    return "".join(out)
+
+
+_APART = "\x1f"  # between the numbers of one strftime call: no directive writes it
+
+
+@functools.lru_cache(maxsize=64)
+def _date_plan(pattern: str, tag: str) -> str | tuple:
+    """How format_date writes `pattern` in the language of `tag`, worked out once: the pattern strftime takes
+    whole when only numbers in ASCII digits are asked for, else its parts in order (literals, the locale's
+    names and periods, None for each number) with the directives of the numbers, for one strftime call, and
+    the table of the locale's digits."""
     locale = _locale(tag.lower().replace("_", "-")) if tag else None
     digits = DIGITS.get(_numbering(locale), "")
     tokens = _tokens(pattern)
     if not digits and not any(code in NAMED or code == "p" for _, code in tokens):
-        return moment.strftime(pattern.replace("%Z", "UTC"))  # the common case: numbers only, in one call
-    out = []
-    for literal, directive in re.findall(r"([^%]*)(%.|$)", pattern):
-        out.append(literal)
-        if not directive:
+        return pattern.replace("%Z", "UTC")
+    parts: list = []
+    numbers = []
+    for literal, code in tokens:
+        parts.append(literal)
+        if not code:
             continue
-        code = directive[1]
         if code in NAMED and locale is not None:
             kind, width = NAMED[code]
-            names = getattr(locale, kind)["format"][width]
-            out.append(names[moment.weekday()] if kind == "days" else names[moment.month])
+            parts.append((kind, getattr(locale, kind)["format"][width]))
         elif code == "p" and locale is not None:
-            out.append(locale.periods.get("am" if moment.hour < 12 else "pm", moment.strftime("%p")))
+            parts.append(("periods", locale.periods.get("am"), locale.periods.get("pm")))
         elif code == "Z":
-            out.append("UTC")
+            parts.append("UTC")
         else:
-            text = moment.strftime(directive)
-            out.append(text.translate(str.maketrans("0123456789", digits)) if digits else text)
-    return "".join(out)
+            parts.append(None)
+            numbers.append("%" + code)
+    return tuple(parts), _APART.join(numbers), str.maketrans("0123456789", digits) if digits else {}
 
 
 @functools.lru_cache(maxsize=64)
