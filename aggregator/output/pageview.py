@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -151,20 +152,7 @@ def format_date(moment: datetime, pattern: str, tag: str) -> str:
         return moment.strftime(plan)  # the common case: numbers only, in one call
     parts, numbers, digits = plan
     values = iter(moment.strftime(numbers).translate(digits).split(_APART) if numbers else ())
-    out = []
-    for part in parts:
-        if part is None:  # a number
-            out.append(next(values))
-        elif type(part) is str:
-            out.append(part)
-        elif part[0] == "days":
-            out.append(part[1][moment.weekday()])
-        elif part[0] == "months":
-            out.append(part[1][moment.month])
-        else:  # the locale's AM and PM, else strftime's
-            period = part[1 if moment.hour < 12 else 2]
-            out.append(moment.strftime("%p") if period is None else period)
-    return "".join(out)
+    return "".join(part if type(part) is str else next(values) if part is None else part(moment) for part in parts)
 
 
 _APART = "\x1f"  # between the numbers of one strftime call: no directive writes it
@@ -173,9 +161,9 @@ _APART = "\x1f"  # between the numbers of one strftime call: no directive writes
 @functools.lru_cache(maxsize=64)
 def _date_plan(pattern: str, tag: str) -> str | tuple:
     """How format_date writes `pattern` in the language of `tag`, worked out once: the pattern strftime takes
-    whole when only numbers in ASCII digits are asked for, else its parts in order (literals, the locale's
-    names and periods, None for each number) with the directives of the numbers, for one strftime call, and
-    the table of the locale's digits."""
+    whole when only numbers in ASCII digits are asked for, else its parts in order (literals, None for each
+    number, and for a name or a period what gives it the moment's, in the locale's words) with the directives
+    of the numbers, for one strftime call, and the table of the locale's digits."""
     locale = _locale(tag.lower().replace("_", "-")) if tag else None
     digits = DIGITS.get(_numbering(locale), "")
     tokens = _tokens(pattern)
@@ -189,15 +177,28 @@ def _date_plan(pattern: str, tag: str) -> str | tuple:
             continue
         if code in NAMED and locale is not None:
             kind, width = NAMED[code]
-            parts.append((kind, getattr(locale, kind)["format"][width]))
+            parts.append(_named(getattr(locale, kind)["format"][width], kind == "days"))
         elif code == "p" and locale is not None:
-            parts.append(("periods", locale.periods.get("am"), locale.periods.get("pm")))
+            parts.append(_period(locale.periods.get("am"), locale.periods.get("pm")))
         elif code == "Z":
             parts.append("UTC")
         else:
             parts.append(None)
             numbers.append("%" + code)
     return tuple(parts), _APART.join(numbers), str.maketrans("0123456789", digits) if digits else {}
+
+
+def _named(names, days: bool) -> Callable[[datetime], str]:
+    """The moment's day or month name, among the locale's `names` (days from Monday, 0; months from 1)."""
+    return (lambda moment: names[moment.weekday()]) if days else (lambda moment: names[moment.month])
+
+
+def _period(am: str | None, pm: str | None) -> Callable[[datetime], str]:
+    """The locale's AM or PM for the moment, else strftime's."""
+    def period(moment: datetime) -> str:
+        word = am if moment.hour < 12 else pm
+        return moment.strftime("%p") if word is None else word
+    return period
 
 
 @functools.lru_cache(maxsize=64)
