@@ -112,6 +112,9 @@ def test_three_workers_share_the_sources_without_polling_one_twice(tmp_path, ser
     out = tmp_path / "out" / "all.atom"
     wait_for(lambda: out.exists() and "Shared story 9 | Feed 9" in titles(out.read_bytes()), timeout=20,
              what="the outputs published", log=workers[0].log)
+    # the files land before their worker logs "published"
+    wait_for(lambda: any(" published " in w.text() for w in workers), timeout=10, what="the publish logged",
+             log=workers[0].log)
     logs = [w.text() for w in workers]  # before stopping: a worker that stops hands publishing to another
     assert stop_all(workers) == [0, 0, 0]
 
