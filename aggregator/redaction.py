@@ -5,29 +5,34 @@ to that source sends them; `status`, the status page, logs, error messages, `opm
 outputs see them through `redact`, which masks
 
 - the userinfo of every ``scheme://user:password@`` (all of it: a user name is often the key itself),
-- the value of every query (or fragment) parameter whose name is secret-looking: one of its words
-  (split at ``_``, ``-``, ``.``) or the whole name is in SECRET_WORDS (``token``, ``api_key``,
-  ``X-Amz-Signature``, ``apiKey``; not ``keyword`` or ``monkey``).
+- the value of every query, fragment or path-segment (``;jsessionid=…``) parameter whose name is
+  secret-looking: one of its words (split at ``_``, ``-``, ``.``) or the whole name is in SECRET_WORDS
+  (``token``, ``api_key``, ``X-Amz-Signature``, ``apiKey``, ``jwt``; not ``keyword`` or ``monkey``).
 
-It takes a URL or any message with URLs and query strings in it (``more than 5 redirects (last to
+`public_url` drops what `redact` masks, for a URL whose parts are published: the base the relative
+links of a source's feed are resolved against.
+
+`redact` takes a URL or any message with URLs and query strings in it (``more than 5 redirects (last to
 http://u:p@host/x?sig=…)``, urllib3's ``… with url: /feed?token=…``), and is pure and idempotent.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 MASK = "***"
 
 SECRET_WORDS = frozenset({
     "token", "key", "password", "passwd", "pwd", "pass", "secret", "auth", "authorization", "sig",
     "signature", "session", "sid", "credential", "credentials", "apikey", "accesstoken", "authtoken",
-    "apitoken", "accesskey", "secretkey", "privatekey", "clientsecret", "sessionid",
+    "apitoken", "accesskey", "secretkey", "privatekey", "clientsecret", "sessionid", "jsessionid", "phpsessid",
+    "jwt", "bearer",
 })
 
 _USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
-_PARAMETER = re.compile(r"([?&;#])([^=&;#?\s]+)=([^&;#\s'\"()<>]*)")
+_PARAMETER = re.compile(r"([?&#])([^=&;#?\s]+)=([^&;#\s'\"()<>]*)")
+_SEGMENT_PARAMETER = re.compile(r"(;)([^=&;#?/\s]+)=([^&;#?/\s'\"()<>]*)")  # ;jsessionid=… (path or query)
 
 
 def secret_name(name: str) -> bool:
@@ -42,7 +47,7 @@ def redact(text: str) -> str:
     if "@" in text:
         text = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     if "=" in text:
-        text = _PARAMETER.sub(_masked_parameter, text)
+        text = _PARAMETER.sub(_masked_parameter, _SEGMENT_PARAMETER.sub(_masked_parameter, text))
     return text
 
 
@@ -51,3 +56,16 @@ def _masked_parameter(match: re.Match) -> str:
     if value and value != MASK and secret_name(name):
         return f"{separator}{name}={MASK}"
     return match.group(0)
+
+
+def public_url(url: str) -> str:
+    """`url` without its userinfo, its secret-looking query parameters and its fragment."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc and "=" not in parts.query and ";" not in parts.path and not parts.fragment:
+        return url
+    path = _SEGMENT_PARAMETER.sub(lambda m: "" if secret_name(m[2]) else m[0], parts.path)
+    query = "&".join(p for p in parts.query.split("&") if not secret_name(p.partition("=")[0]))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], path, query, ""))

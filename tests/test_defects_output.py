@@ -219,8 +219,13 @@ def test_local_paths_and_credentials_appear_nowhere_but_in_the_request(tmp_path,
     carries file:///…, the full credentials URL is in atom:source/RSS source/JSON and on the status page."""
     (tmp_path / "local.rss").write_text(rss_doc("Local desk", [("Local story", "https://local.example/1")],
                                                 "https://local.example/"))
-    feed_server.serve("/feed.rss", rss_doc("Private desk", [("Private story", "https://private.example/1")],
-                                           "https://private.example/"))
+    relative = ('<item><title>Relative text</title><link>/posts/rel-2.html</link><guid>perma/3.html</guid>'
+                '<pubDate>Mon, 27 Sep 2021 09:00:00 GMT</pubDate><description>&lt;a href="other.html"&gt;on&lt;/a&gt;'
+                ' &lt;a href="#top"&gt;up&lt;/a&gt; &lt;img src="pic.png"&gt;</description></item>')
+    feed_server.serve("/feed.rss", rss_doc("Private desk", [("Private story", "https://private.example/1"),
+                                                            ("Relative story", "/posts/rel-1.html"),
+                                                            ("Fragment story", "#item-1")],
+                                           extra=relative))  # no site link: the relative links resolve
 
     def loop_to(target: str):
         def handler(request):
@@ -270,7 +275,14 @@ def test_local_paths_and_credentials_appear_nowhere_but_in_the_request(tmp_path,
     assert SECRET_PASSWORD not in exported and SECRET_TOKEN not in exported and "token=***" in exported
     assert private in run_cli("opml", "export", "--with-credentials", config=config, check=True).stdout
 
-    entry = by_title(atom(tmp_path / "out" / "all.atom"))["Local story"]
+    entries = by_title(atom(tmp_path / "out" / "all.atom"))  # against the feed's URL less its credentials
+    links = {t: [link.get("href") for link in entries[t].iter(f"{ATOM}link") if link.get("rel", "alternate") ==
+                 "alternate"][0] for t in ("Relative story", "Fragment story", "Relative text")}
+    assert links == {"Relative story": f"http://{host}/posts/rel-1.html", "Fragment story": f"http://{host}/feed.rss#item-1",
+                     "Relative text": f"http://{host}/posts/rel-2.html"}, links
+    content = entries["Relative text"].findtext(f"{ATOM}summary") or entries["Relative text"].findtext(f"{ATOM}content")
+    assert f'href="http://{host}/posts/other.html"' in content and f'src="http://{host}/posts/pic.png"' in content, content
+    entry = entries["Local story"]
     source_id = entry.find(f"{ATOM}source").findtext(f"{ATOM}id")
     assert source_id.startswith("tag:") and "local" in source_id, source_id
 

@@ -10,7 +10,7 @@ import pytest
 from aggregator.config import SourceConfig
 from aggregator.models import SourceState
 from aggregator.output.select import source_meta, tag_uri
-from aggregator.redaction import redact
+from aggregator.redaction import public_url, redact
 
 BASE = "https://feeds.example.org/"
 
@@ -29,10 +29,21 @@ BASE = "https://feeds.example.org/"
     ("mail bob@example.org about http://host/feed?page=2", "mail bob@example.org about http://host/feed?page=2"),
     ("file:feeds/local%20feed.atom", "file:feeds/local%20feed.atom"),
     ("https://www.wsws.org/en/rss.xml", "https://www.wsws.org/en/rss.xml"),
+    ("https://h/app;jsessionid=0AF3/feed?jwt=eyJ&page=2", "https://h/app;jsessionid=***/feed?jwt=***&page=2"),
 ])
 def test_redact_masks_userinfo_and_secret_looking_parameters_only(text, expected):
     assert redact(text) == expected
     assert redact(expected) == expected  # idempotent: a masked value stays masked
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("http://user:secret@host:8080/feed.rss?token=KEY&page=2#top", "http://host:8080/feed.rss?page=2"),
+    ("https://h/app;jsessionid=0AF3;v=2/feed.rss?api_key=Z", "https://h/app;v=2/feed.rss"),
+    ("https://www.wsws.org/en/rss.xml?lang=en", "https://www.wsws.org/en/rss.xml?lang=en"),
+])
+def test_a_public_url_drops_what_redact_masks(url, expected):
+    """The base a feed's relative links are resolved against: they are published (SPEC §4)."""
+    assert public_url(url) == expected
 
 
 def meta(url: str, **state):

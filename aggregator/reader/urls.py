@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from ..redaction import public_url
 from .sanitize import xml_safe
 
 WEB_SCHEMES = ("http", "https")
@@ -19,8 +20,11 @@ MAX_URL = 4096
 
 
 def document_base(url: str, headers: dict[str, str]) -> str:
-    """The document's own URL as a base: its Content-Location (relative to the URL) or the URL; "" unless http(s)."""
-    located = _join(url, (headers.get("content-location") or "").strip()) or url
+    """The document's own URL as a base: its Content-Location (relative to the URL) or the URL; "" unless http(s).
+
+    Without credentials (redaction.public_url): a link resolved against it is published.
+    """
+    located = public_url(_join(url, (headers.get("content-location") or "").strip()) or url)
     return located if _is_web(located) else ""
 
 
