@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__
+from . import __version__, console
 from .config import Config, default_config_path, load_config
 from .errors import AggregatorError, ConfigError
 from .models import Outcome, PollResult, SourceStatus, polled_url
@@ -30,6 +30,11 @@ MAX_WORKERS = 16  # polling threads (shared out between the poller processes)
 
 
 def main(argv: list[str] | None = None) -> int:
+    with console.closable_stdout():  # `aggregator status | head -1` ends no command with a traceback
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
@@ -166,7 +171,7 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> tup
                                           error=f"Retry-After until {state.retry_after.isoformat()}"))
                 continue
         todo.append(source)
-    progress = _progress(len(todo))
+    progress = console.progress(len(todo))
     with store.grouped_commits():
         if len(todo) >= POOL_MIN_SOURCES and (os.cpu_count() or 1) > 1:
             results += poll_in_processes(store, config, [(s, states.get(s.id)) for s in todo], MAX_WORKERS, progress)
@@ -182,16 +187,6 @@ def _poll_all(store: Store, config: Config, only: list[str], force: bool) -> tup
     forgiven = forgive_run(store, config, states, results)
     order = {s.id: s.order for s in config.sources}
     return sorted(results, key=lambda r: order[r.source_id]), forgiven
-
-
-def _progress(total: int):
-    from tqdm import tqdm
-
-    terminal = sys.stderr.isatty()
-    size = os.get_terminal_size(sys.stderr.fileno()) if terminal else None
-    # A terminal that reports no size (a bare pty) would otherwise hide the bar entirely.
-    return tqdm(total=total, file=sys.stderr, unit="source", disable=not terminal, leave=False,
-                ncols=(size.columns or 80) if size else None, nrows=(size.lines or 24) if size else None)
 
 
 def _summary_line(result: PollResult) -> str:

@@ -100,3 +100,20 @@ def test_a_read_only_state_file_gives_a_one_line_error(tmp_path):
         assert "aggregator.db is read-only" in line
     finally:
         os.chmod(directory / "state", 0o755)
+
+
+def test_a_reader_that_closes_the_pipe_early_stops_no_command(tmp_path):
+    """`aggregator status | head -1`: stdout is a pipe nobody reads any more. No traceback, the command still
+    does its work (`once` polls and publishes) and exits as it would have."""
+    (tmp_path / "feed.xml").write_bytes(_feed(3))
+    config = write_config(tmp_path, [{"id": "pipe", "url": "file:feed.xml"}])
+    for command in (["once"], ["status"], ["status", "--json"], ["check"], ["--help"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # gone before the first line: every write to stdout fails with EPIPE
+        try:
+            result = subprocess.run([sys.executable, "-m", "aggregator", "-c", str(config), *command], cwd=str(ROOT),
+                                    stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+        finally:
+            os.close(write_end)
+        assert result.returncode == 0 and result.stderr == "", (command, result.stderr)
+    assert len(output_entries(tmp_path / "out" / "all.atom")) == 3
