@@ -13,7 +13,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "aggregator"
 LAYERS = {"aggregator": 0, "models": 0, "errors": 0, "redaction": 0, "config": 0, "reader": 1, "dedup": 2, "store": 3,
-          "output": 4, "run": 5, "cli": 6, "console": 6, "__main__": 7}
+          "output": 4, "run": 5, "console": 6, "cli": 7, "__main__": 8}
 
 
 def modules() -> dict[str, Path]:
