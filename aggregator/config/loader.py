@@ -65,9 +65,17 @@ class _Loader:
                 raise ValueError(f"{redact(text)!r}: a file: URL has no query or fragment; write '?' as %3F "
                                  "and '#' as %23 in a file name")
             return (self.base_dir / unquote(parts.path)).resolve().as_uri()
-        if parts.scheme in ("http", "https") and parts.netloc:
-            return text
-        raise ValueError(f"{redact(text)!r} is not an http, https or file URL")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{redact(text)!r} is not an http, https or file URL")
+        if not parts.hostname:
+            raise ValueError(f"{redact(text)!r} has no host; write http(s)://host[:port]/path")
+        try:
+            port = parts.port
+        except ValueError:  # out of range, or not a number
+            port = 0
+        if port == 0:
+            raise ValueError(f"{redact(text)!r} has no valid port (1-65535); write host:port or leave the port out")
+        return text
 
     def load(self) -> Config:
         r = self.r

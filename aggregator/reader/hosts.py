@@ -21,7 +21,10 @@ DEFAULT_SPACING = 1.0  # seconds between request starts to one host
 def host_key(url: str) -> str:
     """host:port, the unit of politeness limits."""
     parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    except ValueError:  # out of range or not a number: the request will fail, under a key of its own
+        port = parts.netloc.rpartition(":")[2]
     return f"{(parts.hostname or '').lower()}:{port}"
 
 
