@@ -47,6 +47,7 @@ def transport_run(tmp_path_factory):
                 target = main.url(f"{prefix}{hop + 1}") if hop + 1 < length else main.url("/feed.xml")
                 main.routes[f"{prefix}{hop}"] = _redirect_route(target)
         main.routes["/to-file"] = _redirect_route("file:///etc/passwd")
+        main.routes["/to-bad-port"] = _redirect_route("http://127.0.0.1:99999/feed.xml", 301)
         main.routes["/internal-hop"] = _redirect_route(main.url("/feed.xml"))
         internal_port = main.httpd.server_address[1]
         ssrf_targets = {
@@ -76,6 +77,7 @@ def transport_run(tmp_path_factory):
             {"id": "redirect-chain-6", "url": main.url("/six0")},
             {"id": "redirect-chain-5", "url": main.url("/five0")},
             {"id": "redirect-to-file", "url": main.url("/to-file")},
+            {"id": "redirect-to-bad-port", "url": main.url("/to-bad-port")},
             {"id": "tls", "url": servers["tls"].url("/feed.xml")},
             {"id": "dns", "url": "http://no-such-host.invalid/feed.xml"},
             {"id": "internal-to-internal", "url": main.url("/internal-hop")},
@@ -142,6 +144,12 @@ def test_five_redirects_are_followed(transport_run):
 
 def test_a_redirect_to_a_file_url_is_not_followed(transport_run):
     _failing(transport_run["status"], "redirect-to-file", "file")
+
+
+def test_a_redirect_to_a_port_out_of_range_is_a_fetch_error(transport_run):
+    error = _failing(transport_run["status"], "redirect-to-bad-port", "fetch")
+    assert "internal error" not in error and transport_run["status"]["redirect-to-bad-port"]["url"].endswith(
+        "/to-bad-port"), error  # not adopted
 
 
 def test_tls_errors_are_recorded(transport_run):
