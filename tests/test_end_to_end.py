@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -128,6 +130,46 @@ def test_second_run_is_conditional_stable_and_rewrites_nothing(two_sources, feed
         assert (out / name).stat().st_mtime_ns == mtime
     assert {t: (e.findtext(f"{A}id"), e.findtext(f"{AGG}republished"))
             for t, e in entries_by_title(out / "all.atom").items()} == ids
+
+
+def _undated_feed(items: int) -> bytes:
+    """A JSON Feed with no date anywhere: neither the feed nor its items give one."""
+    return json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "Undated",
+                       "items": [{"id": f"u{n}", "url": f"https://undated.test/{n}", "title": f"Undated {n}",
+                                  "content_text": f"Story {n}."} for n in range(items)]}).encode()
+
+
+def _source_updated(out) -> set[str]:
+    """Every atom:source/updated and JSON `_aggregator.source.updated` of the output `all`."""
+    atom = {e.findtext(f"{A}updated") for e in etree.parse(str(out / "all.atom")).getroot().iter(f"{A}source")}
+    items = json.loads((out / "all.json").read_text(encoding="utf-8"))["items"]
+    return atom | {i["_aggregator"]["source"]["updated"] for i in items}
+
+
+def test_undated_source_keeps_its_updated_until_its_items_change(tmp_path):
+    """A source giving no date moves its atom:source/updated only when its items change, not at each poll:
+    `once` and `publish` then agree that nothing is to be rewritten."""
+    feed = tmp_path / "undated.json"
+    feed.write_bytes(_undated_feed(2))
+    config = write_config(tmp_path, [{"id": "undated", "url": "file:undated.json"}],
+                          [{"id": "all", "title": "All", "formats": ["atom", "json"]}])
+    run_cli("once", config=config, check=True)
+    out = tmp_path / "out"
+    files = {p: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in out.rglob("*") if p.is_file()}
+    updated = _source_updated(out)
+    assert len(updated) == 1
+
+    time.sleep(1.1)  # stored times have whole seconds: a later poll must be at another one
+    assert "0 files rewritten" in run_cli("once", config=config, check=True).stdout
+    assert "0 files rewritten" in run_cli("publish", config=config, check=True).stdout
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in files} == files
+    assert _source_updated(out) == updated
+
+    time.sleep(1.1)
+    feed.write_bytes(_undated_feed(3))
+    run_cli("once", config=config, check=True)
+    moved = _source_updated(out)
+    assert len(moved) == 1 and parse_time(moved.pop()) > parse_time(updated.pop())
 
 
 def test_changed_item_updates_its_entry_keeping_id_and_republished(two_sources, feed_server):

@@ -73,7 +73,9 @@ def test_a_url_with_credentials_is_never_what_an_output_names():
                    feed_self="http://host.example/feed.rss?token=KEY")
     assert (private.feed_id, private.self_url, private.site_url) == ("tag:feeds.example.org,2024:sources/src",
                                                                      None, None)
-    assert meta("file:///x.rss", last_success=datetime(2021, 9, 1, tzinfo=timezone.utc)).updated.year == 2021
+    # a source with no date of its own or its items' is as new as its last new body, not its last poll
+    changed, polled = datetime(2021, 9, 1, tzinfo=timezone.utc), datetime(2021, 9, 2, tzinfo=timezone.utc)
+    assert meta("file:///x.rss", body_changed=changed, last_success=polled).updated == changed
 
 
 @pytest.mark.parametrize("base, expected", [

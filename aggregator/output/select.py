@@ -49,7 +49,8 @@ def source_meta(source: SourceConfig, state: SourceState | None, base_url: str) 
     keeps of what the feed said. Only public URLs are published: never a file: URL, never a URL with
     credentials (redaction.redact would change it). The feed's URL (`self_url`) is the URL polled, else
     the feed's own rel="self", else none; its id is the feed's own when that is an absolute IRI, else its
-    URL, else a tag: URI made from base_url and the source id (SPEC §4)."""
+    URL, else a tag: URI made from base_url and the source id (SPEC §4). Nothing in it moves with a poll that
+    brought no new body: publishing's inputs (rendered.Rendered.inputs) count the new bodies, not the polls."""
     state = state or SourceState(id=source.id)
     self_url = public_url(polled_url(source, state)) or public_url(state.feed_self)
     return SourceMeta(
@@ -58,7 +59,7 @@ def source_meta(source: SourceConfig, state: SourceState | None, base_url: str) 
         feed_id=_feed_id(state.feed_id) or self_url or tag_uri(base_url, source.id),
         self_url=self_url,
         site_url=public_url(state.feed_link),
-        updated=state.feed_updated or state.last_success or EPOCH,
+        updated=state.feed_updated or state.body_changed or EPOCH,
     )
 
 

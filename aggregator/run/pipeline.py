@@ -134,8 +134,6 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         base, body_hash=body_hash, changed_bodies=state.changed_bodies + 1, body_changed=now,
         feed_title=feed.info.title, feed_link=feed.info.link, feed_id=feed.info.id, feed_self=feed.info.self_link,
         min_interval=min_interval,
-        feed_updated=feed.info.updated or max((e.updated or e.published for e in feed.entries
-                                               if e.updated or e.published), default=state.feed_updated),
         skip_hours=" ".join(map(str, sorted(feed.info.skip_hours))) or None,
         skip_days=" ".join(sorted(feed.info.skip_days)) or None,
         warning=feed.encoding_warning,
@@ -144,6 +142,8 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         new, updated = store_entries(store, db, source, feed, now, config.dedup_window, prepared=prepared,
                                      queue_for=[o.id for o in config.outputs if o.selects(source)],
                                      selecting=lambda ids: outputs_selecting(config, ids))
+        # the feed's own date, else when its items last changed: never merely when it was polled (SPEC §4)
+        base = replace(base, feed_updated=feed.info.updated or Store.newest_update(db, source.id) or state.feed_updated)
         final = _scheduled(db, source, base, result.max_age, now)
         store.save_source_state(db, final)
     outcome = Outcome.NEW if new else Outcome.UPDATED if updated else Outcome.UNCHANGED

@@ -33,6 +33,11 @@ class ItemQueries:
         return [tuple(r) for r in rows]
 
     @staticmethod
+    def newest_update(db: Connection, source_id: str) -> datetime | None:
+        """The newest `updated` of the source's items: when they last changed (a new item, or a new version)."""
+        return from_text(db.execute("SELECT max(updated) FROM items WHERE source_id = ?", (source_id,)).fetchone()[0])
+
+    @staticmethod
     def create_story(db: Connection, uid: str, republished: datetime) -> int:
         created = db.execute("INSERT INTO stories (uid, republished) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING "
                              "RETURNING id", (uid, to_text(republished))).fetchone()
