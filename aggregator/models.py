@@ -125,7 +125,7 @@ class Entry:
 class ParsedFeed:
     info: FeedInfo
     entries: tuple[Entry, ...]
-    warning: str | None = None  # what feedparser found wrong but could work around
+    warning: str | None = None  # the XML was not well-formed: where, and that it was read as far as it goes
     encoding_warning: str | None = None  # the bytes fit no encoding declared: what was guessed (reader/encoding.py)
 
 
@@ -211,7 +211,7 @@ class SourceState:
     skip_hours: str | None = None  # RSS skipHours as "0 1 2" (GMT hours)
     skip_days: str | None = None  # RSS skipDays as "saturday sunday"
     changed_bodies: int = 0  # polls that brought a new body: publishing's inputs from this source may have changed
-    warning: str | None = None  # what the last body read had to work around (a guessed encoding), for `status`
+    warning: str | None = None  # what reading the last body worked around (broken XML, a guessed encoding): `status`
     body_changed: datetime | None = None  # when a poll last brought a new body (a tombstone's source moved on)
 
 

@@ -349,3 +349,29 @@ def test_opml_import_skips_file_outlines_unless_allowed(tmp_path):
     allowed = run_cli("opml", "import", "--allow-files", str(opml), config=config)
     assert allowed.returncode == 0, allowed.stderr
     assert "file:///etc/passwd" in allowed.stdout
+
+
+def test_a_feed_that_is_not_well_formed_xml_is_read_as_far_as_it_goes_and_says_so(tmp_path):
+    """A real feed cut off mid-way (what a server that fails mid-response serves), one with a mismatched tag
+    and one cut off inside its channel title: each source stays ok with the entries that could be read, and
+    `status` (the table's warnings and `--json`'s `warning`) says the XML is not well-formed, where; the
+    whole feed beside them has no warning. Before: all three looked healthy, nothing recorded."""
+    feed = (REAL / "rss-parser" / "heise.atom").read_bytes()
+    (tmp_path / "whole.atom").write_bytes(feed)
+    (tmp_path / "cut.atom").write_bytes(feed[:len(feed) // 2])
+    (tmp_path / "mismatched.rss").write_bytes(
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><item><title>A</title>'
+        b"<link>https://mismatch.example/a</link></item><item><title>B</title></channel></rss>")
+    (tmp_path / "stub.rss").write_bytes(b"<rss><channel><title>x</titl")
+    config = write_config(tmp_path, [{"id": name, "url": f"file:{file}"} for name, file in (
+        ("whole", "whole.atom"), ("cut", "cut.atom"), ("mismatched", "mismatched.rss"), ("stub", "stub.rss"))])
+    run_cli("once", config=config, check=True)
+    rows = status_json(config)
+    assert all(row["state"] == "ok" for row in rows.values()), rows
+    assert rows["whole"]["warning"] is None and rows["whole"]["entries"] == 15, rows["whole"]
+    assert 0 < rows["cut"]["entries"] < 15, rows["cut"]
+    for name in ("cut", "mismatched", "stub"):
+        warning = rows[name]["warning"]
+        assert warning and warning.startswith("not well-formed XML") and "line" in warning, rows[name]
+    table = run_cli("status", config=config, check=True).stdout
+    assert "warnings:" in table and "mismatched: not well-formed XML" in table, table

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
+from xml.sax import SAXParseException
 
 import feedparser
 from feedparser.encodings import convert_to_utf8
@@ -93,7 +94,9 @@ def _reference(body: bytes, headers: dict[str, str]) -> tuple[dict, list, str | 
         reason = result.get("bozo_exception")
         hint = "an HTML page, not a feed" if body.lstrip()[:100].lower().startswith((b"<!doctype html", b"<html")) else "not an RSS or Atom feed"
         raise ParseError(f"{hint}" + (f" ({_one_line(reason)})" if reason else ""))
-    warning = _one_line(result.get("bozo_exception")) if result.get("bozo") else None
+    exc = result.get("bozo_exception")  # only broken XML is worth a warning, not feedparser's encoding notes
+    warning = (f"not well-formed XML at line {exc.getLineNumber()}, column {exc.getColumnNumber()}: "
+               f"{_one_line(exc.getMessage())}; read as far as it goes" if isinstance(exc, SAXParseException) else None)
     return _unresolved_id(result), result.entries, warning
 
 

@@ -136,7 +136,7 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         min_interval=min_interval,
         skip_hours=" ".join(map(str, sorted(feed.info.skip_hours))) or None,
         skip_days=" ".join(sorted(feed.info.skip_days)) or None,
-        warning=feed.encoding_warning,
+        warning="; ".join(filter(None, (feed.warning, feed.encoding_warning))) or None,
     )
     with store.transaction() as db:
         new, updated = store_entries(store, db, source, feed, now, config.dedup_window, prepared=prepared,

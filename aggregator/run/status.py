@@ -41,7 +41,7 @@ def source_rows(store: Store, config: Config, public: bool = False) -> list[dict
             "next_poll": rfc3339(state.next_poll) if source.enabled and not gone else None,
             "entries": state.entries,
             "last_error": error,
-            "warning": state.warning,  # what reading its last body had to work around (a guessed encoding)
+            "warning": state.warning,  # what reading its last body worked around (broken XML, a guessed encoding)
             "push": push_row(subscriptions.get(source.id)),
         })
     return rows
