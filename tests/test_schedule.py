@@ -130,6 +130,19 @@ def test_success_jitter_spreads_polls_within_ten_percent(history):
     assert all(0.9 * HOUR <= d <= 1.1 * HOUR for d in delays)
 
 
+@pytest.mark.parametrize("target, dates", [(10 * MIN, []), (30 * MIN, []),  # silent: at the slowest rate
+                                           (30 * MIN, every(timedelta(minutes=2), timedelta(days=8)))])  # busy
+def test_jitter_never_takes_a_poll_outside_the_bounds(history, target, dates):
+    """At a bound the jitter only moves a poll inside it: 10m never waits past 80m, nor polls under 7.5m."""
+    low, high = interval_bounds(target)
+    h = history(dates)
+    rng = random.Random(11)
+    delays = [(next_poll_after_success(source(target), SourceState("s"), None, h, NOW, rng) - NOW).total_seconds()
+              for _ in range(200)]
+    assert all(low <= d <= high for d in delays), (min(delays), max(delays), low, high)
+    assert len(set(delays)) > 100  # still spread
+
+
 def test_skip_hours_and_days_move_the_next_poll(history):
     hourly = history(every(timedelta(hours=1), timedelta(days=30)))
     late = NOW.replace(hour=23, minute=30)  # Monday 23:30 → the next poll would be Tuesday 00:30

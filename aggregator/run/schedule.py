@@ -66,11 +66,22 @@ def feed_floor(state: SourceState, max_age: int | None) -> float:
 
 def next_poll_after_success(source: SourceConfig, state: SourceState, max_age: int | None,
                             history: PublishingHistory, now: datetime, rng=random) -> datetime:
-    """Now plus the adaptive interval with jitter, never before the feed's floor, outside its skip hours."""
+    """Now plus the adaptive interval with jitter, the jitter kept inside the interval's bounds; never before
+    the feed's floor, outside its skip hours."""
     floor = feed_floor(state, max_age)
-    interval = max(adaptive_interval(source.interval, history, now), floor)
-    delay = max(interval * rng.uniform(1 - SUCCESS_JITTER, 1 + SUCCESS_JITTER), floor)
+    low, high = interval_bounds(source.interval)
+    jittered = adaptive_interval(source.interval, history, now) * rng.uniform(1 - SUCCESS_JITTER, 1 + SUCCESS_JITTER)
+    delay = max(_mirrored(jittered, low, high), floor)
     return skip_forward(now + timedelta(seconds=delay), skip_hours(state), skip_days(state))
+
+
+def _mirrored(value: float, low: float, high: float) -> float:
+    """`value` folded back inside [low, high] at the bound it passed: jitter there stays spread, one way."""
+    if value > high:
+        value = 2 * high - value
+    elif value < low:
+        value = 2 * low - value
+    return min(max(value, low), high)
 
 
 def next_poll_after_failure(source: SourceConfig, state: SourceState, now: datetime, rng=random) -> datetime:
