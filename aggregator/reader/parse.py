@@ -8,7 +8,7 @@ import html
 import io
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 from xml.sax import SAXParseException
 
@@ -19,13 +19,12 @@ from feedparser.util import FeedParserDict
 from lxml import etree
 
 from . import encoding, fastparse, jsonfeed
+from .dates import parsed_time, trusted_date
 from ..errors import ParseError
 from ..models import Entry, FeedInfo, ParsedFeed
 from .sanitize import plain_text, xml_safe
 from .urls import Resolver, document_base
 
-EARLIEST_TRUSTED = datetime(1990, 1, 1, tzinfo=timezone.utc)
-FUTURE_SLACK = timedelta(days=1)
 MAX_TITLE = 1000
 MAX_TEXT = 512 * 1024
 MAX_RAW_TEXT = 64 * 1024  # markup read to find a title or name: the cost of stripping it stays bounded
@@ -73,7 +72,7 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
         link=resolver.site,
         id=xml_safe(feed.get("id") or "").strip() or None,
         self_link=_self_link(feed, resolver),
-        updated=_date(feed, ("updated_parsed", "published_parsed"), now),
+        updated=trusted_date(feed, ("updated_parsed", "published_parsed"), now),
         language=_language(feed.get("language")),
         ttl=_ttl(feed),
         **_skips(body),
@@ -255,7 +254,7 @@ def _enclosure(raw: dict, resolver: Resolver) -> str | None:
 def _key_date(raw: dict) -> int | None:
     """The item's date as the feed writes it, unclamped: a key must not change as the clock moves."""
     for key in ("published_parsed", "updated_parsed"):
-        parsed = dict.get(raw, key)
+        parsed = parsed_time(raw, key)
         if parsed:
             try:
                 return calendar.timegm(parsed)
@@ -297,8 +296,8 @@ def _entry(raw: dict, links: tuple[str | None, str | None], shared: frozenset, r
         content=content,
         authors=tuple(a for a in authors if a),
         categories=tuple(c for c in categories if c),
-        published=_date(raw, ("published_parsed", "created_parsed"), now),
-        updated=_date(raw, ("updated_parsed",), now),
+        published=trusted_date(raw, ("published_parsed", "created_parsed"), now),
+        updated=trusted_date(raw, ("updated_parsed",), now),
         language=language or feed_language,
         canonical=_canonical(raw, resolver),
     )
@@ -320,21 +319,6 @@ def _html(detail: dict | None) -> str | None:
     if detail.get("type") == "text/plain":
         value = html.escape(value).replace("\n\n", "<br><br>")
     return value
-
-
-def _date(node: dict, keys: tuple[str, ...], now: datetime) -> datetime | None:
-    """The first trustworthy date: not before 1990, not more than a day ahead."""
-    for key in keys:
-        parsed = dict.get(node, key)  # not node.get: feedparser would answer updated_parsed with the published date
-        if not parsed:
-            continue
-        try:
-            when = datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
-        except (OverflowError, ValueError, OSError):
-            continue
-        if EARLIEST_TRUSTED <= when <= now + FUTURE_SLACK:
-            return when
-    return None
 
 
 def _names(values) -> tuple[str, ...]:
