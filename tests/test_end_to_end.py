@@ -188,6 +188,8 @@ def test_changed_item_updates_its_entry_keeping_id_and_republished(two_sources, 
     assert after.findtext(f"{A}id") == before.findtext(f"{A}id")
     assert after.findtext(f"{AGG}republished") == before.findtext(f"{AGG}republished")
     assert parse_time(after.findtext(f"{A}updated")) == datetime(2021, 9, 29, 12, 0, tzinfo=timezone.utc)
+    # an item dated by its updated alone was first published then: a new updated is a change, not a new date
+    assert parse_time(after.findtext(f"{A}published")) == datetime(2021, 9, 26, 12, 0, tzinfo=timezone.utc)
     assert "A corrected summary." in after.findtext(f"{A}content")
 
 

@@ -294,15 +294,17 @@ def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_publishe
     """The columns of an item: sanitised HTML and the two dates of SPEC §4.
 
     published: the source's published date, else its updated date, else when
-    first seen. updated: the source's updated date, else (for a change) now;
-    never earlier than published.
+    first seen; a stored item the source gives no published date keeps its
+    first one (a new updated date is a change, not a later publication).
+    updated: the source's updated date, else (for a change) now; never
+    earlier than published.
     """
-    if entry.published or entry.updated:
-        published = entry.published or entry.updated
+    if entry.published:
+        published = entry.published
     elif stored_published:
         published = from_text(stored_published)
     else:
-        published = now
+        published = entry.updated or now
     if entry.updated:
         updated = entry.updated
     else:
