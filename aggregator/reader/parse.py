@@ -18,7 +18,7 @@ from feedparser.sanitizer import replace_doctype
 from feedparser.util import FeedParserDict
 from lxml import etree
 
-from . import encoding, fastparse, jsonfeed
+from . import encoding, fastparse, hints, jsonfeed
 from .dates import parsed_time, trusted_date
 from ..errors import ParseError
 from ..models import Entry, FeedInfo, ParsedFeed
@@ -37,7 +37,6 @@ ENTITY_MARKERS = tuple({"ENTITY".encode(e) for e in ("ascii", "utf-16-le", "utf-
                                                      "cp037")})
 CHARREF = re.compile(rb"&#([xX][0-9a-fA-F]+|[0-9]+);?")
 ENTITY_ERRORS = {"ERR_RESOURCE_LIMIT", "ERR_ENTITY_LOOP", "ERR_ENTITY_AMPLIFICATION"}
-UPDATE_PERIODS = {"hourly": 3600, "daily": 86400, "weekly": 604800, "monthly": 2592000, "yearly": 31536000}
 
 
 def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str = "",
@@ -74,8 +73,8 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
         self_link=_self_link(feed, resolver),
         updated=trusted_date(feed, ("updated_parsed", "published_parsed"), now),
         language=_language(feed.get("language")),
-        ttl=_ttl(feed),
-        **_skips(body),
+        ttl=hints.ttl(feed.get("ttl"), feed.get("sy_updateperiod"), feed.get("sy_updatefrequency")),
+        **hints.skips(body),
     )
     links = [resolver.item(raw.get("link")) for raw in raw_entries]
     shared = _shared_links(raw_entries, links, resolver)
@@ -338,42 +337,6 @@ def _self_link(feed: dict, resolver: Resolver) -> str | None:
 def _language(value: str | None) -> str | None:
     value = (value or "").strip().lower().replace("_", "-")
     return value[:35] or None
-
-
-def _ttl(feed: dict) -> int | None:
-    """The shortest poll interval the feed itself asks for (RSS ttl, sy:updatePeriod/Frequency)."""
-    asks = []
-    try:
-        if feed.get("ttl"):
-            asks.append(int(float(feed["ttl"])) * 60)
-    except (TypeError, ValueError):
-        pass
-    period = UPDATE_PERIODS.get(str(feed.get("sy_updateperiod", "")).strip().lower())
-    if period:
-        try:
-            frequency = max(1, int(feed.get("sy_updatefrequency") or 1))
-        except (TypeError, ValueError):
-            frequency = 1
-        asks.append(period // frequency)
-    return max(asks) if asks else None
-
-
-_SKIP_HOURS = re.compile(rb"<skipHours\b[^>]*>(.*?)</skipHours\s*>", re.S | re.I)
-_SKIP_DAYS = re.compile(rb"<skipDays\b[^>]*>(.*?)</skipDays\s*>", re.S | re.I)
-_HOUR = re.compile(rb"<hour\b[^>]*>\s*(\d{1,2})\s*</hour", re.I)
-_DAY = re.compile(rb"<day\b[^>]*>\s*([A-Za-z]+)\s*</day", re.I)
-DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
-def _skips(body: bytes) -> dict:
-    """RSS 2.0 skipHours/skipDays, read from the bytes: feedparser keeps only the last <hour> of them."""
-    hours = _SKIP_HOURS.search(body)
-    days = _SKIP_DAYS.search(body)
-    return {
-        "skip_hours": frozenset(int(h) for h in _HOUR.findall(hours.group(1)) if int(h) < 24) if hours else frozenset(),
-        "skip_days": frozenset(d.decode().lower() for d in _DAY.findall(days.group(1))
-                               if d.decode().lower() in DAY_NAMES) if days else frozenset(),
-    }
 
 
 def _one_line(exc: object) -> str:
