@@ -95,7 +95,7 @@ def sanitising() -> None:
                                                                            for f in fragments], repeat=3))
     row("  of which the nesting-depth gate (bounded_depth)", best(lambda: [bounded_depth(f) for f in fragments]))
     row("  nh3 alone, for comparison", best(lambda: [_CLEANER.clean(f) for f in fragments], repeat=3))
-    row(f"plain_text over {len(titles)} corpus titles (repeat-until-stable)",
+    row(f"plain_text over {len(titles)} corpus titles (tags removed, references decoded once)",
         best(lambda: [plain_text(t) for t in titles]))
     row("  one nh3 pass per title, for comparison", best(lambda: [_TAG_STRIPPER.clean(t) for t in titles]))
     deep = "<div>" * 100_000 + "x"

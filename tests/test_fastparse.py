@@ -50,6 +50,34 @@ def test_generated_benchmark_feeds_take_the_fast_path_and_agree():
         assert fast == reference
 
 
+def test_the_fixtures_of_text_types_take_the_fast_path():
+    """test_same_result_as_feedparser compares the fast path's plain-text titles with feedparser's on these."""
+    for name in ("text_constructs_follow_their_type.atom", "rss_titles_as_feedparser_reads_them.rss"):
+        assert FIXTURES / "parse" / name in TAKEN, name
+
+
+RSS_TEXTS = ["Tom & Jerry", "Tom &amp; Jerry", "Jerry&#8217;s", "&#x2019;", "A <b>bold</b> move", "<B>Bold</B>",
+             "Why <script> tags", "<script>x</script> <b>y</b>", "1 < 2 > 0", "a &bogus; b", "&hellip;",
+             "<event-source>x</event-source>", "<h1>x</h1>", "x</p>", "<br/>a &amp; b", "AT&T;", "&#;", ""]
+
+
+@pytest.mark.parametrize("text", RSS_TEXTS)
+def test_an_rss_title_is_guessed_html_as_feedparser_guesses(text):
+    from feedparser.mixin import _FeedParserMixin
+
+    from aggregator.reader.sanitize import looks_like_html
+
+    assert looks_like_html(text) == _FeedParserMixin.looks_like_html(text)
+
+
+def test_the_guess_knows_the_elements_feedparser_knows():
+    from feedparser.sanitizer import _HTMLSanitizer
+
+    from aggregator.reader.sanitize import GUESSED_ELEMENTS
+
+    assert GUESSED_ELEMENTS == set(_HTMLSanitizer.acceptable_elements)
+
+
 @pytest.mark.parametrize("body, content_type", [
     (b'<?xml version="1.0" encoding="iso-8859-1"?><rss version="2.0"><channel><title>t</title></channel></rss>', ""),
     (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "b">]><rss version="2.0"><channel><title>&a;</title></channel></rss>', ""),

@@ -45,6 +45,21 @@ def test_xml_served_as_json_is_still_read_as_xml():
     assert parse(body, "application/json").info.title == "X"
 
 
+def test_titles_summaries_and_names_are_plain_text():
+    """JSON Feed's title and summary are plain text (jsonfeed.org 1.1: "HTML is not allowed"): text that reads
+    like markup stays as written, the summary is escaped into HTML, and a name keeps what reads like a tag."""
+    feed = parse({"version": "https://jsonfeed.org/version/1.1", "title": "Desk <b>x</b> &amp; co", "items": [
+        {"id": "1", "title": "Why <script> tags & <div>s matter", "summary": "Use the <canvas> element",
+         "content_html": "<p>Body</p>", "authors": [{"name": "Ann <a@b>"}]},
+        {"id": "2", "title": "Escaped &lt;b&gt; <b>literal</b>"},
+    ]})
+    assert feed.info.title == "Desk <b>x</b> &amp; co"
+    first, second = feed.entries
+    assert (first.title, first.summary, first.authors) == (
+        "Why <script> tags & <div>s matter", "Use the &lt;canvas&gt; element", ("Ann <a@b>",))
+    assert second.title == "Escaped &lt;b&gt; <b>literal</b>"
+
+
 def test_dates_languages_and_the_key_chain():
     feed = parse({"version": "https://jsonfeed.org/version/1.1", "language": "fr-FR", "items": [
         {"url": "https://e.example/show", "title": "Ep 2", "date_published": "2021-09-27T10:00:00+02:00",

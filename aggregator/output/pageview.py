@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -258,7 +259,7 @@ def page_content(fragment: str | None, clean: bool = False) -> str:
     try:
         root = lxml.html.fragment_fromstring(fragment, create_parent="div")
     except (etree.LxmlError, ValueError):
-        return plain_text(fragment)
+        return html.escape(plain_text(fragment), quote=False)  # its text, which may read like a tag, as HTML
     for element in list(root.iter("img", "video", "audio", "picture")):
         if element.getparent() is not None and not _inside_media(element):
             _replace_with_link(element)

@@ -16,6 +16,8 @@ from email.utils import parsedate_to_datetime
 
 from lxml import etree
 
+from .sanitize import looks_like_html
+
 ATOM = "{http://www.w3.org/2005/Atom}"
 DC = "{http://purl.org/dc/elements/1.1/}"
 CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
@@ -136,7 +138,8 @@ def _rss(root) -> dict:
         if tag == "item":
             entries.append(_rss_item(child))
         elif tag == "title":
-            feed["title"] = _text(child)
+            feed["title_detail"] = _guessed(_text(child).strip())
+            feed["title"] = feed["title_detail"]["value"]
         elif tag == "link":
             feed["link"] = _text(child).strip()
         elif tag in ("language", f"{DC}language"):
@@ -166,8 +169,8 @@ def _rss_item(item) -> dict:
         value = _text(child)
         value = value.strip()
         if tag == "title":
-            kind = "text/html" if "<" in value or "&" in value else "text/plain"
-            entry["title"], entry["title_detail"] = value, {"type": kind, "value": value}
+            entry["title_detail"] = _guessed(value)
+            entry["title"] = value
         elif tag == "link":
             entry["link"] = value.strip()
         elif tag == "guid":
@@ -198,6 +201,11 @@ def _rss_item(item) -> dict:
     return entry
 
 
+def _guessed(value: str) -> dict:
+    """An RSS title as feedparser's detail dict: RSS types no text, so feedparser guesses, and so does this."""
+    return {"type": "text/html" if looks_like_html(value) else "text/plain", "value": value}
+
+
 def _enclosure(entry: dict, href: str | None) -> None:
     """An enclosure as feedparser lists it (`enclosures`, hrefs as written); one without a URL is not listed."""
     if href:
@@ -213,7 +221,8 @@ def _atom(root) -> dict:
         if tag == f"{ATOM}entry":
             entries.append(_atom_entry(child))
         elif tag == f"{ATOM}title":
-            feed["title"] = _atom_text(child)["value"]
+            feed["title_detail"] = _atom_text(child)
+            feed["title"] = feed["title_detail"]["value"]
         elif tag == f"{ATOM}link":
             if child.get("rel", "alternate") == "alternate":
                 feed.setdefault("link", child.get("href", "").strip())

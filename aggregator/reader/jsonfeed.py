@@ -51,6 +51,8 @@ def read(body: bytes) -> dict:
         ("id", _text(document.get("feed_url"))),  # the feed's own URL is the closest thing it has to an id
         ("language", _text(document.get("language"))),
     ) if value}
+    if "title" in feed:
+        feed["title_detail"] = {"type": "text/plain", "value": feed["title"]}  # plain text, as an item's title
     language = feed.get("language")
     entries = [_item(item, authors, language) for item in items or () if isinstance(item, dict)]
     return {"feed": feed, "entries": entries}

@@ -22,7 +22,7 @@ from . import encoding, fastparse, hints, jsonfeed
 from .dates import parsed_time, trusted_date
 from ..errors import ParseError
 from ..models import Entry, FeedInfo, ParsedFeed
-from .sanitize import plain_text, xml_safe
+from .sanitize import looks_like_html, plain_text, spaced_text, xml_safe
 from .urls import Resolver, document_base
 
 MAX_TITLE = 1000
@@ -67,7 +67,7 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
         feed, raw_entries, warning = _reference(body, headers)
     resolver = Resolver.for_document(base, feed.get("link"))
     info = FeedInfo(
-        title=plain_text(str(feed.get("title") or "")[:MAX_RAW_TEXT])[:MAX_TITLE] or None,
+        title=_plain(feed.get("title"), feed.get("title_detail"))[:MAX_TITLE] or None,
         link=resolver.site,
         id=xml_safe(feed.get("id") or "").strip() or None,
         self_link=_self_link(feed, resolver),
@@ -274,7 +274,7 @@ def _entry(raw: dict, links: tuple[str | None, str | None], shared: frozenset, r
             break
     if content and summary and plain_text(content) == plain_text(summary):
         summary = None
-    title = plain_text(str(raw.get("title") or "")[:MAX_RAW_TEXT])[:MAX_TITLE]
+    title = _plain(raw.get("title"), raw.get("title_detail"))[:MAX_TITLE]
     authors = _names(a.get("name") or a.get("email") for a in raw.get("authors") or () if isinstance(a, dict))
     if not any(authors) and raw.get("author"):
         authors = _names([raw.get("author")])
@@ -320,9 +320,21 @@ def _html(detail: dict | None) -> str | None:
     return value
 
 
+def _plain(value, detail: dict | None = None) -> str:
+    """A title or name as plain text (SPEC §4), by the content type its parser gives it: a text/plain value
+    is plain text already and only has its whitespace normalised; HTML and XHTML lose their tags and decode
+    their references once. A name, typed by no parser, is HTML when it looks like HTML, as feedparser guesses
+    an RSS title (WordPress escapes its names and terms inside CDATA: `Tom &amp;amp; Jerry`)."""
+    value = str(value or "")[:MAX_RAW_TEXT]
+    kind = detail.get("type") if isinstance(detail, dict) else None
+    if kind == "text/plain" or (kind is None and not looks_like_html(value)):
+        return spaced_text(value)
+    return plain_text(value)
+
+
 def _names(values) -> tuple[str, ...]:
     """Distinct plain-text names, each and their number bounded: a feed cannot make an entry huge this way."""
-    names = dict.fromkeys(plain_text(str(v or "")[:MAX_RAW_TEXT])[:MAX_NAME] for v in values)
+    names = dict.fromkeys(_plain(v)[:MAX_NAME] for v in values)
     return tuple(name for name in names if name)[:MAX_NAMES]
 
 

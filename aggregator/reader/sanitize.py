@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import html
+import html.entities
 import re
 from urllib.parse import urljoin, urlsplit
 
@@ -114,16 +115,48 @@ _TAG_STRIPPER = nh3.Cleaner(tags=set(), clean_content_tags={"script", "style"}, 
 
 
 def plain_text(fragment: str | None) -> str:
-    """Text with every tag removed and entities decoded: what a title must be.
+    """The text of an HTML fragment, as a title holds it: every tag removed, references decoded once.
 
-    Stripping repeats while it still finds markup, because text inside
-    <title>, <textarea> or <noscript> comes out as a tag once decoded; a
-    reader that treats a title as HTML must find none.
+    Decoded once: `&amp;lt;b&amp;gt;` is the text `&lt;b&gt;`, and `&lt;b&gt;` the text `<b>`, which is
+    not markup any more but what the fragment says; every output escapes it as text (SPEC §4).
     """
     text = xml_safe(fragment or "")
     if "<" in text or "&" in text:
         text = _quick_strip(text) or _thorough_strip(text)
     return " ".join(text.split())
+
+
+def spaced_text(text: str | None) -> str:
+    """A plain text as a title holds it: XML-safe, each run of whitespace one space; nothing in it is markup."""
+    return " ".join(xml_safe(text or "").split())
+
+
+#: The HTML elements feedparser's guess knows (feedparser.sanitizer._HTMLSanitizer.acceptable_elements).
+GUESSED_ELEMENTS = frozenset("""
+a abbr acronym address area article aside audio b big blockquote br button canvas caption center cite code col
+colgroup command datagrid datalist dd del details dfn dialog dir div dl dt em event-source fieldset figcaption
+figure font footer form h1 h2 h3 h4 h5 h6 header hr i img input ins kbd keygen label legend li m map menu
+meter multicol nav nextid noscript ol optgroup option output p pre progress q s samp section select small
+sound source spacer span strike strong sub sup table tbody td textarea tfoot th thead time tr tt u ul var
+video""".split())
+_CLOSING_TAG = re.compile(r"</(\w+)>")
+_REFERENCE = re.compile(r"&#?\w+;")
+_TAG_NAME = re.compile(r"</?(\w+)")
+_NAMED_REFERENCE = re.compile(r"&(\w+);")
+
+
+def looks_like_html(text: str) -> bool:
+    """Whether a text of no declared type (an RSS title, a name) is HTML, guessed as feedparser guesses an RSS
+    title: it holds a closing tag or a reference, every tag is of an element in GUESSED_ELEMENTS, and every
+    named reference is HTML's. `Tom & Jerry` and `Why <script> tags` are plain text, `<b>Bold</b>` and
+    `Tom &amp;amp; Jerry` HTML."""
+    if "<" not in text and "&" not in text:
+        return False
+    if not (_CLOSING_TAG.search(text) or _REFERENCE.search(text)):
+        return False
+    if any(name.lower() not in GUESSED_ELEMENTS for name in _TAG_NAME.findall(text)):
+        return False
+    return all(name in html.entities.entitydefs for name in _NAMED_REFERENCE.findall(text))
 
 
 def plain_lines(fragment: str, spaced: bool = True) -> list[str]:
@@ -181,15 +214,9 @@ def _quick_strip(text: str) -> str | None:
 
 
 def _thorough_strip(text: str) -> str:
-    text = bounded_depth(text)
-    for _ in range(4):
-        if "<" not in text and "&" not in text:
-            break
-        stripped = html.unescape(_TAG_STRIPPER.clean(text))
-        if stripped == text:
-            break
-        text = xml_safe(stripped)
-    return text
+    """The text of any markup, by the HTML parser: tags removed (script and style with their text), references
+    decoded once."""
+    return xml_safe(html.unescape(_TAG_STRIPPER.clean(bounded_depth(text))))
 
 
 def xml_safe(text: str) -> str:
