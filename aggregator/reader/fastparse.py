@@ -264,6 +264,9 @@ def _atom_entry(element) -> dict:
                 raise Unsupported  # parse.py reads it from feedparser's full list of links
             if child.get("rel", "alternate") == "alternate":
                 entry.setdefault("link", child.get("href", "").strip())
+                entry.setdefault("links", []).append({"rel": "alternate", "type": child.get("type"),
+                                                      "hreflang": child.get("hreflang"),
+                                                      "href": child.get("href", "").strip()})
             elif child.get("rel") == "enclosure":
                 if not child.get("href"):
                     raise Unsupported  # feedparser reads such a link's text in its own way

@@ -25,6 +25,7 @@ from ..models import Entry, FeedInfo, ParsedFeed
 from .sanitize import looks_like_html, plain_text, spaced_text, xml_safe
 from .urls import Resolver, document_base
 
+PAGE_TYPES = ("text/html", "application/xhtml+xml")
 MAX_TITLE = 1000
 MAX_TEXT = 512 * 1024
 MAX_RAW_TEXT = 64 * 1024  # markup read to find a title or name: the cost of stripping it stays bounded
@@ -76,7 +77,7 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
         ttl=hints.ttl(feed.get("ttl"), feed.get("sy_updateperiod"), feed.get("sy_updatefrequency")),
         **hints.skips(body),
     )
-    links = [resolver.item(raw.get("link")) for raw in raw_entries]
+    links = [resolver.item(_page_link(raw)) for raw in raw_entries]
     shared = _shared_links(raw_entries, links, resolver)
     entries = tuple(_entry(raw, link, shared, resolver, info.language, now)
                     for raw, link in zip(raw_entries[:max_entries], links))
@@ -300,6 +301,16 @@ def _entry(raw: dict, links: tuple[str | None, str | None], shared: frozenset, r
         language=language or feed_language,
         canonical=_canonical(raw, resolver),
     )
+
+
+def _page_link(raw: dict) -> str | None:
+    """The entry's link: of its HTML rel="alternate" links (type text/html, XHTML, or none), the first without
+    hreflang (the page in the feed's language), else the first; else the link its parser took (feedparser
+    takes the last)."""
+    pages = [link for link in raw.get("links") or () if isinstance(link, dict) and link.get("href")
+             and link.get("rel", "alternate") == "alternate" and (link.get("type") or "text/html") in PAGE_TYPES]
+    page = next((link for link in pages if not link.get("hreflang")), pages[0] if pages else None)
+    return page["href"] if page else raw.get("link")
 
 
 def _canonical(raw: dict, resolver: Resolver) -> str | None:
