@@ -194,8 +194,6 @@ def _rss_item(item) -> dict:
             _enclosure(entry, child.get("url", child.get("uri", child.get("href"))))
     if "link" not in entry and entry.get("id") and permalink:
         entry["link"] = entry["id"]
-    if "link" not in entry and entry.get("id"):
-        entry["link"] = entry["id"]
     if "title" not in entry:
         raise Unsupported
     return entry
