@@ -376,6 +376,26 @@ def test_at_most_two_requests_in_flight_per_host_and_spaced(tmp_path, daemons):
     assert min(later - earlier for earlier, later in zip(starts, starts[1:])) >= 0.06  # spaced 0.1s (half of 0.2s)
 
 
+def test_a_redirect_takes_a_slot_of_the_host_it_leads_to(tmp_path, daemons, feed_server, second_server,
+                                                         state_location):
+    """Ten sources redirected to the host ten more sources name themselves: it has two requests in flight at
+    most, for a daemon alone on SQLite and for a worker on PostgreSQL."""
+    second_server.delay = 0.3
+    moved = [second_server.serve(f"/c{n}", rss(f"c{n}", 1)) for n in range(10)]
+    sources = [{"id": f"x{n}", "url": feed_server.serve(f"/x{n}", status=302, headers={"Location": url}),
+                "interval": 0.2} for n, url in enumerate(moved)]
+    sources += [{"id": f"c{n}", "url": url + "?y", "interval": 0.2} for n, url in enumerate(moved)]
+    config = write_config(tmp_path, sources, state=state_location)
+    daemon = daemons(config)
+    wanted = {f"/c{n}" for n in range(10)} | {f"/c{n}?y" for n in range(10)}
+    wait_for(lambda: wanted <= {r.path for r in second_server.requests}, timeout=30, what="every source polled",
+             log=daemon.log)
+    assert daemon.stop() == 0
+    assert second_server.peak <= 2, second_server.peak
+    rows = status_json(config)
+    assert len(rows) == 20 and all(row["state"] == "ok" and row["entries"] == 1 for row in rows.values()), rows
+
+
 def test_run_reports_a_bad_config_or_a_busy_port_in_one_line(tmp_path, feed_server):
     config = write_config(tmp_path, [{"id": "a", "url": feed_server.serve("/a.xml", rss("a", 1)),
                                       "interval": "soon"}])

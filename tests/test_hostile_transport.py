@@ -147,7 +147,7 @@ def test_a_redirect_to_a_file_url_is_not_followed(transport_run):
 
 
 def test_a_redirect_to_a_port_out_of_range_is_a_fetch_error(transport_run):
-    error = _failing(transport_run["status"], "redirect-to-bad-port", "fetch")
+    error = _failing(transport_run["status"], "redirect-to-bad-port", "fetch:", "99999")
     assert "internal error" not in error and transport_run["status"]["redirect-to-bad-port"]["url"].endswith(
         "/to-bad-port"), error  # not adopted
 

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT, fixture_bytes, run_cli, status_json, write_config
+from feedserver import FeedServer
 
 
 @pytest.mark.parametrize("count", [6, 12])  # in threads of this process; in two poller processes
@@ -44,6 +45,29 @@ def test_at_most_two_requests_in_flight_per_host(tmp_path, feed_server, count):
     assert f"total: {count} sources" in result.stdout
     assert state["peak"] == 2, state
     assert elapsed >= count / 2 * 0.4  # 2 at a time, 0.4 s each
+
+
+def test_a_redirect_takes_a_slot_of_the_host_it_leads_to(tmp_path, feed_server):
+    """Ten sources on one host redirected to another, which ten more sources name themselves: that other host
+    has its two requests in flight at most, whichever host a source's configured URL is on; and waiting for
+    its turn there (5 s in all) does not count against a source's timeout."""
+    target = FeedServer().start()
+    target.delay = 0.5  # every answer of the redirect target takes that long: the pollers pile up on it
+    try:
+        feed = fixture_bytes("feeds/dates.atom")
+        moved = [target.serve(f"/c{n}", feed) for n in range(10)]
+        sources = [{"id": f"x{n}", "url": feed_server.serve(f"/x{n}", status=302, headers={"Location": url}),
+                    "timeout": "2s"} for n, url in enumerate(moved)]
+        sources += [{"id": f"c{n}", "url": url + "?y", "timeout": "2s"}  # each poller has both kinds
+                    for n, url in enumerate(moved)]
+        config = write_config(tmp_path, sources)
+        result = run_cli("once", config=config, check=True)
+    finally:
+        target.stop()
+    assert "total: 20 sources, 60 new entries, 0 updated, 0 unchanged, 0 failed" in result.stdout, result.stdout
+    assert target.peak <= 2 and len(target.requests) == 20, (target.peak, len(target.requests))
+    rows = status_json(config)
+    assert all(row["state"] == "ok" and row["entries"] > 0 for row in rows.values()) and len(rows) == 20, rows
 
 
 @pytest.mark.parametrize("count", [1, 10])

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ from .. import USER_AGENT
 from ..errors import FailureKind, FetchError
 from ..models import FetchResult
 from .body import Body, plain_headers
+from .hosts import host_key
 from ..redaction import redact
 from .transport import AddressPolicy, AddressRefused, Watch, WatchedAdapter
 
@@ -30,6 +32,11 @@ MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
 ACCEPT = ("application/atom+xml, application/rss+xml, application/feed+json, application/rdf+xml;q=0.9, "
           "application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.8, */*;q=0.5")
+
+#: What a fetch holds while it talks to one host: entered with the URL of the first request to a host:port,
+#: left when the fetch is done with that host (a redirect to another one, or the last byte); waiting to enter
+#: it does not count against the whole-request deadline.
+Slot = Callable[[str], AbstractContextManager]
 
 _local = threading.local()
 
@@ -62,12 +69,13 @@ def _read_environment_once(s: requests.Session) -> None:
 
 def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None,
           timeout: float = 30.0, max_bytes: int = 10 * 1024**2, policy: AddressPolicy | None = None,
-          shown: str | None = None) -> FetchResult:
+          shown: str | None = None, slot: Slot = nullcontext) -> FetchResult:
     """One source read; ``policy`` says which addresses count as internal (default: from the environment);
-    ``shown``: how messages name a file: source (the URL as configured, not the local path)."""
+    ``shown``: how messages name a file: source (the URL as configured, not the local path); ``slot``: what
+    the read holds while it talks to a host (default: nothing)."""
     if url.startswith("file:"):
         return _read_file(url, max_bytes, shown or url)
-    return _fetch_http(url, etag, last_modified, timeout, max_bytes, policy)
+    return _fetch_http(url, etag, last_modified, timeout, max_bytes, policy, slot)
 
 
 def _read_file(url: str, max_bytes: int, shown: str) -> FetchResult:
@@ -83,20 +91,24 @@ def _read_file(url: str, max_bytes: int, shown: str) -> FetchResult:
 
 
 def _fetch_http(url: str, etag: str | None, last_modified: str | None,
-                timeout: float, max_bytes: int, policy: AddressPolicy | None = None) -> FetchResult:
+                timeout: float, max_bytes: int, policy: AddressPolicy | None, slot: Slot) -> FetchResult:
     headers = {}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    started = time.monotonic()
     policy = policy or AddressPolicy.from_environment()
     watch = Watch(timeout, policy, check_addresses=not _proxied(url))
-    current, hops, all_permanent = url, 0, True
+    current, hops, all_permanent, host = url, 0, True, None
     try:
-        with watch:
+        with watch, ExitStack() as held:
             while True:
-                remaining = timeout - (time.monotonic() - started)
+                if host_key(current) != host:  # one host at a time: a redirect elsewhere leaves the last one's slot
+                    held.close()
+                    host = host_key(current)
+                    held.enter_context(slot(current))
+                    held.enter_context(watch.running())
+                remaining = watch.remaining()
                 if remaining <= 0:
                     raise FetchError(f"timed out after {timeout:g}s", kind=FailureKind.TIMEOUT)
                 watch.hop = hops

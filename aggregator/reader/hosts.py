@@ -2,7 +2,8 @@
 
 SPEC §5.1 allows at most 2 requests in flight to one host:port; the daemon
 also spaces request starts to one host, so fifty feeds on one site are not
-fetched in one burst.
+fetched in one burst. A fetch takes a slot of each host it talks to, in turn
+(fetch.Slot): a redirect to another host counts against that host.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ DEFAULT_SPACING = 1.0  # seconds between request starts to one host
 
 
 def host_key(url: str) -> str:
-    """host:port, the unit of politeness limits."""
+    """host:port, the unit of politeness limits (a redirect's port may be no port at all: its text then,
+    and requests refuses the URL)."""
     parts = urlsplit(url)
     try:
         port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)

@@ -23,7 +23,9 @@ import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -128,18 +130,31 @@ class Watch:
         self.refused: str | None = None
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
-        self._seconds = max(seconds, 0.001)
-        self._deadline: list | None = None
+        self._left = max(seconds, 0.001)  # of the deadline, while its clock stands still
+        self._ends = 0.0  # while it runs
 
     def __enter__(self) -> Watch:
         self._previous = getattr(_local, "watch", None)
         _local.watch = self
-        self._deadline = WATCHDOG.schedule(self._seconds, self._expire)
         return self
 
     def __exit__(self, *exc) -> None:
-        WATCHDOG.cancel(self._deadline)
         _local.watch = self._previous
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The deadline's clock runs only meanwhile: while the fetch talks to a host, not while it waits its turn."""
+        self._ends = time.monotonic() + self._left
+        deadline = WATCHDOG.schedule(self._left, self._expire)
+        try:
+            yield
+        finally:
+            WATCHDOG.cancel(deadline)
+            self._left = self.remaining()
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (while its clock runs)."""
+        return self._ends - time.monotonic()
 
     def adopt(self, sock: socket.socket | None) -> None:
         """Register a socket so the deadline can shut it; shut it at once if already too late.

@@ -43,8 +43,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.polls = Counter("aggregator_polls", "Polls by outcome", ["outcome"], registry=r)
-        self.fetch_seconds = Histogram("aggregator_fetch_duration_seconds", "Time a poll's fetch took, from its host "
-                                       "slot's grant to the last byte", buckets=FETCH_BUCKETS, registry=r)
+        self.fetch_seconds = Histogram("aggregator_fetch_duration_seconds", "Time a poll's fetch took, from its "
+                                       "first host slot's grant to the last byte", buckets=FETCH_BUCKETS, registry=r)
         self.fetched_bytes = Counter("aggregator_fetched_bytes", "Decoded bytes of the bodies fetched", registry=r)
         self.entries = Counter("aggregator_entries", "Entries stored by polls and pushes: new (a story of its own), "
                                "merged (a new copy of a known story), updated (a known item changed)", ["change"],

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -56,17 +57,33 @@ def poll(store: Store, config: Config, source: SourceConfig, limiter: HostLimite
 
 def fetch_source(source: SourceConfig, state: SourceState, url: str, limiter: HostLimiter,
                  observe: Observe | None = None) -> FetchResult:
-    """The conditional GET of a poll, in one of the host's slots (a file: URL needs neither)."""
+    """The conditional GET of a poll, in one of the slots of each host it talks to, a redirect's target
+    too (a file: URL needs none)."""
     if url.startswith("file:"):
         return _observed(observe, lambda: fetch(url, timeout=source.timeout, max_bytes=source.max_bytes,
                                                 shown=source.shown_url))
-    with limiter.slot(url):
-        return _observed(observe, lambda: fetch(url, etag=state.etag, last_modified=state.last_modified,
-                                                timeout=source.timeout, max_bytes=source.max_bytes))
+    slots = _Granted(limiter)
+    return _observed(observe, lambda: fetch(url, etag=state.etag, last_modified=state.last_modified,
+                                            timeout=source.timeout, max_bytes=source.max_bytes, slot=slots.slot),
+                     slots)
 
 
-def _observed(observe: Observe | None, read: Callable[[], FetchResult]) -> FetchResult:
-    """read(), timed (from the host slot's grant to the last byte) and shown to `observe`."""
+class _Granted:
+    """A limiter's slots for one fetch, and when the first was granted (where `observe` starts timing)."""
+
+    def __init__(self, limiter: HostLimiter):
+        self._limiter = limiter
+        self.at: float | None = None
+
+    @contextmanager
+    def slot(self, url: str) -> Iterator[None]:
+        with self._limiter.slot(url):
+            self.at = self.at or time.monotonic()
+            yield
+
+
+def _observed(observe: Observe | None, read: Callable[[], FetchResult], slots: _Granted | None = None) -> FetchResult:
+    """read(), timed (from the first host slot's grant to the last byte) and shown to `observe`."""
     if observe is None:
         return read()
     started, result = time.monotonic(), None
@@ -74,7 +91,7 @@ def _observed(observe: Observe | None, read: Callable[[], FetchResult]) -> Fetch
         result = read()
         return result
     finally:
-        observe(result, time.monotonic() - started)
+        observe(result, time.monotonic() - (slots.at if slots and slots.at else started))
 
 
 def store_fetched(store: Store, config: Config, source: SourceConfig, state: SourceState, url: str,

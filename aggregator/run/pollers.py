@@ -8,8 +8,9 @@ threads, hashes what came back and prepares what changed, and sends the
 outcome here, where it is stored as `poll` would store it: the store keeps
 its one writer, and a poller sends no body this process would only hash
 again. The rule of at most two requests in flight to one host (SPEC §5.1) is
-split between the pollers, one each: exact without anything shared, and one
-busy host keeps both at work.
+split between the pollers, one each: exact without anything shared (for the
+host a redirect leads to as well: a fetch takes a slot of each host it talks
+to), and one busy host keeps both at work.
 """
 
 from __future__ import annotations

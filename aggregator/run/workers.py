@@ -98,8 +98,9 @@ class SharedLimiter(PoliteLimiter):
 
 class LeasedPoll:
     """The limiter of one poll of a leased source: the shared host slot, then the lease extended to outlast
-    the request (its whole-request deadline and REQUEST_GRACE) right before it is sent; LeaseLost instead
-    when another worker took the source while this one stalled."""
+    the request (its whole-request deadline and REQUEST_GRACE) right before it is sent to that host (each
+    host a redirect leads to takes a slot too); LeaseLost instead when another worker took the source while
+    this one stalled."""
 
     def __init__(self, limiter: SharedLimiter, coordinator: Coordinator, source: SourceConfig):
         self._limiter, self._coordinator, self._source = limiter, coordinator, source
