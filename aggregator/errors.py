@@ -4,6 +4,8 @@ A source's failure also says what kind of failure it was (`FailureKind`): what
 code decides on (is the network down? SPEC §5.4) reads the kind, never the text.
 """
 
+from __future__ import annotations
+
 from enum import StrEnum
 
 
@@ -32,9 +34,17 @@ class FailureKind(StrEnum):
 
 
 class AggregatorError(Exception):
-    """Base of every error the CLI turns into a one-line message."""
+    """Base of every error the CLI turns into a one-line message; a source's failure may note `status`, the HTTP
+    status of the answer it came from (a 200 whose body was too large, too slow or no feed)."""
 
     stage = "aggregator"
+    status: int | None = None
+
+    def answered(self, status: int | None) -> AggregatorError:
+        """This error, noting the status of the answer it came from unless it names one already."""
+        if self.status is None:
+            self.status = status
+        return self
 
     def __str__(self) -> str:
         return f"{self.stage}: {super().__str__()}"

@@ -40,6 +40,7 @@ def transport_run(tmp_path_factory):
     try:
         main.serve("/internal", INTERNAL)
         main.serve("/feed.xml", FEED)
+        main.serve("/page.html", "<!DOCTYPE html><html><body><p>Not a feed</p></body></html>", content_type="text/html")
         main.routes["/loop-a"] = _redirect_route(main.url("/loop-b"))
         main.routes["/loop-b"] = _redirect_route(main.url("/loop-a"))
         for length, prefix in ((6, "/six"), (5, "/five")):
@@ -77,6 +78,7 @@ def transport_run(tmp_path_factory):
             {"id": "redirect-chain-6", "url": main.url("/six0")},
             {"id": "redirect-chain-5", "url": main.url("/five0")},
             {"id": "redirect-to-file", "url": main.url("/to-file")},
+            {"id": "html-page", "url": main.url("/page.html")},
             {"id": "redirect-to-bad-port", "url": main.url("/to-bad-port")},
             {"id": "tls", "url": servers["tls"].url("/feed.xml")},
             {"id": "dns", "url": "http://no-such-host.invalid/feed.xml"},
@@ -125,12 +127,21 @@ def test_hostile_servers_do_not_stop_the_good_source_or_publishing(transport_run
 @pytest.mark.parametrize("source_id", ["trickle-body", "trickle-headers", "hang"])
 def test_the_deadline_bounds_the_whole_request(transport_run, source_id):
     _failing(transport_run["status"], source_id, "timed out after 1.5s")
+    # the last HTTP status is the answer's, when one came before the body failed (trickled headers: either)
+    expected = {"trickle-body": {200}, "hang": {None}}.get(source_id, {200, None})
+    assert transport_run["status"][source_id]["last_status"] in expected, transport_run["status"][source_id]
 
 
 def test_a_gzip_bomb_is_cut_off_on_its_decoded_size(transport_run):
     assert transport_run["bomb_size"] < 1024 * 1024  # under max_bytes on the wire
     _failing(transport_run["status"], "gzip-bomb", "max_bytes")
+    assert transport_run["status"]["gzip-bomb"]["last_status"] == 200
     assert transport_run["result"].max_rss_mb < 300
+
+
+def test_an_html_page_is_a_parse_error_after_a_200(transport_run):
+    _failing(transport_run["status"], "html-page", "parse:", "an HTML page")
+    assert transport_run["status"]["html-page"]["last_status"] == 200
 
 
 @pytest.mark.parametrize("source_id", ["redirect-loop", "redirect-chain-6"])

@@ -198,13 +198,14 @@ def _read_response(response: requests.Response, url: str, permanent: str | None,
         for chunk in response.iter_content(CHUNK):
             body.add(chunk)
             if deadline.expired:
-                raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)",
-                                 kind=FailureKind.TIMEOUT)
+                break
+        if deadline.expired:
+            raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)",
+                             kind=FailureKind.TIMEOUT)
+    except FetchError as exc:
+        raise exc.answered(status)
     finally:
         response.close()
-    if deadline.expired:
-        raise FetchError(f"timed out after {timeout:g}s (the whole request, connect to last byte)",
-                         kind=FailureKind.TIMEOUT)
     headers.setdefault("content-location", url)
     return FetchResult(url=url, status=200, body=body.bytes(), headers=plain_headers(headers, body),
                        permanent_url=permanent,

@@ -144,7 +144,10 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         return PollResult(source.id, Outcome.UNCHANGED, status=result.status, next_poll=final.next_poll)
     with store.snapshot() as db:
         latest = known_items(db, source.id)
-    prepared = prepare(result.body, result.headers, result.url, now, source.max_entries, source.id, latest)
+    try:
+        prepared = prepare(result.body, result.headers, result.url, now, source.max_entries, source.id, latest)
+    except AggregatorError as exc:
+        raise exc.answered(result.status)
     feed = prepared.feed
     min_interval = max(filter(None, (feed.info.ttl, result.max_age)), default=None)
     base = replace(

@@ -73,8 +73,11 @@ def fetch_and_prepare(store: Store, source: SourceConfig, state: SourceState, li
         except AggregatorError:
             latest = []  # only a hint: without it every entry is prepared
         with preparing:
-            prepared = prepare_feed(result.body, result.headers, result.url, now, source.max_entries, source.id,
-                                    latest)
+            try:
+                prepared = prepare_feed(result.body, result.headers, result.url, now, source.max_entries,
+                                        source.id, latest)
+            except AggregatorError as exc:
+                raise exc.answered(result.status)
         return Fetched(source.id, url, now, replace(result, body=b""), body_hash, prepared)
     except AggregatorError as exc:
         return Fetched(source.id, url, now, exc)
