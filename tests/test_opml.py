@@ -136,6 +136,7 @@ def test_index_opml_lists_every_output(tmp_path):
     assert [(o["title"], o["xmlUrl"]) for o in outlines] == [
         ("World news", "http://feeds.test/world.atom"), ("Technology", "http://feeds.test/tech.atom")]
     assert outlines[0]["description"] == "From everywhere" and outlines[1]["language"] == "en"
+    assert [o["htmlUrl"] for o in outlines] == ["http://feeds.test/world.html", "http://feeds.test/tech.html"]
     assert [o.title for o in read_outlines((tmp_path / "out" / "index.opml").read_bytes())] == ["World news",
                                                                                                    "Technology"]
 

@@ -186,11 +186,12 @@ def sources_opml(config: Config, site_links: dict[str, str] | None = None,
 
 
 def outputs_opml(config: Config) -> bytes:
-    """index.opml: every output's Atom document, so a reader subscribes to them all in one step."""
+    """index.opml: every output's Atom document, so a reader subscribes to them all in one step; each outline's
+    htmlUrl is the output's page (SPEC §4.1)."""
     root, body = _document(f"Feeds at {config.base_url}")
     for output in config.outputs:
         attributes = {"type": "rss", "text": output.title, "title": output.title,
-                      "xmlUrl": f"{config.base_url}{output.id}.atom", "htmlUrl": config.base_url}
+                      "xmlUrl": f"{config.base_url}{output.id}.atom", "htmlUrl": f"{config.base_url}{output.id}.html"}
         if output.subtitle:
             attributes["description"] = output.subtitle
         if output.language:
