@@ -355,7 +355,8 @@ def test_a_feed_that_is_not_well_formed_xml_is_read_as_far_as_it_goes_and_says_s
     """A real feed cut off mid-way (what a server that fails mid-response serves), one with a mismatched tag
     and one cut off inside its channel title: each source stays ok with the entries that could be read, and
     `status` (the table's warnings and `--json`'s `warning`) says the XML is not well-formed, where; the
-    whole feed beside them has no warning. Before: all three looked healthy, nothing recorded."""
+    whole feed beside them has no warning, nor has one whose every item is read all the same. Before: all
+    three looked healthy, nothing recorded."""
     feed = (REAL / "rss-parser" / "heise.atom").read_bytes()
     (tmp_path / "whole.atom").write_bytes(feed)
     (tmp_path / "cut.atom").write_bytes(feed[:len(feed) // 2])
@@ -363,12 +364,19 @@ def test_a_feed_that_is_not_well_formed_xml_is_read_as_far_as_it_goes_and_says_s
         b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><item><title>A</title>'
         b"<link>https://mismatch.example/a</link></item><item><title>B</title></channel></rss>")
     (tmp_path / "stub.rss").write_bytes(b"<rss><channel><title>x</titl")
+    # healthy enough: every item is read (blank lines before <?xml, as PHP sites send; &nbsp; and a stray &)
+    (tmp_path / "blank.atom").write_bytes(b"\n\n" + feed.replace(b"heise", b"heise-blank"))
+    (tmp_path / "loose.rss").write_bytes(
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>T&nbsp;</title><item><title>A & B</title>'
+        b"<link>https://loose.example/a</link></item></channel></rss>")
     config = write_config(tmp_path, [{"id": name, "url": f"file:{file}"} for name, file in (
-        ("whole", "whole.atom"), ("cut", "cut.atom"), ("mismatched", "mismatched.rss"), ("stub", "stub.rss"))])
+        ("whole", "whole.atom"), ("cut", "cut.atom"), ("mismatched", "mismatched.rss"), ("stub", "stub.rss"),
+        ("blank", "blank.atom"), ("loose", "loose.rss"))])
     run_cli("once", config=config, check=True)
     rows = status_json(config)
     assert all(row["state"] == "ok" for row in rows.values()), rows
-    assert rows["whole"]["warning"] is None and rows["whole"]["entries"] == 15, rows["whole"]
+    for name, entries in (("whole", 15), ("blank", 15), ("loose", 1)):
+        assert rows[name]["warning"] is None and rows[name]["entries"] == entries, rows[name]
     assert 0 < rows["cut"]["entries"] < 15, rows["cut"]
     for name in ("cut", "mismatched", "stub"):
         warning = rows[name]["warning"]

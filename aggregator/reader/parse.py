@@ -26,6 +26,8 @@ from .sanitize import looks_like_html, plain_text, spaced_text, xml_safe
 from .urls import Resolver, document_base
 
 PAGE_TYPES = ("text/html", "application/xhtml+xml")
+LOSSY_XML_ERRORS = frozenset({"mismatched tag", "unclosed token", "no element found", "unclosed CDATA section",
+                              "junk after document element"})  # expat's: what follows is read loosely, or lost
 MAX_TITLE = 1000
 MAX_TEXT = 512 * 1024
 MAX_RAW_TEXT = 64 * 1024  # markup read to find a title or name: the cost of stripping it stays bounded
@@ -49,6 +51,8 @@ def parse_feed(body: bytes, headers: dict[str, str] | None = None, *, url: str =
     reference the fast path is tested against, for every XML document.
     """
     now = now or datetime.now(timezone.utc)
+    if body[:1].isspace() and (stripped := body.lstrip())[:1] == b"<":
+        body = stripped  # blank lines before <?xml (PHP's): no XML parser takes them
     base = document_base(url, headers or {})
     headers = {k: v for k, v in (headers or {}).items() if k != "content-location"}
     if base:
@@ -93,9 +97,10 @@ def _reference(body: bytes, headers: dict[str, str]) -> tuple[dict, list, str | 
         reason = result.get("bozo_exception")
         hint = "an HTML page, not a feed" if body.lstrip()[:100].lower().startswith((b"<!doctype html", b"<html")) else "not an RSS or Atom feed"
         raise ParseError(f"{hint}" + (f" ({_one_line(reason)})" if reason else ""))
-    exc = result.get("bozo_exception")  # only broken XML is worth a warning, not feedparser's encoding notes
+    exc = result.get("bozo_exception")  # only XML broken where content is lost: not a stray & or an encoding note
     warning = (f"not well-formed XML at line {exc.getLineNumber()}, column {exc.getColumnNumber()}: "
-               f"{_one_line(exc.getMessage())}; read as far as it goes" if isinstance(exc, SAXParseException) else None)
+               f"{_one_line(exc.getMessage())}; read as far as it goes"
+               if isinstance(exc, SAXParseException) and exc.getMessage() in LOSSY_XML_ERRORS else None)
     return _unresolved_id(result), result.entries, warning
 
 
