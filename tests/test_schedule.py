@@ -143,6 +143,18 @@ def test_jitter_never_takes_a_poll_outside_the_bounds(history, target, dates):
     assert len(set(delays)) > 100  # still spread
 
 
+@pytest.mark.parametrize("target, floor", [(60, 0), (30 * MIN, 9 * HOUR)])
+def test_an_interval_used_as_written_or_held_at_the_feeds_floor_keeps_its_jitter(history, target, floor):
+    """Under 5m (no bounds to fold into) and at a floor above the bounds, polls still drift apart: +-10%,
+    never under the floor."""
+    h = history(every(timedelta(hours=1), timedelta(days=30)))
+    rng = random.Random(5)
+    base = max(target, floor)
+    delays = [(next_poll_after_success(source(target), SourceState("s", min_interval=floor or None), None, h, NOW,
+                                       rng) - NOW).total_seconds() for _ in range(100)]
+    assert len(set(delays)) > 50 and all(max(0.9 * base, floor) <= d <= 1.1 * base for d in delays), delays
+
+
 def test_skip_hours_and_days_move_the_next_poll(history):
     hourly = history(every(timedelta(hours=1), timedelta(days=30)))
     late = NOW.replace(hour=23, minute=30)  # Monday 23:30 → the next poll would be Tuesday 00:30

@@ -69,9 +69,10 @@ def next_poll_after_success(source: SourceConfig, state: SourceState, max_age: i
     """Now plus the adaptive interval with jitter, the jitter kept inside the interval's bounds; never before
     the feed's floor, outside its skip hours."""
     floor = feed_floor(state, max_age)
-    low, high = interval_bounds(source.interval)
-    jittered = adaptive_interval(source.interval, history, now) * rng.uniform(1 - SUCCESS_JITTER, 1 + SUCCESS_JITTER)
-    delay = max(_mirrored(jittered, low, high), floor)
+    low, high = (max(bound, floor) for bound in interval_bounds(source.interval))
+    interval = max(adaptive_interval(source.interval, history, now), floor)
+    jittered = interval * rng.uniform(1 - SUCCESS_JITTER, 1 + SUCCESS_JITTER)
+    delay = _mirrored(jittered, low, high) if low < high else max(jittered, floor)  # fixed: jitter above it
     return skip_forward(now + timedelta(seconds=delay), skip_hours(state), skip_days(state))
 
 
