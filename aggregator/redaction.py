@@ -31,8 +31,9 @@ SECRET_WORDS = frozenset({
 })
 
 _USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
-_PARAMETER = re.compile(r"([?&#])([^=&;#?\s]+)=([^&;#\s'\"()<>]*)")
-_SEGMENT_PARAMETER = re.compile(r"(;)([^=&;#?/\s]+)=([^&;#?/\s'\"()<>]*)")  # ;jsessionid=… (path or query)
+# a value ends at the next parameter or "?": a path segment's ;jsessionid=… is masked up to the query
+_PARAMETER = re.compile(r"([?&;#])([^=&;#?\s]+)=([^&;#?\s'\"()<>]*)")
+_PATH_PARAMETER = re.compile(r";([^=;/]+)=[^;/]*")  # ;name=value in a path segment
 
 
 def secret_name(name: str) -> bool:
@@ -47,7 +48,7 @@ def redact(text: str) -> str:
     if "@" in text:
         text = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     if "=" in text:
-        text = _PARAMETER.sub(_masked_parameter, _SEGMENT_PARAMETER.sub(_masked_parameter, text))
+        text = _PARAMETER.sub(_masked_parameter, text)
     return text
 
 
@@ -63,9 +64,10 @@ def public_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
-        return url
+        return ""  # unreadable: nothing of it is published
     if "@" not in parts.netloc and "=" not in parts.query and ";" not in parts.path and not parts.fragment:
         return url
-    path = _SEGMENT_PARAMETER.sub(lambda m: "" if secret_name(m[2]) else m[0], parts.path)
-    query = "&".join(p for p in parts.query.split("&") if not secret_name(p.partition("=")[0]))
+    path = _PATH_PARAMETER.sub(lambda m: "" if secret_name(m[1]) else m[0], parts.path)
+    query = "".join(part for part in re.split(r"(?=[&;])", parts.query)
+                    if not secret_name(part.lstrip("&;").partition("=")[0])).lstrip("&;")
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], path, query, ""))

