@@ -19,7 +19,7 @@ class _Stdout:
     def __init__(self, stream: TextIO):
         self._stream = stream
 
-    def write(self, text: str) -> int:
+    def write(self, text: str | bytes) -> int:
         try:
             return self._stream.write(text)
         except BrokenPipeError:
@@ -37,6 +37,11 @@ class _Stdout:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, self._stream.fileno())
         os.close(devnull)
+
+    @property
+    def buffer(self) -> _Stdout:
+        """The bytes beneath (`opml export` writes its XML there), as forgiving of a closed pipe."""
+        return _Stdout(self._stream.buffer)
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)

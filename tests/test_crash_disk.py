@@ -107,7 +107,7 @@ def test_a_reader_that_closes_the_pipe_early_stops_no_command(tmp_path):
     does its work (`once` polls and publishes) and exits as it would have."""
     (tmp_path / "feed.xml").write_bytes(_feed(3))
     config = write_config(tmp_path, [{"id": "pipe", "url": "file:feed.xml"}])
-    for command in (["once"], ["status"], ["status", "--json"], ["check"], ["--help"]):
+    for command in (["once"], ["status"], ["status", "--json"], ["check"], ["--help"], ["opml", "export"]):
         read_end, write_end = os.pipe()
         os.close(read_end)  # gone before the first line: every write to stdout fails with EPIPE
         try:
