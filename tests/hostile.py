@@ -112,7 +112,8 @@ def entry_text(entry: etree._Element, tag: str) -> str:
 # Server behaviours: Route handlers for tests/feedserver.py.
 
 def trickle(where: str = "body", interval: float = 0.2, stop: threading.Event | None = None):
-    """Never finishes: one byte per `interval` of an endless header line, or of an endless body.
+    """Never finishes: one byte per `interval` of an endless header line, or of an endless body (`sized`: one
+    that says its length).
 
     Every read gets a byte well within any per-read timeout, so only a
     deadline on the whole request ends it.
@@ -122,6 +123,9 @@ def trickle(where: str = "body", interval: float = 0.2, stop: threading.Event | 
     def handler(request):
         if where == "headers":
             request.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        elif where == "sized":  # a body promising its length, as most servers send it
+            request.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 100000\r\n\r\n"
+                                b'<?xml version="1.0"?><rss version="2.0"><channel><title>')
         else:
             request.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n"
                                 b'<?xml version="1.0"?><rss version="2.0"><channel><title>')

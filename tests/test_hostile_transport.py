@@ -31,7 +31,8 @@ def transport_run(tmp_path_factory):
     ca = trustme.CA()  # never trusted by the aggregator: its certificate fails verification
     tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(tls_context)
-    servers = {name: FeedServer() for name in ("main", "trickle-body", "trickle-headers", "hang", "bomb")}
+    servers = {name: FeedServer() for name in ("main", "trickle-body", "trickle-sized", "trickle-headers", "hang",
+                                               "bomb")}
     servers["public"] = FeedServer(host="127.0.0.2")
     servers["tls"] = FeedServer(ssl_context=tls_context)
     for server in servers.values():
@@ -63,6 +64,7 @@ def transport_run(tmp_path_factory):
         public.routes["/public-hop"] = _redirect_route(public.url("/public-feed"))
         public.serve("/public-feed", FEED)
         servers["trickle-body"].routes["/feed.xml"] = _route(trickle("body", 0.2, stop))
+        servers["trickle-sized"].routes["/feed.xml"] = _route(trickle("sized", 0.2, stop))
         servers["trickle-headers"].routes["/feed.xml"] = _route(trickle("headers", 0.2, stop))
         servers["hang"].routes["/feed.xml"] = _route(hang(stop))
         bomb = inflating(64 * 1024 * 1024)
@@ -71,6 +73,7 @@ def transport_run(tmp_path_factory):
         sources = [
             {"id": "good", "url": main.url("/feed.xml")},
             {"id": "trickle-body", "url": servers["trickle-body"].url("/feed.xml"), **SLOW},
+            {"id": "trickle-sized", "url": servers["trickle-sized"].url("/feed.xml"), **SLOW},
             {"id": "trickle-headers", "url": servers["trickle-headers"].url("/feed.xml"), **SLOW},
             {"id": "hang", "url": servers["hang"].url("/feed.xml"), **SLOW},
             {"id": "gzip-bomb", "url": servers["bomb"].url("/feed.xml"), "max_bytes": "1MB"},
@@ -124,11 +127,11 @@ def test_hostile_servers_do_not_stop_the_good_source_or_publishing(transport_run
     assert "INTERNAL SERVICE RESPONSE" not in titles
 
 
-@pytest.mark.parametrize("source_id", ["trickle-body", "trickle-headers", "hang"])
+@pytest.mark.parametrize("source_id", ["trickle-body", "trickle-sized", "trickle-headers", "hang"])
 def test_the_deadline_bounds_the_whole_request(transport_run, source_id):
     _failing(transport_run["status"], source_id, "timed out after 1.5s")
     # the last HTTP status is the answer's, when one came before the body failed (trickled headers: either)
-    expected = {"trickle-body": {200}, "hang": {None}}.get(source_id, {200, None})
+    expected = {"trickle-body": {200}, "trickle-sized": {200}, "hang": {None}}.get(source_id, {200, None})
     assert transport_run["status"][source_id]["last_status"] in expected, transport_run["status"][source_id]
 
 

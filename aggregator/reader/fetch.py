@@ -204,6 +204,8 @@ def _read_response(response: requests.Response, url: str, permanent: str | None,
                              kind=FailureKind.TIMEOUT)
     except FetchError as exc:
         raise exc.answered(status)
+    except requests.exceptions.RequestException as exc:  # the deadline shut a body with a length, or chunks
+        raise _request_error(exc, deadline, timeout).answered(status) from exc
     finally:
         response.close()
     headers.setdefault("content-location", url)
