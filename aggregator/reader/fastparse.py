@@ -174,7 +174,7 @@ def _rss_item(item) -> dict:
         elif tag == "link":
             entry["link"] = value.strip()
         elif tag == "guid":
-            permalink = child.get("isPermaLink", "true").strip().lower() != "false"
+            permalink = child.get("isPermaLink", "true") == "true"  # feedparser's test, to the letter
             entry["id"] = _absolute_id(value) if permalink else value
         elif tag == "description":
             entry["summary_detail"] = {"type": "text/html", "value": value}
@@ -260,8 +260,7 @@ def _atom_entry(element) -> dict:
         elif tag == f"{ATOM}link":
             if child.get("rel") == "canonical":
                 raise Unsupported  # parse.py reads it from feedparser's full list of links
-            if child.get("rel", "alternate") == "alternate":
-                entry.setdefault("link", child.get("href", "").strip())
+            if child.get("rel", "alternate") == "alternate":  # parse.py's _page_link chooses among them
                 entry.setdefault("links", []).append({"rel": "alternate", "type": child.get("type"),
                                                       "hreflang": child.get("hreflang"),
                                                       "href": child.get("href", "").strip()})

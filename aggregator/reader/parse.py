@@ -310,12 +310,13 @@ def _entry(raw: dict, links: tuple[str | None, str | None], shared: frozenset, r
 
 def _page_link(raw: dict) -> str | None:
     """The entry's link: of its HTML rel="alternate" links (type text/html, XHTML, or none), the first without
-    hreflang (the page in the feed's language), else the first; else the link its parser took (feedparser
-    takes the last)."""
-    pages = [link for link in raw.get("links") or () if isinstance(link, dict) and link.get("href")
-             and link.get("rel", "alternate") == "alternate" and (link.get("type") or "text/html") in PAGE_TYPES]
+    hreflang (the page in the feed's language), else the first; none when its alternates are all of other
+    types; without alternates, the link its parser took (RSS <link>, a permalink guid)."""
+    alternates = [link for link in raw.get("links") or () if isinstance(link, dict) and link.get("href")
+                  and link.get("rel", "alternate") == "alternate"]
+    pages = [link for link in alternates if (link.get("type") or "text/html").lower() in PAGE_TYPES]
     page = next((link for link in pages if not link.get("hreflang")), pages[0] if pages else None)
-    return page["href"] if page else raw.get("link")
+    return page["href"] if page else None if alternates else raw.get("link")
 
 
 def _canonical(raw: dict, resolver: Resolver) -> str | None:
