@@ -23,7 +23,7 @@ from .dates import parsed_time, trusted_date
 from ..errors import ParseError
 from ..models import Entry, FeedInfo, ParsedFeed
 from .sanitize import looks_like_html, plain_text, spaced_text, xml_safe
-from .urls import Resolver, document_base
+from .urls import Resolver, document_base, join
 
 PAGE_TYPES = ("text/html", "application/xhtml+xml")
 LOSSY_XML_ERRORS = frozenset({"mismatched tag", "unclosed token", "no element found", "unclosed CDATA section",
@@ -310,13 +310,24 @@ def _entry(raw: dict, links: tuple[str | None, str | None], shared: frozenset, r
 
 def _page_link(raw: dict) -> str | None:
     """The entry's link: of its HTML rel="alternate" links (type text/html, XHTML, or none), the first without
-    hreflang (the page in the feed's language), else the first; none when its alternates are all of other
-    types; without alternates, the link its parser took (RSS <link>, a permalink guid)."""
+    hreflang (the page in the feed's language), else the first; else the article an Atom <content src> points
+    at; none when its alternates are all of other types; without alternates, the link its parser took (RSS
+    <link>, a permalink guid)."""
     alternates = [link for link in raw.get("links") or () if isinstance(link, dict) and link.get("href")
                   and link.get("rel", "alternate") == "alternate"]
     pages = [link for link in alternates if (link.get("type") or "text/html").lower() in PAGE_TYPES]
     page = next((link for link in pages if not link.get("hreflang")), pages[0] if pages else None)
-    return page["href"] if page else None if alternates else raw.get("link")
+    if page:
+        return page["href"]
+    return _content_src(raw) or (None if alternates else raw.get("link"))
+
+
+def _content_src(raw: dict) -> str | None:
+    """An Atom <content src>, against the xml:base in effect there (feedparser resolves links, not a src)."""
+    for part in raw.get("content") or ():
+        if isinstance(part, dict) and part.get("src"):
+            return join(part.get("base") or "", xml_safe(str(part["src"])).strip())
+    return None
 
 
 def _canonical(raw: dict, resolver: Resolver) -> str | None:

@@ -24,7 +24,7 @@ def document_base(url: str, headers: dict[str, str]) -> str:
 
     Without credentials (redaction.public_url): a link resolved against it is published.
     """
-    located = public_url(_join(url, (headers.get("content-location") or "").strip()) or url)
+    located = public_url(join(url, (headers.get("content-location") or "").strip()) or url)
     return located if _is_web(located) else ""
 
 
@@ -38,7 +38,7 @@ class Resolver:
     @classmethod
     def for_document(cls, base: str, site_link: str | None) -> Resolver:
         """The resolver of a document at `base` whose feed names `site_link` (itself resolved against `base`)."""
-        return cls(base, web_link(_join(base, _clean(site_link))))
+        return cls(base, web_link(join(base, _clean(site_link))))
 
     def item(self, link: str | None) -> tuple[str | None, str | None]:
         """(the link to publish, the link to identify the item by) for an item's raw link.
@@ -51,11 +51,11 @@ class Resolver:
         link = _clean(link)
         if not link or len(link) > MAX_URL:
             return None, None
-        resolved = _join(self.base, link) if self.base else link
+        resolved = join(self.base, link) if self.base else link
         if resolved and _is_web(resolved):
             return (resolved, resolved) if len(resolved) <= MAX_URL else (None, None)  # the usual case
         if resolved and not _scheme(resolved) and self.site:
-            resolved = _join(self.site, resolved)
+            resolved = join(self.site, resolved)
         if not resolved:
             return None, None
         if not _scheme(resolved):
@@ -77,7 +77,8 @@ def _clean(link: str | None) -> str | None:
     return xml_safe(str(link)).strip() or None if link else None
 
 
-def _join(base: str, link: str | None) -> str | None:
+def join(base: str, link: str | None) -> str | None:
+    """`link` against `base` (as written when there is no base); None when either is malformed."""
     if not link:
         return None
     try:
