@@ -104,6 +104,15 @@ class FeedInfo:
 
 
 @dataclass(frozen=True)
+class Enclosure:
+    """A file an item carries (a podcast's episode): RSS <enclosure>, Atom rel="enclosure", a JSON Feed attachment."""
+
+    url: str  # absolute http(s)
+    type: str | None = None  # its MIME type, lowercase, when the feed gives one
+    length: int | None = None  # its size in bytes, when the feed gives one
+
+
+@dataclass(frozen=True)
 class Entry:
     """One item as its source gave it, in our own terms (HTML still unsanitised)."""
 
@@ -119,6 +128,7 @@ class Entry:
     updated: datetime | None = None
     language: str | None = None
     canonical: str | None = None  # the page's own canonical URL when the feed names one (feedburner:origLink)
+    enclosures: tuple[Enclosure, ...] = ()  # in the feed's order, each URL once (reader/enclosures.py)
 
 
 @dataclass(frozen=True)

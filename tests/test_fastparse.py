@@ -56,6 +56,12 @@ def test_the_fixtures_of_text_types_take_the_fast_path():
         assert FIXTURES / "parse" / name in TAKEN, name
 
 
+def test_the_fixtures_of_enclosures_take_the_fast_path():
+    """test_same_result_as_feedparser compares the fast path's enclosures with feedparser's on these."""
+    for name in ("enclosures_rss.rss", "enclosures_atom.atom"):
+        assert FIXTURES / "parse" / name in TAKEN, name
+
+
 RSS_TEXTS = ["Tom & Jerry", "Tom &amp; Jerry", "Jerry&#8217;s", "&#x2019;", "A <b>bold</b> move", "<B>Bold</B>",
              "Why <script> tags", "<script>x</script> <b>y</b>", "1 < 2 > 0", "a &bogus; b", "&hellip;",
              "<event-source>x</event-source>", "<h1>x</h1>", "x</p>", "<br/>a &amp; b", "AT&T;", "&#;", ""]

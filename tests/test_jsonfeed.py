@@ -78,6 +78,27 @@ def test_dates_languages_and_the_key_chain():
     assert notes.key == "link:https://e.example/unique"
 
 
+def test_attachments_are_the_items_enclosures():
+    """Every attachment (not only the first, which still makes the key), as RSS and Atom enclosures are read:
+    URLs resolved against the document's URL, only http(s) ones, each once; mime_type and size_in_bytes
+    kept when they are a MIME type and a positive number."""
+    feed = parse({"version": "https://jsonfeed.org/version/1.1", "items": [
+        {"url": "https://e.example/show", "title": "Ep", "attachments": [
+            {"url": "https://cdn.example/1.mp3", "mime_type": "audio/mpeg", "size_in_bytes": 12345678},
+            {"url": "/media/1.ogg", "mime_type": "audio/ogg", "title": "Ogg"},
+            {"url": "javascript:alert(1)", "mime_type": "audio/mpeg"},
+            {"url": "https://cdn.example/1.mp3", "mime_type": "audio/x-copy"},
+            {"url": "https://cdn.example/1.m4a", "mime_type": ["audio/mp4"], "size_in_bytes": True},
+            {"mime_type": "audio/mpeg"}, "https://cdn.example/not-an-object.mp3"]},
+        {"url": "https://e.example/other", "title": "Notes"},
+    ]})
+    episode, notes = feed.entries
+    assert [(e.url, e.type, e.length) for e in episode.enclosures] == [
+        ("https://cdn.example/1.mp3", "audio/mpeg", 12345678), ("https://example.org/media/1.ogg", "audio/ogg", None),
+        ("https://cdn.example/1.m4a", None, None)]
+    assert notes.enclosures == ()
+
+
 def test_limits_apply_as_to_any_feed():
     items = [{"id": str(n), "title": "T" * 5000, "content_html": "x" * (600 * 1024),
               "tags": [f"tag{k}" for k in range(80)], "authors": [{"name": "N" * 500}]} for n in range(20)]

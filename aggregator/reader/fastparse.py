@@ -191,7 +191,7 @@ def _rss_item(item) -> dict:
         elif tag == f"{DC}date":
             entry["updated_parsed"] = _date(value, rfc822=False)
         elif tag == "enclosure":
-            _enclosure(entry, child.get("url", child.get("uri", child.get("href"))))
+            _enclosure(entry, child.get("url", child.get("uri", child.get("href"))), child)
     if "link" not in entry and entry.get("id") and permalink:
         entry["link"] = entry["id"]
     if "title" not in entry:
@@ -204,10 +204,12 @@ def _guessed(value: str) -> dict:
     return {"type": "text/html" if looks_like_html(value) else "text/plain", "value": value}
 
 
-def _enclosure(entry: dict, href: str | None) -> None:
-    """An enclosure as feedparser lists it (`enclosures`, hrefs as written); one without a URL is not listed."""
+def _enclosure(entry: dict, href: str | None, element) -> None:
+    """An enclosure as feedparser lists it (`enclosures`: the href as written, type and length as given); one
+    without a URL is not listed."""
     if href:
-        entry.setdefault("enclosures", []).append({"href": href})
+        entry.setdefault("enclosures", []).append({"href": href, "type": element.get("type"),
+                                                   "length": element.get("length")})
 
 
 def _atom(root) -> dict:
@@ -267,7 +269,7 @@ def _atom_entry(element) -> dict:
             elif child.get("rel") == "enclosure":
                 if not child.get("href"):
                     raise Unsupported  # feedparser reads such a link's text in its own way
-                _enclosure(entry, child.get("href"))
+                _enclosure(entry, child.get("href"), child)
         elif tag == f"{ATOM}id":
             entry["id"] = _absolute_id(_text(child))
         elif tag == f"{ATOM}published":

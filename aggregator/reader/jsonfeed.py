@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 from ..errors import ParseError
+from .enclosures import MAX_LISTED
 
 JSON_TYPES = ("application/feed+json", "application/json", "text/json")
 VERSION = re.compile(r"^https?://jsonfeed\.org/version/1(\.\d+)?/?$")
@@ -77,8 +78,9 @@ def _item(item: dict, feed_authors: list[dict], feed_language: str | None) -> di
         "title_detail": {"type": "text/plain", "value": title, "language": language},
         "authors": _authors(item) or feed_authors,  # JSON Feed: an item without authors has the feed's
         "tags": [{"term": tag} for tag in _list(item.get("tags"))[:MAX_ITEM_NAMES] if isinstance(tag, str)],
-        "enclosures": [{"href": a["url"]} for a in _list(item.get("attachments"))
-                       if isinstance(a, dict) and isinstance(a.get("url"), str)][:1],
+        "enclosures": [{"href": a["url"], "type": a.get("mime_type"), "length": a.get("size_in_bytes")}
+                       for a in _list(item.get("attachments"))[:MAX_LISTED]
+                       if isinstance(a, dict) and isinstance(a.get("url"), str)],
     }
     identifier = item.get("id")
     if isinstance(identifier, (str, int)) and not isinstance(identifier, bool):

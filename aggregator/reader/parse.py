@@ -19,6 +19,7 @@ from feedparser.util import FeedParserDict
 from lxml import etree
 
 from . import encoding, fastparse, hints, jsonfeed
+from .enclosures import enclosures, key_url
 from .dates import parsed_time, trusted_date
 from ..errors import ParseError
 from ..models import Entry, FeedInfo, ParsedFeed
@@ -242,18 +243,10 @@ def _shared_links(raw_entries: list, links: list[tuple[str | None, str | None]],
     for raw, (_, link) in zip(raw_entries, links):
         if not link or counts[link] < 2 or link in shared:
             continue
-        signature = (raw.get("id"), _enclosure(raw, resolver), raw.get("title"), _key_date(raw))
+        signature = (raw.get("id"), key_url(raw, resolver), raw.get("title"), _key_date(raw))
         if seen.setdefault(link, signature) != signature:
             shared.add(link)
     return frozenset(shared)
-
-
-def _enclosure(raw: dict, resolver: Resolver) -> str | None:
-    """The item's first enclosure URL (RSS enclosure, Atom rel="enclosure", JSON Feed attachment), resolved."""
-    for enclosure in raw.get("enclosures") or ():
-        if isinstance(enclosure, dict) and enclosure.get("href"):
-            return resolver.item(enclosure["href"])[1]
-    return None
 
 
 def _key_date(raw: dict) -> int | None:
@@ -292,7 +285,7 @@ def _entry(raw: dict, links: tuple[str | None, str | None], shared: frozenset, r
             break
     shared_link = key_link in shared
     return Entry(
-        key=entry_key(guid, key_link, shared_link, _enclosure(raw, resolver) if shared_link else None, title,
+        key=entry_key(guid, key_link, shared_link, key_url(raw, resolver) if shared_link else None, title,
                       _key_date(raw) if shared_link else None, content or summary or ""),
         title=title,
         link=link,
@@ -305,6 +298,7 @@ def _entry(raw: dict, links: tuple[str | None, str | None], shared: frozenset, r
         updated=trusted_date(raw, ("updated_parsed",), now),
         language=language or feed_language,
         canonical=_canonical(raw, resolver),
+        enclosures=enclosures(raw, resolver),
     )
 
 
