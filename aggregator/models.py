@@ -252,6 +252,7 @@ class StoredItem:
     updated: datetime
     first_seen: datetime
     sanitizer: str | None = None  # which sanitiser made summary and content (reader/sanitize.SANITIZER)
+    enclosures: tuple[Enclosure, ...] = ()
 
 
 def polled_url(source: SourceConfig, state: SourceState) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from contextlib import closing
+
+from aggregator.store import Store
 from conftest import FIXTURES, run_cli, write_config
 
 
@@ -35,3 +39,18 @@ def test_one_line_errors_and_no_file_left_behind(tmp_path):
         assert message in result.stderr and "secret" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
     assert not target.exists() and not (tmp_path / "missing.db").exists()
+
+
+def test_enclosures_are_copied_with_their_items(tmp_path):
+    feed = tmp_path / "heraldsun.rss"
+    feed.write_bytes((FIXTURES / "corpus" / "real" / "rss-parser" / "heraldsun.rss").read_bytes())
+    run_cli("once", config=write_config(tmp_path, [{"id": "herald", "url": feed.as_uri()}]), check=True)
+    state, copy = tmp_path / "state" / "aggregator.db", tmp_path / "copy.db"
+    run_cli("migrate-state", str(state), str(copy), check=True)
+    rows = {}
+    for name in (state, copy):
+        with closing(Store(str(name))) as store:
+            rows[name] = [tuple(r) for r in store.query("SELECT id, enclosures FROM items ORDER BY id")]
+    assert rows[copy] == rows[state]
+    assert [json.loads(e) for _, e in rows[copy]] == [
+        [{"url": f"http://www.oreilly.com/00{n}.mp3", "type": "audio/mpeg", "length": 54321}] for n in (1, 2)]

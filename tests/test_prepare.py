@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from aggregator.config import load_config
+from aggregator.models import Enclosure, Entry
 from aggregator.reader.hosts import HostLimiter
 from concurrent.futures.process import BrokenProcessPool
 
@@ -75,6 +77,17 @@ def test_only_entries_new_or_changed_since_the_latest_stored_are_prepared():
         assert (entry.summary is None and entry.content is None) == (entry.key in again.items)
         if entry.key not in again.items:
             assert raw_hash(entry) == first.hashes[entry.key]
+
+
+def test_an_items_enclosures_are_part_of_its_raw_hash_and_no_others_hash_moved():
+    """A changed enclosure is a changed item; an item without enclosures keeps the hash stored for it before
+    enclosures were read (else every stored item would count as changed once, its `updated` moved)."""
+    entry = Entry(key="guid:1", title="Episode 1", link="https://pod.test/1",
+                  published=datetime(2021, 9, 27, 10, tzinfo=timezone.utc))
+    assert raw_hash(entry) == "cdece76294b5ffa7b16613f8b17875b8"
+    mp3 = replace(entry, enclosures=(Enclosure("https://cdn.example/1.mp3", "audio/mpeg", 1000),))
+    longer = replace(entry, enclosures=(Enclosure("https://cdn.example/1.mp3", "audio/mpeg", 1001),))
+    assert len({raw_hash(entry), raw_hash(mp3), raw_hash(longer)}) == 3
 
 
 @pytest.mark.skipif(os.cpu_count() == 1, reason="a pool needs two cores")

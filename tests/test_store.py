@@ -11,7 +11,7 @@ import pytest
 from aggregator.dedup.copies import SourceContext
 from aggregator.errors import FailureKind, StoreError
 from aggregator.dedup.links import canonical_link
-from aggregator.models import Entry, SourceState
+from aggregator.models import Enclosure, Entry, SourceState
 from aggregator.run.pipeline import item_values
 from aggregator.run.prepare import prepare_item
 from aggregator.models import from_text, to_text
@@ -22,10 +22,10 @@ NOW = datetime(2021, 9, 28, 10, 0, tzinfo=timezone.utc)
 
 
 def new_item(store: Store, source_id: str, key: str, link: str | None, published: datetime,
-             story_uid_of: tuple[str, str] | None = None) -> tuple[int, int]:
+             story_uid_of: tuple[str, str] | None = None, enclosures: tuple[Enclosure, ...] = ()) -> tuple[int, int]:
     """(item id, story id) of a new item stored as a poll stores it, in a story of its own."""
     entry = Entry(key=key, title=f"Title {key}", link=link, published=published, authors=("Ann",),
-                  categories=("world", "politics"), summary="<p>Text</p>", language="en")
+                  categories=("world", "politics"), summary="<p>Text</p>", language="en", enclosures=enclosures)
     with store.transaction() as db:
         story = Store.create_story(db, story_uid(*(story_uid_of or (source_id, key))), NOW)
         values = {"key": key, **item_values(entry, prepare_item(entry, SourceContext(source_id), NOW), NOW, None), "canonical_link": canonical_link(link)}
@@ -84,6 +84,18 @@ def test_items_are_stored_read_back_and_updated(store):
     assert (item.authors, item.categories, item.language) == (("Ann",), ("x",), "en")
     assert (item.published, item.updated, item.first_seen) == (NOW - timedelta(days=1), NOW, NOW)
     assert item.published.tzinfo is not None
+
+
+def test_an_items_enclosures_are_stored_in_order_and_read_back(store):
+    episode = (Enclosure("https://cdn.example/ep1.mp3", "audio/mpeg", 105003355),
+               Enclosure("https://cdn.example/ep1.ogg"))
+    item_id, story_id = new_item(store, "pod", "k1", "https://pod.test/1", NOW, enclosures=episode)
+    plain_id, plain_story = new_item(store, "pod", "k2", "https://pod.test/2", NOW)
+    assert store.items_of_story(story_id)[0].enclosures == episode
+    assert store.items_of_story(plain_story)[0].enclosures == ()
+    with store.transaction() as db:
+        Store.update_item(db, item_id, {"enclosures": episode[1:]})
+    assert store.items_by_id([item_id])[0].enclosures == episode[1:]
 
 
 def test_one_key_per_source_is_enforced_and_a_failed_poll_leaves_nothing(store):

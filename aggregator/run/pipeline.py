@@ -338,6 +338,7 @@ def item_values(entry: Entry, item: PreparedItem, now: datetime, stored_publishe
         "content": item.content,
         "authors": entry.authors,
         "categories": entry.categories,
+        "enclosures": entry.enclosures,
         "language": entry.language,
         "published": published,
         "updated": updated,

@@ -50,6 +50,8 @@ def raw_hash(entry: Entry) -> str:
     """Changes whenever anything the source says about the item changes."""
     parts = (entry.title, entry.link, entry.summary, entry.content, entry.authors, entry.categories,
              to_text(entry.published), to_text(entry.updated), entry.language)
+    if entry.enclosures:  # only then: an item without any keeps the hash stored before enclosures were read
+        parts += (entry.enclosures,)
     return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Iterable
 
-from ..models import StoredItem, from_json, from_text, to_text
+from ..errors import DamagedState
+from ..models import Enclosure, StoredItem, from_json, from_text, to_text
 from .backend import chunked, marks
 
 Connection = Any  # a transaction's connection (sqlite3, or psycopg behind sqlite3's interface)
 
 _ITEM_COLUMNS = ("id, story_id, source_id, key, title, link, summary, content, authors, categories, language, "
-                 "published, updated, first_seen, sanitizer")
+                 "published, updated, first_seen, sanitizer, enclosures")
 
 
 class ItemQueries:
@@ -122,7 +124,7 @@ def _column_value(value):
     if isinstance(value, datetime):
         return to_text(value)
     if isinstance(value, (tuple, list)):
-        return json.dumps(list(value), ensure_ascii=False) if value else "[]"
+        return json.dumps(list(value), ensure_ascii=False, default=asdict) if value else "[]"  # enclosures: objects
     return value
 
 
@@ -132,5 +134,15 @@ def _stored_item(row) -> StoredItem:
         link=row["link"], summary=row["summary"], content=row["content"],
         authors=tuple(from_json(row["authors"])), categories=tuple(from_json(row["categories"])),
         language=row["language"], published=from_text(row["published"]), updated=from_text(row["updated"]),
-        first_seen=from_text(row["first_seen"]), sanitizer=row["sanitizer"],
+        first_seen=from_text(row["first_seen"]), sanitizer=row["sanitizer"], enclosures=_enclosures(row["enclosures"]),
     )
+
+
+def _enclosures(text: str | None) -> tuple[Enclosure, ...]:
+    """Stored enclosures (none for an item stored before they were kept); DamagedState when they are not."""
+    if text is None:
+        return ()
+    try:
+        return tuple(Enclosure(**listed) for listed in from_json(text))
+    except TypeError:
+        raise DamagedState("an enclosure that is not one") from None

@@ -263,6 +263,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE items ADD COLUMN sanitizer TEXT;
     """,
+    # 18: each item's enclosures (models.Enclosure: url, type, length), a JSON list (NULL: stored before they were
+    # kept), so the outputs carry a podcast's episodes
+    """
+    ALTER TABLE items ADD COLUMN enclosures TEXT;
+    """,
 ]
 
 
