@@ -176,6 +176,7 @@ class StoryEntry:
     source: SourceMeta
     related: tuple[RelatedCopy, ...] = ()
     sanitizer: str | None = None  # which sanitiser made summary and content: a page cleans others' again
+    enclosures: tuple[Enclosure, ...] = ()
 
 
 @dataclass(frozen=True)

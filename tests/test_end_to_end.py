@@ -258,3 +258,40 @@ def test_body_past_max_bytes_is_abandoned(tmp_path, feed_server):
     result = run_cli("once", config=config, check=True)
     assert "big: error: fetch: body larger than max_bytes (500 bytes)" in result.stdout
     assert status_json(config)["big"]["entries"] == 0
+
+
+BOMBCAST = "https://dts.podtrac.com/redirect.mp3/www.giantbomb.com/podcasts/download/2823/"
+EPISODE = BOMBCAST + "603__Call_of_Tuesday-10-01-2019-6277737276.mp3"
+
+
+def test_a_podcasts_episodes_keep_their_audio_in_every_format_and_page(tmp_path):
+    """A real podcast feed read from a file: copy: each episode's mp3 is an Atom rel="enclosure" link, the
+    RSS <enclosure>, a JSON Feed attachment and a link on its story page; a changed enclosure at the source
+    is a changed entry (same id, the new length)."""
+    feed = tmp_path / "bombcast.rss"
+    feed.write_bytes(fixture_bytes("corpus/real/rss-parser/giantbomb-podcast.rss"))
+    config = write_config(tmp_path, [{"id": "bombcast", "url": feed.as_uri()}],
+                          [{"id": "pod", "title": "Podcast", "formats": ["atom", "rss", "json"], "limit": 3}])
+    run_cli("once", config=config, check=True)
+    out = tmp_path / "out"
+    title = "Giant Bombcast 603: Call of Tuesday"
+
+    atom = entries_by_title(out / "pod.atom")[title]
+    assert [dict(link.attrib) for link in atom.findall(f"{A}link[@rel='enclosure']")] == [
+        {"rel": "enclosure", "href": EPISODE, "type": "audio/mpeg", "length": "105003355"}]
+    item = next(i for i in etree.parse(str(out / "pod.rss")).getroot().iter("item") if i.findtext("title") == title)
+    assert [dict(e.attrib) for e in item.findall("enclosure")] == [
+        {"url": EPISODE, "length": "105003355", "type": "audio/mpeg"}]
+    episode = next(i for i in json.loads((out / "pod.json").read_text())["items"] if i["title"] == title)
+    assert episode["attachments"] == [{"url": EPISODE, "mime_type": "audio/mpeg", "size_in_bytes": 105003355}]
+
+    page = (out / "stories" / f"{episode['id'].removeprefix('urn:uuid:')}.html").read_text()
+    assert (f'Audio: <a href="{EPISODE}">603__Call_of_Tuesday-10-01-2019-6277737276.mp3</a> '
+            "(audio/mpeg, 105.0 MB)") in page
+    assert "<audio" not in page and "<source" not in page
+
+    feed.write_bytes(feed.read_bytes().replace(b'length="105003355"', b'length="105003999"'))
+    assert "bombcast: updated: 0 new, 1 updated" in run_cli("once", config=config, check=True).stdout
+    atom = entries_by_title(out / "pod.atom")[title]
+    assert atom.findtext(f"{A}id") == episode["id"]
+    assert atom.find(f"{A}link[@rel='enclosure']").get("length") == "105003999"

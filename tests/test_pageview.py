@@ -6,7 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from aggregator.output.pageview import format_date, language, page_content, page_language, story_key
+from aggregator.models import Enclosure
+from aggregator.output.pageview import (FileView, file_view, format_date, language, page_content, page_language,
+                                         story_key)
 
 WHEN = datetime(2021, 9, 27, 10, 5, tzinfo=timezone.utc)
 
@@ -59,6 +61,17 @@ def test_remote_media_become_links_and_inline_images_stay():
 
 def test_content_is_sanitised_again_for_a_page():
     assert page_content('<p onclick="x()">hi</p><script>alert(1)</script>') == "<p>hi</p>"
+
+
+def test_an_enclosure_is_listed_by_its_kind_file_name_type_and_size():
+    assert file_view(Enclosure("https://cdn.example/shows/ep%201.mp3?source=feed", "audio/mpeg", 12_345_678)) == (
+        FileView("audio", "https://cdn.example/shows/ep%201.mp3?source=feed", "ep 1.mp3", "audio/mpeg, 12.3 MB"))
+    assert file_view(Enclosure("https://cdn.example/ep%00%0b2.mp3")).name == "ep2.mp3"  # no control characters
+    assert file_view(Enclosure("https://cdn.example/", None, 999)) == FileView(
+        "file", "https://cdn.example/", "cdn.example", "999 bytes")
+    assert file_view(Enclosure("https://cdn.example/a.pdf", "application/pdf")).details == "application/pdf"
+    assert [file_view(Enclosure("https://cdn.example/x", None, n)).details for n in (1000, 999_950, 10 ** 12)] == [
+        "1.0 KB", "1.0 MB", "1.0 TB"]
 
 
 def test_a_story_key_is_the_uuid_of_its_id_or_a_hash():

@@ -18,7 +18,7 @@ from lxml import etree
 from aggregator import NAMESPACE
 from aggregator.config import load_config
 from aggregator.output.documents import Document
-from aggregator.models import RelatedCopy, SourceMeta, StoryEntry
+from aggregator.models import Enclosure, RelatedCopy, SourceMeta, StoryEntry
 from aggregator.output.atom import render
 from conftest import write_config
 
@@ -108,16 +108,21 @@ def test_rendering_matches_the_golden_file(config, name):
 
 
 def edge_entries() -> list[StoryEntry]:
-    """What sample_entries() leaves out: no link, summary only, several related copies, control characters."""
+    """What sample_entries() leaves out: no link, summary only, several related copies, control characters,
+    enclosures (one of unknown type and size)."""
     first, notes, last = sample_entries()
     return [
         replace(first, link=None, summary=None, related=(
             RelatedCopy("Copy \x01one", "http://blog.example/1", "A Blog & Co"),
-            RelatedCopy("Copy <two>", "https://other.example/2", "Other \"quoted\""))),
+            RelatedCopy("Copy <two>", "https://other.example/2", "Other \"quoted\"")), enclosures=EPISODE),
         replace(notes, title="Weekly\x0b notes \U0001F600", authors=("Ana \x02Lopez",), categories=("a&b", "c")),
         replace(last, source=replace(BLOG, site_url="http://blog.example/"), summary="<p>Only a summary</p>",
-                content=None),
+                content=None, enclosures=EPISODE[1:]),
     ]
+
+
+EPISODE = (Enclosure("https://cdn.example/mali.mp3?a=1&b=2", "audio/mpeg", 12345678),
+           Enclosure("https://cdn.example/mali-transcript"))
 
 
 @pytest.mark.parametrize("name, fmt, page", [("plain.atom", "atom", None), ("plain-archive-2.rss", "rss", 2)])
@@ -132,6 +137,29 @@ def test_plain_output_edge_entries_match_the_golden_file(tmp_path, name, fmt, pa
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_bytes(rendered)
     assert rendered == golden.read_bytes(), f"{name} differs from tests/golden/{name}; UPDATE_GOLDEN=1 to accept"
+
+def test_enclosures_in_every_format(config):
+    """Atom: every enclosure, its type and length only when known (RFC 4287: a length is a byte count);
+    RSS 2.0 allows one: the first, with the three attributes it requires (length 0 when unknown, as RSS
+    Best Practices has it); JSON Feed: every one, mime_type required, size_in_bytes when known."""
+    entries = edge_entries()
+    document = Document(config.outputs[0])
+    atom = etree.fromstring(render(config, document, "atom", entries)).findall(f"{ATOM}entry")
+    assert [[dict(link.attrib) for link in e.findall(f"{ATOM}link[@rel='enclosure']")] for e in atom] == [
+        [{"rel": "enclosure", "href": "https://cdn.example/mali.mp3?a=1&b=2", "type": "audio/mpeg",
+          "length": "12345678"}, {"rel": "enclosure", "href": "https://cdn.example/mali-transcript"}],
+        [], [{"rel": "enclosure", "href": "https://cdn.example/mali-transcript"}]]
+    rss = etree.fromstring(render(config, document, "rss", entries)).findall("channel/item")
+    assert [[dict(e.attrib) for e in item.findall("enclosure")] for item in rss] == [
+        [{"url": "https://cdn.example/mali.mp3?a=1&b=2", "length": "12345678", "type": "audio/mpeg"}], [],
+        [{"url": "https://cdn.example/mali-transcript", "length": "0", "type": "application/octet-stream"}]]
+    feed = json.loads(render(config, document, "json", entries))
+    assert json_feed_problems(feed) == []
+    assert [item.get("attachments") for item in feed["items"]] == [
+        [{"url": "https://cdn.example/mali.mp3?a=1&b=2", "mime_type": "audio/mpeg", "size_in_bytes": 12345678},
+         {"url": "https://cdn.example/mali-transcript", "mime_type": "application/octet-stream"}], None,
+        [{"url": "https://cdn.example/mali-transcript", "mime_type": "application/octet-stream"}]]
+
 
 def test_atom_entry_carries_source_both_dates_and_related_copies(config):
     root = etree.fromstring(render(config, Document(config.outputs[0]), "atom", sample_entries()))
@@ -200,6 +228,11 @@ def json_feed_problems(feed: dict) -> list[str]:
                     problems.append(f"item {item.get('id')}: {key} is not RFC 3339")
         if not isinstance(item.get("tags", []), list):
             problems.append("tags must be a list")
+        for attachment in item.get("attachments", []):
+            if not isinstance(attachment.get("url"), str) or not isinstance(attachment.get("mime_type"), str):
+                problems.append(f"item {item.get('id')}: an attachment needs url and mime_type")
+            if not isinstance(attachment.get("size_in_bytes", 0), int):
+                problems.append(f"item {item.get('id')}: size_in_bytes must be a number")
     for key in [*feed, *(k for item in feed["items"] for k in item)]:
         if key not in JSON_FEED_KEYS and not key.startswith("_"):
             problems.append(f"unknown key {key!r} (extensions start with _)")

@@ -21,7 +21,7 @@ from ..config import Config, OutputConfig
 from ..models import SourceMeta, StoryEntry, to_text as rfc3339
 from ..reader.sanitize import xml_safe
 from . import jsonfeed
-from .documents import MEDIA_TYPES, PAGE, Document, entry_body, feed_url, updated_of
+from .documents import MEDIA_TYPES, PAGE, UNKNOWN_TYPE, Document, entry_body, feed_url, updated_of
 
 ATOM = "http://www.w3.org/2005/Atom"
 HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
@@ -116,6 +116,12 @@ def _atom_entry(feed, output: OutputConfig, entry: StoryEntry, source_element) -
         SubElement(element, "content", type="text").text = title
     if entry.link:
         SubElement(element, "link", href=entry.link)  # no rel: a bare Atom link is rel="alternate"
+    for enclosure in entry.enclosures:  # type and length only when known: a length must be a number of bytes
+        link = SubElement(element, "link", rel="enclosure", href=enclosure.url)
+        if enclosure.type:
+            link.set("type", enclosure.type)
+        if enclosure.length is not None:
+            link.set("length", str(enclosure.length))
     if entry.summary and entry.content:
         summary = SubElement(element, "summary")
         summary.text = xml_safe(entry.summary) or None
@@ -157,6 +163,10 @@ def _rss_item(channel, output: OutputConfig, entry: StoryEntry) -> None:
         SubElement(item, CONTENT_ENCODED).text = body
     elif description or body:
         SubElement(item, "description").text = description or body
+    if entry.enclosures:  # RSS 2.0 allows one per item: the first; it requires all three attributes (RSS Best
+        # Practices: a length of 0 when unknown)
+        first = entry.enclosures[0]
+        SubElement(item, "enclosure", url=first.url, length=str(first.length or 0), type=first.type or UNKNOWN_TYPE)
     guid = SubElement(item, "guid")  # the Atom entry id
     guid.text = entry.uid
     guid.set("isPermaLink", "false")

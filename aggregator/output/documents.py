@@ -20,6 +20,8 @@ STYLESHEET = "feed.xsl"
 ARCHIVE_DIR = "archive"
 PAGE = "html"  # every document's HTML page (pages.py), written beside its feed formats
 DOCUMENT_FORMATS = ("atom", "rss", "json", PAGE)  # what an archive page may exist in
+#: An enclosure's type when its feed names none, where a format requires one (RSS 2.0, JSON Feed 1.1): any bytes.
+UNKNOWN_TYPE = "application/octet-stream"
 
 
 def formats_of(output: OutputConfig) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from .. import PROJECT_URL
 from ..config import Config
 from ..models import StoryEntry, to_text as rfc3339
 from ..reader.sanitize import plain_text
-from .documents import PAGE, Document, entry_body, feed_url
+from .documents import PAGE, UNKNOWN_TYPE, Document, entry_body, feed_url
 
 VERSION = "https://jsonfeed.org/version/1.1"
 ABOUT = f"{PROJECT_URL}#feed-extensions"  # the README section documenting `_aggregator`
@@ -78,6 +78,9 @@ def _item(output, entry: StoryEntry) -> dict:
         item["tags"] = list(entry.categories)
     if entry.language:
         item["language"] = entry.language
+    if entry.enclosures:  # mime_type is required, size_in_bytes left out when unknown
+        item["attachments"] = [{"url": e.url, "mime_type": e.type or UNKNOWN_TYPE,
+                                **({} if e.length is None else {"size_in_bytes": e.length})} for e in entry.enclosures]
     item["_aggregator"] = _item_extension(entry)
     return item
 

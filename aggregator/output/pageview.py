@@ -17,13 +17,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from urllib.parse import unquote, urlsplit
 
 import lxml.html
 from babel import Locale, UnknownLocaleError
 from lxml import etree
 
-from ..models import RelatedCopy, StoryEntry, to_text as rfc3339
-from ..reader.sanitize import SANITIZER, clean_html, plain_text
+from ..models import Enclosure, RelatedCopy, StoryEntry, to_text as rfc3339
+from ..reader.sanitize import SANITIZER, clean_html, plain_text, xml_safe
 
 SUMMARY_WORDS = 60
 SUMMARY_SCAN = 1024  # characters of markup a summary's opening words are first looked for in
@@ -38,6 +39,8 @@ NAMED = {"a": ("days", "abbreviated"), "A": ("days", "wide"), "b": ("months", "a
 BLOCK_START = re.compile(r"</?(?:p|div|li|ul|ol|br|h[1-6]|tr|td|th|blockquote|pre|figure|figcaption|dd|dt)\b",
                          re.IGNORECASE)
 MEDIA = {"img": "image", "video": "video", "audio": "audio", "picture": "image"}
+FILE_KINDS = ("audio", "video", "image")  # of an enclosure, by its type's top level; any other is a "file"
+SIZE_UNITS = ("KB", "MB", "GB", "TB")  # decimal, as players and file managers show a download's size
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,16 @@ class When:
 
 
 @dataclass(frozen=True)
+class FileView:
+    """An enclosure as a story page lists it: "Audio: <a href=url>episode.mp3</a> (audio/mpeg, 12.3 MB)"."""
+
+    kind: str  # audio, video, image or file: the template words it
+    url: str
+    name: str  # the file's name in its URL
+    details: str  # its type and size, what is known of them ("audio/mpeg, 12.3 MB"), or ""
+
+
+@dataclass(frozen=True)
 class EntryView:
     """One story as a page shows it."""
 
@@ -72,6 +85,7 @@ class EntryView:
     republished: When
     updated: When | None  # only when it says more than `published`
     related: tuple[RelatedCopy, ...]
+    files: tuple[FileView, ...] = ()  # its enclosures: links only, a page loads nothing from elsewhere
     content: str = ""  # sanitised HTML loading nothing from elsewhere (story pages)
     story: StoryEntry | None = field(default=None, repr=False, compare=False)  # what `summary` is made of
 
@@ -95,9 +109,31 @@ def entry_view(entry: StoryEntry, date_format: str, page_tag: str, content: bool
         categories=entry.categories, published=published,
         republished=when(entry.republished, date_format, page_tag),
         updated=updated if updated.text != published.text else None,
-        related=entry.related, story=entry,
+        related=entry.related, story=entry, files=tuple(map(file_view, entry.enclosures)),
         content=page_content(entry.content or entry.summary, entry.sanitizer == SANITIZER) if content else "",
     )
+
+
+def file_view(enclosure: Enclosure) -> FileView:
+    kind = (enclosure.type or "").partition("/")[0]
+    path = urlsplit(enclosure.url).path
+    name = xml_safe(unquote(path.rstrip("/").rpartition("/")[2])) or urlsplit(enclosure.url).hostname or enclosure.url
+    details = ", ".join(part for part in (enclosure.type, size_text(enclosure.length)) if part)
+    return FileView(kind if kind in FILE_KINDS else "file", enclosure.url, name, details)
+
+
+def size_text(length: int | None) -> str:
+    """A size in bytes for people: `950 bytes`, `12.3 MB`; "" when unknown."""
+    if length is None:
+        return ""
+    if length < 1000:
+        return f"{length} bytes"
+    size = float(length)
+    for unit in SIZE_UNITS:
+        size /= 1000
+        if round(size, 1) < 1000:
+            break
+    return f"{size:.1f} {unit}"
 
 
 def story_key(uid: str) -> str:

@@ -277,6 +277,7 @@ def _story_entries(store: Store, config: Config, chosen: list[StoredItem],
             source=metas[item.source_id],
             related=tuple(RelatedCopy(c.title, c.link, metas[c.source_id].title) for c in others),
             sanitizer=item.sanitizer,
+            enclosures=item.enclosures,
         ))
     return entries
 
