@@ -50,6 +50,7 @@ def transport_run(tmp_path_factory):
                 main.routes[f"{prefix}{hop}"] = _redirect_route(target)
         main.routes["/to-file"] = _redirect_route("file:///etc/passwd")
         main.routes["/to-bad-port"] = _redirect_route("http://127.0.0.1:99999/feed.xml", 301)
+        main.routes["/to-bad-url"] = _redirect_route("http://[bad/feed.xml")
         main.routes["/internal-hop"] = _redirect_route(main.url("/feed.xml"))
         internal_port = main.httpd.server_address[1]
         ssrf_targets = {
@@ -83,6 +84,7 @@ def transport_run(tmp_path_factory):
             {"id": "redirect-to-file", "url": main.url("/to-file")},
             {"id": "html-page", "url": main.url("/page.html")},
             {"id": "redirect-to-bad-port", "url": main.url("/to-bad-port")},
+            {"id": "redirect-to-bad-url", "url": main.url("/to-bad-url")},
             {"id": "tls", "url": servers["tls"].url("/feed.xml")},
             {"id": "dns", "url": "http://no-such-host.invalid/feed.xml"},
             {"id": "internal-to-internal", "url": main.url("/internal-hop")},
@@ -164,6 +166,11 @@ def test_a_redirect_to_a_port_out_of_range_is_a_fetch_error(transport_run):
     error = _failing(transport_run["status"], "redirect-to-bad-port", "fetch:", "99999")
     assert "internal error" not in error and transport_run["status"]["redirect-to-bad-port"]["url"].endswith(
         "/to-bad-port"), error  # not adopted
+
+
+def test_a_redirect_to_an_unreadable_url_is_a_fetch_error(transport_run):
+    error = _failing(transport_run["status"], "redirect-to-bad-url", "fetch: redirected to an unreadable URL")
+    assert "internal error" not in error, error
 
 
 def test_tls_errors_are_recorded(transport_run):

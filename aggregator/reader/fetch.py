@@ -112,12 +112,21 @@ def _fetch_http(url: str, etag: str | None, last_modified: str | None,
                 if remaining <= 0:
                     raise FetchError(f"timed out after {timeout:g}s", kind=FailureKind.TIMEOUT)
                 watch.hop = hops
-                response = session().get(current, headers=headers, stream=True, allow_redirects=False,
-                                         timeout=(min(remaining, 10.0), remaining))
+                try:
+                    response = session().get(current, headers=headers, stream=True, allow_redirects=False,
+                                             timeout=(min(remaining, 10.0), remaining))
+                except ValueError as exc:
+                    if isinstance(exc, requests.exceptions.RequestException):
+                        raise
+                    raise _unreadable(exc) from exc  # requests parses a Location even when not following it
                 if response.is_redirect:
                     hops += 1
-                    target = urljoin(current, response.headers.get("Location", ""))
                     response.close()
+                    try:
+                        target = urljoin(current, response.headers.get("Location", ""))
+                        host_key(target)
+                    except ValueError as exc:
+                        raise _unreadable(exc) from exc
                     if hops > MAX_REDIRECTS:
                         raise FetchError(f"more than {MAX_REDIRECTS} redirects (last to {redact(target)})",
                                          response.status_code, kind=FailureKind.REDIRECT)
@@ -132,6 +141,10 @@ def _fetch_http(url: str, etag: str | None, last_modified: str | None,
         raise FetchError(str(exc), kind=FailureKind.ADDRESS) from exc
     except requests.exceptions.RequestException as exc:
         raise _request_error(exc, watch, timeout) from exc
+
+
+def _unreadable(exc: ValueError) -> FetchError:
+    return FetchError(f"redirected to an unreadable URL ({exc})", kind=FailureKind.REDIRECT)  # http://[bad
 
 
 def _request_error(exc: requests.exceptions.RequestException, watch: Watch, timeout: float) -> FetchError:
