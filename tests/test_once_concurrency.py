@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from aggregator.reader.hosts import HostLimiter
 from conftest import ROOT, fixture_bytes, run_cli, status_json, write_config
 from feedserver import FeedServer
 
@@ -68,6 +69,30 @@ def test_a_redirect_takes_a_slot_of_the_host_it_leads_to(tmp_path, feed_server):
     assert target.peak <= 2 and len(target.requests) == 20, (target.peak, len(target.requests))
     rows = status_json(config)
     assert all(row["state"] == "ok" and row["entries"] > 0 for row in rows.values()) and len(rows) == 20, rows
+
+
+def test_a_host_is_kept_only_while_a_request_holds_or_waits_for_its_slot():
+    """Redirects choose hosts (a hostile feed a new one each poll): the limiter keeps no host nobody uses,
+    and still holds two requests to one host at most while they wait."""
+    limiter, inside, most = HostLimiter(), [], [0]
+    lock = threading.Lock()
+
+    def request(url: str) -> None:
+        with limiter.slot(url):
+            with lock:
+                inside.append(url)
+                most[0] = max(most[0], sum(1 for u in inside if u.startswith("http://a.example")))
+            time.sleep(0.02)
+            with lock:
+                inside.remove(url)
+
+    threads = [threading.Thread(target=request, args=(f"http://a.example/{n}",)) for n in range(6)]
+    threads += [threading.Thread(target=request, args=(f"http://r{n}.example/feed",)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 2 and len(limiter) == 0
 
 
 @pytest.mark.parametrize("count", [1, 10])

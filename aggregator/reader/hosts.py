@@ -31,19 +31,33 @@ def host_key(url: str) -> str:
 
 
 class HostLimiter:
-    """At most `per_host` requests in flight to one host:port."""
+    """At most `per_host` requests in flight to one host:port. A host is kept only while a request holds or
+    waits for one of its slots: the hosts redirects lead to (a feed chooses them) do not pile up for as long
+    as the daemon runs."""
 
     def __init__(self, per_host: int = 2):
         self.per_host = per_host
         self._lock = threading.Lock()
-        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+        self._hosts: dict[str, tuple[threading.BoundedSemaphore, list[int]]] = {}  # the slots, and their users
 
-    def slot(self, url: str) -> threading.BoundedSemaphore:
+    def __len__(self) -> int:
+        """The hosts a request holds or waits for a slot of."""
+        return len(self._hosts)
+
+    @contextmanager
+    def slot(self, url: str) -> Iterator[None]:
         key = host_key(url)
         with self._lock:
-            if key not in self._semaphores:
-                self._semaphores[key] = threading.BoundedSemaphore(self.per_host)
-            return self._semaphores[key]
+            semaphore, users = self._hosts.setdefault(key, (threading.BoundedSemaphore(self.per_host), [0]))
+            users[0] += 1
+        try:
+            with semaphore:
+                yield
+        finally:
+            with self._lock:
+                users[0] -= 1
+                if not users[0]:
+                    del self._hosts[key]
 
 
 def host_spacing(config: Config) -> dict[str, float]:
@@ -80,6 +94,8 @@ class PoliteLimiter(HostLimiter):
             with self._lock:
                 now = time.monotonic()
                 start = max(now, self._next_start.get(key, 0.0))
+                if len(self._next_start) > 2 * len(self._spacing) + 64:  # a start in the past spaces nothing
+                    self._next_start = {k: t for k, t in self._next_start.items() if t > now}
                 self._next_start[key] = start + self._spacing.get(key, DEFAULT_SPACING)
             time.sleep(start - now)
             yield

@@ -195,6 +195,8 @@ class Coordinator:
             with self._lock:
                 if generation == self._generation:  # else the slot went with the old connection
                     self._slots[key].discard(taken)
+                    if not self._slots[key]:
+                        del self._slots[key]  # no host kept that no request uses (redirects choose them)
                     try:
                         self._run("SELECT pg_advisory_unlock(?::int, ?::int)", (lock, taken))
                     except StoreError:
