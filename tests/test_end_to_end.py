@@ -172,6 +172,26 @@ def test_undated_source_keeps_its_updated_until_its_items_change(tmp_path):
     assert len(moved) == 1 and parse_time(moved.pop()) > parse_time(updated.pop())
 
 
+def test_a_source_updated_by_its_items_never_moves_back(tmp_path):
+    """An RSS channel with no date of its own is as recent as its newest item; when that item leaves the feed
+    (the window slides, or the item is taken down), the source's updated stays where it was."""
+    def channel(days: list[int]) -> bytes:
+        items = "".join(f"<item><title>Day {d}</title><link>https://days.example/{d}</link>"
+                        f"<pubDate>{d:02d} Sep 2021 10:00:00 GMT</pubDate></item>" for d in days)
+        return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Days</title>'
+                f"<link>https://days.example/</link>{items}</channel></rss>").encode()
+
+    feed = tmp_path / "days.rss"
+    feed.write_bytes(channel([3, 2, 1]))
+    config = write_config(tmp_path, [{"id": "days", "url": "file:days.rss"}],
+                          [{"id": "all", "title": "All", "formats": ["atom", "json"]}])
+    run_cli("once", config=config, check=True)
+    assert _source_updated(tmp_path / "out") == {"2021-09-03T10:00:00Z"}
+    feed.write_bytes(channel([2, 1]))
+    run_cli("once", config=config, check=True)
+    assert _source_updated(tmp_path / "out") == {"2021-09-03T10:00:00Z"}
+
+
 def test_changed_item_updates_its_entry_keeping_id_and_republished(two_sources, feed_server):
     run_cli("once", config=two_sources, check=True)
     out = two_sources.parent / "out"

@@ -162,11 +162,11 @@ def _ingest(store: Store, config: Config, source: SourceConfig, state: SourceSta
         new, updated = store_entries(store, db, source, feed, now, config.dedup_window, prepared=prepared,
                                      queue_for=[o.id for o in config.outputs if o.selects(source)],
                                      selecting=lambda ids: outputs_selecting(config, ids))
-        # the feed's own date, else its newest item's, else when its items last changed: never merely when it
-        # was polled (SPEC §4)
+        # the feed's own date, else its newest item's (never back before what it was), else when its items last
+        # changed: never merely when it was polled (SPEC §4)
         dated = max((e.updated or e.published for e in feed.entries if e.updated or e.published), default=None)
-        base = replace(base, feed_updated=feed.info.updated or dated or Store.newest_update(db, source.id)
-                       or state.feed_updated)
+        dated = max(filter(None, (dated, state.feed_updated))) if dated else Store.newest_update(db, source.id)
+        base = replace(base, feed_updated=feed.info.updated or dated)
         final = _scheduled(db, source, base, result.max_age, now)
         store.save_source_state(db, final)
     outcome = Outcome.NEW if new else Outcome.UPDATED if updated else Outcome.UNCHANGED
