@@ -186,3 +186,30 @@ def test_real_hard_negatives_near_the_edited_copy_rule_stay_apart(pair_id):
     pair, one, two = labelled(pair_id)
     assert pair["label"] == "distinct"
     assert match.judge(two, one) is None and match.judge(one, two) is None
+
+
+def test_one_title_but_for_its_numbers_is_two_stories_of_one_template():
+    """Two posts of one template (a tester's pair from the corpus: feedburner.atom's "AdWords API v201509
+    sunset reminder" and its v201506 twin, 97% of their paragraphs alike): kept apart, whatever the text."""
+    body = html(STORY_A + STORY_B[1:])
+    one = copy("a", "AdWords API v201509 sunset reminder", body)
+    two = copy("b", "AdWords API v201506 sunset reminder", body.replace("two million", "three million"),
+               when=WHEN + 24 * HOUR)
+    assert decide(Pair(two, one)).rule is KeptApart.OTHER_NUMBERS
+    persian = [copy(s, f"گزارش روز {n} از نمایشگاه", body.replace("two", word), when=WHEN + h * HOUR)
+               for s, n, word, h in (("a", "۱۲", "two", 0), ("b", "13", "three", 24))]
+    assert decide(Pair(*persian)).rule is KeptApart.OTHER_NUMBERS  # Persian digits read as numbers
+    same = copy("b", "AdWords API v201509 sunset reminder – Dev digest", body, when=WHEN + HOUR)
+    assert decide(Pair(same, one)).merged  # the same numbers: a copy
+    dated = copy("b", "AdWords API sunset reminder", body, when=WHEN + HOUR)
+    assert decide(Pair(dated, one)).merged  # one title without numbers: no template to tell
+
+
+def test_a_correction_notice_is_not_its_article_but_a_corrected_copy_is():
+    article = copy("a", "Bridge over the Wensum to be repaired", html(STORY_A))
+    notice = copy("b", "Correction: Bridge over the Wensum to be repaired",
+                  html(["An earlier version of this story about the bridge over the Wensum misstated the cost "
+                        "the engineers put on the repair of its piers."]), when=WHEN + 16 * HOUR)
+    assert decide(Pair(notice, article)).rule is KeptApart.CORRECTION
+    corrected = copy("b", "CORRECTED - Bridge over the Wensum to be repaired", html(STORY_A), when=WHEN + 2 * HOUR)
+    assert decide(Pair(corrected, article)).merged  # a corrected wire copy, as long: the same story

@@ -14,7 +14,11 @@ for more agreement elsewhere.
    Then two refusals, which stop every rule below:
    - `KeptApart.ONE_SITE`: two different pages of one site are two stories unless their texts are near-identical;
    - `KeptApart.SHARED_OPENING`: when all the copies share lies in the longer copy's opening paragraph (a
-     stock lede, a standfirst), only the same title makes them one story.
+     stock lede, a standfirst), only the same title makes them one story;
+   - `KeptApart.OTHER_NUMBERS`: one title but for its numbers ("API v201509 sunset reminder" and "API
+     v201506 sunset reminder", a bulletin's day) is two stories of one template;
+   - `KeptApart.CORRECTION`: a correction notice ("Correction: …", "… (corrected)"), at most half as long
+     as the article its title names, is not that article (a corrected wire copy, as long, still is).
 3. `Rule.NEAR_IDENTICAL`: shingle Jaccard (aligned to the shorter text's length) above a threshold that
    rises as texts get shorter.
 4. `Rule.CONTAINED`: the shorter text found almost whole in the longer one (a summary, a trimmed copy)
@@ -32,6 +36,8 @@ for more agreement elsewhere.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -44,7 +50,7 @@ from .copies import Copy
 from .fingerprint import Fingerprint
 from .links import identifies_page, link_host
 from .text import STOPWORDS, text_tokens
-from .titles import title_similarity
+from .titles import title_shape, title_similarity
 
 MIN_TEXT_WORDS = 50  # below this, text similarity alone never merges
 MIN_SUPPORT_WORDS = 20  # below this, a text cannot even support a title match
@@ -71,6 +77,10 @@ EDITED_LONG_PARAGRAPHS = 0.55  # ... and of the longer text's in the shorter
 EDITED_WORDS = 0.65  # share of the shorter text's meaningful words (names, rare words) found in the longer
 EDITED_TITLE = 0.2  # titles sharing this much ...
 EDITED_JACCARD = 0.4  # ... or texts this alike
+CORRECTION_WORDS = frozenset({"correction", "corrected", "correcting", "clarification", "erratum", "retraction",
+                              "retracted", "rectification", "correccion", "rectificatif", "berichtigung",
+                              "korrektur", "rettifica", "اصلاحیه", "تصحیح", "تصحيح"})
+_NUMBER = re.compile(r"\d+")
 
 
 class Rule(StrEnum):
@@ -90,6 +100,8 @@ class KeptApart(StrEnum):
 
     ONE_SITE = "two pages of one site"
     SHARED_OPENING = "only an opening paragraph is shared"
+    OTHER_NUMBERS = "their titles name other numbers"
+    CORRECTION = "one is a correction notice"
 
 
 def jaccard_needed(words: int) -> float:
@@ -265,6 +277,33 @@ def shared_opening(p: Pair) -> str | None:
     return None
 
 
+def other_numbers(p: Pair) -> str | None:
+    new, old = title_numbers(p.new.title_key), title_numbers(p.old.title_key)
+    if new and old and new != old and title_shape(p.new.title_key) == title_shape(p.old.title_key):
+        return (f"one title with other numbers ({', '.join(sorted(new))} against {', '.join(sorted(old))}): "
+                "two stories of one template")
+    return None
+
+
+def correction(p: Pair) -> str | None:
+    notice, article = (p.short_copy, p.long_copy)
+    if corrects(notice.title_key) and not corrects(article.title_key) and 2 * p.short.words <= p.long.words:
+        return "a correction notice, at most half as long as the article its title names"
+    return None
+
+
+def title_numbers(key: str) -> frozenset[str]:
+    """The numbers a folded title names, in ASCII digits without leading zeros (۱۲ and 012 are 12)."""
+    return frozenset("".join(str(unicodedata.digit(c)) for c in number).lstrip("0") or "0"
+                     for number in _NUMBER.findall(key))
+
+
+def corrects(key: str) -> bool:
+    """Whether a folded title opens or ends with a word that marks a correction notice."""
+    words = key.split()
+    return bool(words) and (words[0] in CORRECTION_WORDS or words[-1] in CORRECTION_WORDS)
+
+
 def near_identical(p: Pair) -> str | None:
     words, needed = p.short.words, jaccard_needed(p.short.words)
     if words >= MIN_TEXT_WORDS and p.jaccard >= needed:
@@ -318,7 +357,8 @@ def edited_copy(p: Pair) -> str | None:
 
 
 BEFORE_REFUSALS = ((Rule.SAME_LINK, same_link), (Rule.SAME_HASH, same_hash))
-REFUSALS = ((KeptApart.ONE_SITE, one_site), (KeptApart.SHARED_OPENING, shared_opening))
+REFUSALS = ((KeptApart.ONE_SITE, one_site), (KeptApart.SHARED_OPENING, shared_opening),
+            (KeptApart.OTHER_NUMBERS, other_numbers), (KeptApart.CORRECTION, correction))
 TEXT_RULES = ((Rule.NEAR_IDENTICAL, near_identical), (Rule.CONTAINED, contained), (Rule.SAME_TITLE, same_title),
               (Rule.TEASER, teaser), (Rule.EDITED_COPY, edited_copy))
 ORDER = tuple(rule for rule, _ in BEFORE_REFUSALS + TEXT_RULES)  # strongest first: how match ranks candidates
