@@ -15,6 +15,7 @@ from lxml import etree
 
 from aggregator.output import websub
 from conftest import run_cli, write_config
+from test_daemon import daemons, wait_for  # noqa: F401 (daemons is a fixture)
 from test_outputs_archive import atom_feed
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -136,3 +137,25 @@ def test_a_failing_hub_does_not_fail_the_command(tmp_path, hub):
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if hub.url in line]
     assert "HTTP 400" in line and "all.atom" in line
+
+
+def test_a_hub_that_never_answers_holds_up_no_publish_of_the_daemon(tmp_path, daemons):
+    """websub.hubs names a hub that takes the connection and never answers (10 s a try, three tries): the
+    daemon pings from the side, so every output is written as soon as it changes, not one per 36 s."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel accepts; nobody reads or answers
+    try:
+        (tmp_path / "source.atom").write_text(atom_feed([1, 2]))
+        outputs = [{"id": f"out{n}", "title": f"Out {n}"} for n in range(3)]
+        config = write_config(tmp_path, [{"id": "src", "url": "file:source.atom", "interval": "1s"}], outputs,
+                              websub={"hubs": [f"http://127.0.0.1:{silent.getsockname()[1]}/"]})
+        daemon = daemons(config)
+        wait_for(lambda: all((tmp_path / "out" / f"out{n}.atom").exists() for n in range(3)), timeout=8,
+                 what="every output published", log=daemon.log)
+        (tmp_path / "source.atom").write_text(atom_feed([1, 2, 3]))
+        wait_for(lambda: all(len(etree.parse(str(tmp_path / "out" / f"out{n}.atom")).getroot().findall(
+            f"{ATOM}entry")) == 3 for n in range(3)), timeout=8, what="the new entry in every output", log=daemon.log)
+        assert daemon.stop() == 0
+    finally:
+        silent.close()

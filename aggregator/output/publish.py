@@ -11,6 +11,7 @@ those unchanged.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
@@ -89,6 +90,7 @@ def publish_output(config: Config, output: OutputConfig, entries: list[StoryEntr
 #: in the site's pool, if it has one.
 POOL_MIN_ARCHIVE_PAGES = 2
 WORKER_MODULE = __name__  # what a pool's workers import to render documents and story pages
+Pinger = Callable[[tuple[str, ...], list[str]], object]  # (hubs, topics): tells the hubs those changed
 
 
 class _Staging:
@@ -191,17 +193,19 @@ def _publish_one(store: Store, config: Config, output: OutputConfig, now: dateti
     return written
 
 
-def _ping_hubs(config: Config, written: list[Path]) -> None:
+def _ping_hubs(config: Config, written: list[Path], pinger: Pinger) -> None:
     """Tell the hubs about each current document among the files written."""
     changed = {path.relative_to(config.output_dir).as_posix() for path in written}
     topics = [config.base_url + f"{o.id}.{fmt}" for o in config.outputs for fmt in o.formats
               if f"{o.id}.{fmt}" in changed]
-    websub.ping(config.hubs, topics)
+    if topics:
+        pinger(config.hubs, topics)
 
 
 def publish_outputs(store: Store, config: Config, now: datetime | None = None,
                     only: set[str] | None = None, unless_unchanged: bool = False,
-                    memory: PublishMemory | None = None, pool: Executor | None = None) -> list[Path]:
+                    memory: PublishMemory | None = None, pool: Executor | None = None,
+                    pinger: Pinger = websub.ping) -> list[Path]:
     """Render every output (or those named in `only`): all formats and archive pages; the files rewritten.
 
     One output that cannot be written (a full disk) does not stop the others:
@@ -212,7 +216,8 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     complete publish (selecting the stories of a large state costs seconds).
     `memory`: what a process that publishes again and again keeps between publishes. `pool`: worker
     processes that render and write story pages while this one renders the documents, when there are many
-    (a first publish writes one for every story).
+    (a first publish writes one for every story). `pinger`: what tells the hubs (websub.ping, or a daemon's
+    way of doing it from the side, so that a hub that does not answer holds up no publish).
     """
     memory = memory or PublishMemory()
     written, errors = [], []
@@ -237,7 +242,7 @@ def publish_outputs(store: Store, config: Config, now: datetime | None = None,
     except PublishError as exc:
         errors.append(str(exc))
     if config.hubs:
-        _ping_hubs(config, written)
+        _ping_hubs(config, written, pinger)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise PublishError(errors[0].removeprefix("publish: ") + more)

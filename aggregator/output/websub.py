@@ -35,14 +35,20 @@ class PingResult:
 
 
 def ping(hubs: tuple[str, ...] | list[str], topics: list[str], *, delays: tuple[float, ...] = RETRY_DELAYS,
-         timeout: float = TIMEOUT) -> list[PingResult]:
-    """Ping every hub about every topic (concurrently); failures are also logged as one line each."""
+         timeout: float = TIMEOUT, parallel: int = MAX_PARALLEL) -> list[PingResult]:
+    """Ping every hub about every topic (`parallel` at a time; 1: in the calling thread, one after the other);
+    failures are also logged as one line each."""
     jobs = [(hub, topic) for hub in hubs for topic in topics]
     if not jobs:
         return []
-    with requests.Session() as session, ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs))) as pool:
+    with requests.Session() as session:
         session.headers["User-Agent"] = USER_AGENT
-        results = list(pool.map(lambda job: _ping_one(session, *job, delays, timeout), jobs))
+        one = lambda job: _ping_one(session, *job, delays, timeout)  # noqa: E731
+        if parallel <= 1:
+            results = [one(job) for job in jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=min(parallel, len(jobs))) as pool:
+                results = list(pool.map(one, jobs))
     for result in results:
         if not result.ok:
             log.warning("websub: hub %s was not told about %s after %d attempt(s): %s; "

@@ -36,7 +36,7 @@ from .pipeline import poll
 from .prepare import Preparer
 from .process import StateLock, fewer_malloc_arenas, setup_logging
 from .prune import due, prune
-from .publisher import Publisher
+from .publisher import HubPings, Publisher
 from .lifeline import spare_cores
 from .live import Live
 from .local import LocalMode
@@ -70,6 +70,7 @@ class Daemon:
         self.app: App | None = None
         self.publisher: Publisher | None = None
         self.memory = PublishMemory()  # what publishing keeps between the daemon's publishes
+        self.pings = HubPings()
         self.mode = None  # how sources are scheduled: alone, or as one of several workers
         self.live: Live | None = None  # WebSub push, metrics, health (live.py)
         self.preparer = Preparer.for_sources(sum(1 for source in config.sources if source.enabled))
@@ -274,7 +275,8 @@ class Daemon:
     def _publish_output(self, config: Config, output: OutputConfig, pool: Executor | None) -> None:
         started = time.monotonic()
         try:
-            written = publish_outputs(self.store, config, only={output.id}, memory=self.memory, pool=pool)
+            written = publish_outputs(self.store, config, only={output.id}, memory=self.memory, pool=pool,
+                                      pinger=self.pings)
         except AggregatorError as exc:
             self.live.published(output.id, time.monotonic() - started, 0, str(exc))
             log.error("%s; retrying in %ds", exc, PUBLISH_RETRY)

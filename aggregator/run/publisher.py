@@ -1,11 +1,15 @@
-"""Coalesced republishing: the outputs changed polls touched, rewritten once a burst of polls is over."""
+"""Coalesced republishing: the outputs changed polls touched, rewritten once a burst of polls is over; and the
+hubs told about it from the side."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from typing import Callable
+
+from ..output import websub
 
 log = logging.getLogger("aggregator")
 
@@ -79,3 +83,24 @@ class Publisher:
             finally:
                 with self._cond:
                     self._publishing = None
+
+
+class HubPings:
+    """The daemon's publish pings (websub.ping), one batch at a time on a thread of their own: a hub that does
+    not answer (10 s a try, three tries) holds up neither a publish nor a stop (pings still queued then are
+    dropped: subscribers see the change at their next poll)."""
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="websub-ping", daemon=True).start()
+
+    def __call__(self, hubs: tuple[str, ...], topics: list[str]) -> None:
+        self._queue.put((hubs, topics))
+
+    def _loop(self) -> None:
+        while True:
+            hubs, topics = self._queue.get()
+            try:
+                websub.ping(hubs, topics, parallel=1)  # no thread of its pool may outlive a stop
+            except Exception as exc:  # noqa: BLE001 - a ping never stops the daemon, nor the pings after it
+                log.warning("websub: pinging %s failed: %s", ", ".join(hubs), exc)
