@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import signal
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -224,6 +225,23 @@ def test_when_the_hub_disappears_polling_resumes_at_the_normal_interval(tmp_path
     site.serve("a story after the hub left")
     wait_for(lambda: "a story after the hub left" in site.served(), timeout=15, what="the polled story")
     assert "pending (websub: cannot reach the hub" in run_cli("status", config=site.config, check=True).stdout
+    assert site.daemon.stop() == 0
+
+
+def test_turning_subscribe_off_at_a_reload_sends_the_source_back_to_polling(tmp_path, feed_server, daemons, hubs,
+                                                                           tls):
+    """SIGHUP with websub.subscribe: false drops the live subscription, and with it the 6 h safety net: the
+    source is polled at its own interval again at once (it was left until the safety net's next poll)."""
+    context, bundle = tls
+    hub = hubs(ssl_context=context)
+    site = Site(tmp_path, feed_server, daemons, hub, bundle, interval=0.5)
+    site.wait_live()
+    polls = site.polls()
+    site.config.write_text(site.config.read_text().replace("subscribe: true", "subscribe: false"))
+    site.daemon.send(signal.SIGHUP)
+    site.daemon.wait_log("subscription dropped (websub.subscribe is off)")
+    wait_for(lambda: site.polls() >= polls + 3, timeout=15, what="polling again", log=site.daemon.log)
+    assert site.push_state() is None
     assert site.daemon.stop() == 0
 
 

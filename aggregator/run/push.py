@@ -166,11 +166,15 @@ class Subscriber:
         """At a start or reload: drop the subscriptions of sources no longer configured, or all when subscribing
         is off (a push for them is then answered 410 Gone, which tells the hub to stop)."""
         config = self.current()
-        wanted = {s.id for s in config.sources if s.enabled} if enabled(config) else set()
+        polled = {s.id for s in config.sources if s.enabled}
+        wanted = polled if enabled(config) else set()
+        now = datetime.now(timezone.utc)
         for source_id in set(self.store.push_subscriptions()) - wanted:
             self.store.drop_push(source_id)
             log.info("websub: %s: subscription dropped (%s)", source_id,
                      "source no longer polled" if enabled(config) else "websub.subscribe is off")
+            if source_id in polled:
+                self.poll_soon(source_id, now)  # its safety net (a poll in up to 6 h) goes with the subscription
         with self._lock:
             self._known.clear()
 
