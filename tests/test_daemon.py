@@ -254,6 +254,23 @@ def test_redirects_gone_retry_after_failures_and_hanging_servers(tmp_path, feed_
     assert "Traceback" not in daemon.text()
 
 
+def test_a_reload_while_polls_are_in_flight_retries_nothing_each_second(tmp_path, feed_server, daemons):
+    """A SIGHUP that changes sources whose polls are in flight (their host answers after 4 s): each such poll
+    is left to finish and schedule the next, without a skipped run retried (and logged) every second."""
+    feed_server.delay = 4.0
+    sources = [{"id": f"slow{n}", "url": feed_server.serve(f"/s{n}.xml", rss(f"s{n}", 1)), "interval": "1s",
+                "timeout": "30s"} for n in range(3)]
+    config = write_config(tmp_path, sources)
+    daemon = daemons(config)
+    wait_for(lambda: len(feed_server.seen("/s2.xml")) >= 1, what="the polls in flight", log=daemon.log)
+    config.write_text(config.read_text().replace("timeout: 30s", "timeout: 31s"))
+    daemon.send(signal.SIGHUP)
+    daemon.wait_log("reloaded")
+    wait_for(lambda: daemon.text().count(": 1 new, 0 updated") >= 3, timeout=20, what="the polls done", log=daemon.log)
+    assert daemon.text().count("maximum number of running instances") <= 3, daemon.text()
+    assert daemon.stop() == 0
+
+
 def test_sighup_reloads_the_config_and_keeps_the_old_one_when_the_new_is_broken(tmp_path, feed_server, daemons):
     port = free_port()
     a = {"id": "a", "url": feed_server.serve("/a.xml", rss("a", 1))}

@@ -186,10 +186,10 @@ class Daemon:
         if self.live.owns(event) or self.mode.owns(event) or event.job_id == MAINTENANCE:
             return
         now = datetime.now(timezone.utc)
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            return  # its poll in flight (a reload re-added the job meanwhile) schedules the next when it ends
         if event.code == EVENT_JOB_EXECUTED:
             when = event.retval
-        elif event.code == EVENT_JOB_MAX_INSTANCES:
-            when = now + timedelta(seconds=1)
         else:
             exc = event.exception
             if isinstance(exc, AggregatorError):
