@@ -36,8 +36,6 @@ for more agreement elsewhere.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -50,7 +48,7 @@ from .copies import Copy
 from .fingerprint import Fingerprint
 from .links import identifies_page, link_host
 from .text import STOPWORDS, text_tokens
-from .titles import title_shape, title_similarity
+from .titles import corrects, title_numbers, title_shape, title_similarity
 
 MIN_TEXT_WORDS = 50  # below this, text similarity alone never merges
 MIN_SUPPORT_WORDS = 20  # below this, a text cannot even support a title match
@@ -77,10 +75,6 @@ EDITED_LONG_PARAGRAPHS = 0.55  # ... and of the longer text's in the shorter
 EDITED_WORDS = 0.65  # share of the shorter text's meaningful words (names, rare words) found in the longer
 EDITED_TITLE = 0.2  # titles sharing this much ...
 EDITED_JACCARD = 0.4  # ... or texts this alike
-CORRECTION_WORDS = frozenset({"correction", "corrected", "correcting", "clarification", "erratum", "retraction",
-                              "retracted", "rectification", "correccion", "rectificatif", "berichtigung",
-                              "korrektur", "rettifica", "اصلاحیه", "تصحیح", "تصحيح"})
-_NUMBER = re.compile(r"\d+")
 
 
 class Rule(StrEnum):
@@ -290,18 +284,6 @@ def correction(p: Pair) -> str | None:
     if corrects(notice.title_key) and not corrects(article.title_key) and 2 * p.short.words <= p.long.words:
         return "a correction notice, at most half as long as the article its title names"
     return None
-
-
-def title_numbers(key: str) -> frozenset[str]:
-    """The numbers a folded title names, in ASCII digits without leading zeros (۱۲ and 012 are 12)."""
-    return frozenset("".join(str(unicodedata.digit(c)) for c in number).lstrip("0") or "0"
-                     for number in _NUMBER.findall(key))
-
-
-def corrects(key: str) -> bool:
-    """Whether a folded title opens or ends with a word that marks a correction notice."""
-    words = key.split()
-    return bool(words) and (words[0] in CORRECTION_WORDS or words[-1] in CORRECTION_WORDS)
 
 
 def near_identical(p: Pair) -> str | None:

@@ -1,4 +1,5 @@
-"""Titles: normalised keys, the decorations each source adds around its titles, and generic titles.
+"""Titles: normalised keys, the decorations each source adds around its titles, generic titles, and what a
+title says of its story (its numbers, a correction notice).
 
 Pure functions over strings.
 """
@@ -23,6 +24,9 @@ _SUFFIXES = (re.compile(r"^(.*\S)\s*[\[(]([^\[\]()]{1,100})[\])]\s*$"),
              re.compile(rf"^(.+){_SEPARATOR}([^|:]{{1,60}}?)\s*$"))
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 _SPACED_MARK = re.compile(r"\s[-–—|•·»›~/:]")
+CORRECTION_WORDS = frozenset({"correction", "corrected", "correcting", "clarification", "erratum", "retraction",
+                              "retracted", "rectification", "correccion", "rectificatif", "berichtigung",
+                              "korrektur", "rettifica", "اصلاحیه", "تصحیح", "تصحيح"})  # a notice, not the story
 MIN_DECORATION_SHARE = 0.05  # of a source's titles that must carry an affix before it counts as one
 
 
@@ -48,6 +52,18 @@ def title_keys(title: str | None, decorations: Decorations | None = None) -> tup
         level = [split[1] for t in level for split in (split_affix(t, "prefix"), split_affix(t, "suffix")) if split]
         texts += level
     return tuple(dict.fromkeys(k for k in map(fold, texts) if k))
+
+
+def title_numbers(key: str) -> frozenset[str]:
+    """The numbers a folded title names, in ASCII digits without leading zeros (۱۲ and 012 are 12)."""
+    return frozenset("".join(str(unicodedata.digit(c)) for c in number).lstrip("0") or "0"
+                     for number in _DIGITS.findall(key))
+
+
+def corrects(key: str) -> bool:
+    """Whether a folded title opens or ends with a word that marks a correction notice."""
+    words = key.split()
+    return bool(words) and (words[0] in CORRECTION_WORDS or words[-1] in CORRECTION_WORDS)
 
 
 @lru_cache(maxsize=4096)  # an affix's shape is asked for each title that carries it, while learning and stripping
